@@ -1,0 +1,1 @@
+"""Services and wiring: bus, pipeline, voter, CLI, Kafka consumers."""

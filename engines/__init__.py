@@ -1,0 +1,1 @@
+"""Model runtimes behind one Protocol per role, pre/post-processing, batching, the gallery index."""

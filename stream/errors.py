@@ -1,0 +1,11 @@
+"""The error base shared by every package: a message a user can act on."""
+
+from __future__ import annotations
+
+
+class LiveTagError(Exception):
+    """An expected failure with a one-line message that says what is wrong and what to do.
+
+    The CLI prints ``str(error)`` on one line and exits non-zero, without a traceback.
+    Subclasses live next to the code that raises them.
+    """

@@ -1,0 +1,1 @@
+"""Offline training: synthetic data, Tianchi reader, detector and embedder, export, evaluation."""
