@@ -1,0 +1,444 @@
+"""Settings: frozen dataclasses, validated once in ``__post_init__``, then passed down.
+
+Nothing here reads the environment on import; ``Settings.from_env(os.environ)`` is called by a
+service's ``run``. Environment names are ``LIVETAG_<SECTION>_<FIELD>`` in upper case, e.g.
+``LIVETAG_KAFKA_BOOTSTRAP_SERVERS=a:9092,b:9092`` or ``LIVETAG_VOTER_HALF_LIFE_S=2.5``; tuples are
+comma-separated, mappings are JSON, booleans are ``1/0/true/false/yes/no``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from consumers.bus import TopicSpec
+from stream.errors import LiveTagError
+
+ENV_PREFIX = "LIVETAG_"
+
+
+class SettingsError(LiveTagError):
+    """A setting has a bad value; the message names the setting."""
+
+
+class SecretStr:
+    """A string that does not show itself in ``repr``, ``str`` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = str(value)
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')" if self._value else "SecretStr('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def check(ok: bool, name: str, message: str) -> None:
+    """Raise SettingsError ``"<name> <message>"`` unless ``ok``."""
+    if not ok:
+        raise SettingsError(f"setting {name} {message}")
+
+
+def check_types(obj: Any, section: str) -> None:
+    """Raise SettingsError naming the first field of dataclass ``obj`` whose value has the wrong type."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        args = typing.get_args(hint)
+        optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+        if optional:
+            if value is None:
+                continue
+            hint = next(a for a in args if a is not type(None))
+        base = typing.get_origin(hint) or hint
+        if base is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif base is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif base is tuple:
+            ok = isinstance(value, tuple) and all(isinstance(v, str) for v in value)
+        elif base in (Mapping, dict):
+            ok = isinstance(value, Mapping)
+        else:  # other classes are checked; typing constructs such as Literal are left to __post_init__
+            ok = isinstance(value, base) if isinstance(base, type) else True
+        check(ok, f"{section}.{f.name}", f"has the wrong type {type(value).__name__}")
+
+
+def _unit(name: str, value: float) -> None:
+    check(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
+
+
+def _positive(name: str, value: float) -> None:
+    check(value > 0, name, f"must be > 0, got {value}")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Models and per-frame thresholds of the inference pipeline.
+
+    Attributes:
+        detector_dir: Detector model package directory (model.onnx + spec.json).
+        embedder_dir: Embedder model package directory.
+        backend: ``onnxruntime``, ``tensorrt`` or ``torch``.
+        detection_threshold: Minimum objectness to keep a box.
+        nms_iou: IoU above which the weaker of two boxes is dropped.
+        min_similarity: Minimum cosine similarity of a gallery hit.
+        top_k: Gallery hits kept per detection.
+        category_top_k: Top categories of a detection compared with the product's categories.
+        crop_expand: Ratio a box is expanded by before embedding.
+        sold_threshold: Minimum sold-item probability for a detection to vote.
+        max_detections_per_frame: Detections embedded per frame (highest sold score first).
+    """
+
+    detector_dir: str = "models/detector"
+    embedder_dir: str = "models/embedder"
+    backend: str = "onnxruntime"
+    detection_threshold: float = 0.3
+    nms_iou: float = 0.6
+    min_similarity: float = 0.3
+    top_k: int = 5
+    category_top_k: int = 3
+    crop_expand: float = 0.1
+    sold_threshold: float = 0.3
+    max_detections_per_frame: int = 8
+
+    def __post_init__(self) -> None:
+        check_types(self, "pipeline")
+        check(self.backend in ("onnxruntime", "tensorrt", "torch"), "pipeline.backend",
+              f"must be onnxruntime, tensorrt or torch, got {self.backend!r}")
+        check(bool(self.detector_dir), "pipeline.detector_dir", "is empty")
+        check(bool(self.embedder_dir), "pipeline.embedder_dir", "is empty")
+        for name in ("detection_threshold", "nms_iou", "sold_threshold"):
+            _unit(f"pipeline.{name}", getattr(self, name))
+        check(-1.0 <= self.min_similarity <= 1.0, "pipeline.min_similarity", "must be in [-1, 1]")
+        for name in ("top_k", "category_top_k", "max_detections_per_frame"):
+            check(getattr(self, name) >= 1, f"pipeline.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(0.0 <= self.crop_expand <= 1.0, "pipeline.crop_expand", f"must be in [0, 1], got {self.crop_expand}")
+
+
+DROP_POLICIES = ("drop_oldest", "drop_newest", "block")
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Cross-stream micro-batching.
+
+    Attributes:
+        max_batch: Most frames in one model call.
+        max_wait_ms: Longest a frame waits for the batch to fill.
+        queue_capacity: Bound of the queue in front of the batcher.
+        drop_policy: What a full queue does: ``drop_oldest``, ``drop_newest`` or ``block``.
+    """
+
+    max_batch: int = 16
+    max_wait_ms: float = 20.0
+    queue_capacity: int = 256
+    drop_policy: str = "drop_oldest"
+
+    def __post_init__(self) -> None:
+        check_types(self, "batch")
+        check(self.max_batch >= 1, "batch.max_batch", f"must be >= 1, got {self.max_batch}")
+        check(self.max_wait_ms >= 0, "batch.max_wait_ms", f"must be >= 0, got {self.max_wait_ms}")
+        check(self.queue_capacity >= self.max_batch, "batch.queue_capacity",
+              f"must be >= max_batch ({self.max_batch}), got {self.queue_capacity}")
+        check(self.drop_policy in DROP_POLICIES, "batch.drop_policy",
+              f"must be one of {', '.join(DROP_POLICIES)}, got {self.drop_policy!r}")
+
+
+@dataclass(frozen=True)
+class VoterSettings:
+    """The per-stream voter (see consumers.voter for the rules).
+
+    Attributes:
+        half_life_s: Stream seconds for a vote to lose half its weight.
+        min_similarity: Gallery hits below this similarity do not vote.
+        min_votes: Frames voting for an item before its match can start.
+        start_score: Decayed score an item needs to start a match.
+        margin: The leader must score at least ``margin`` times the runner-up (start and switch).
+        end_score: A running match ends when its decayed score falls below this.
+        forget_score: An item's state is dropped below this score (its next run starts afresh).
+        update_interval_s: Least stream seconds between two match.updated events.
+        idle_timeout_s: Wall seconds without frames after which a stream is evicted (match.ended).
+        max_streams: Streams held at once; the least recently seen is evicted beyond it.
+        max_items_per_stream: Candidate items held per stream (lowest score dropped).
+        max_evidence: Evidence items kept per candidate (most similar).
+        votes_per_detection: Distinct items one detection may vote for (best first).
+    """
+
+    half_life_s: float = 3.0
+    min_similarity: float = 0.3
+    min_votes: int = 3
+    start_score: float = 1.0
+    margin: float = 1.5
+    end_score: float = 0.3
+    forget_score: float = 0.02
+    update_interval_s: float = 2.0
+    idle_timeout_s: float = 30.0
+    max_streams: int = 10_000
+    max_items_per_stream: int = 64
+    max_evidence: int = 5
+    votes_per_detection: int = 1
+
+    def __post_init__(self) -> None:
+        check_types(self, "voter")
+        for name in ("half_life_s", "start_score", "end_score", "forget_score", "idle_timeout_s"):
+            _positive(f"voter.{name}", getattr(self, name))
+        check(-1.0 <= self.min_similarity <= 1.0, "voter.min_similarity", "must be in [-1, 1]")
+        check(self.margin >= 1.0, "voter.margin", f"must be >= 1, got {self.margin}")
+        check(self.forget_score < self.end_score < self.start_score, "voter.end_score",
+              f"must lie between forget_score and start_score ({self.forget_score} < {self.end_score} < {self.start_score})")
+        check(self.update_interval_s >= 0, "voter.update_interval_s", "must be >= 0")
+        for name in ("min_votes", "max_streams", "max_items_per_stream", "max_evidence", "votes_per_detection"):
+            check(getattr(self, name) >= 1, f"voter.{name}", f"must be >= 1, got {getattr(self, name)}")
+
+
+def _default_topic_configs() -> dict[str, dict[str, str]]:
+    return {
+        "frames": {"retention.ms": "3600000"},
+        "matches": {"retention.ms": "604800000"},
+        "dlq": {"retention.ms": "1209600000"},
+    }
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    """Topic names and layout.
+
+    Attributes:
+        prefix: Prepended to every name (e.g. ``prod.``).
+        streams, frames, gallery, matches, dlq: Base names of the five topics.
+        partitions: Partitions of every topic (the unit of parallelism).
+        replication: Replication factor.
+        configs: Extra broker configs per base name, e.g. ``{"frames": {"retention.ms": "3600000"}}``.
+    """
+
+    prefix: str = ""
+    streams: str = "streams"
+    frames: str = "frames"
+    gallery: str = "gallery"
+    matches: str = "matches"
+    dlq: str = "dlq"
+    partitions: int = 6
+    replication: int = 1
+    configs: Mapping[str, Mapping[str, str]] = field(default_factory=_default_topic_configs)
+
+    def __post_init__(self) -> None:
+        check_types(self, "topics")
+        for name in ("streams", "frames", "gallery", "matches", "dlq"):
+            value = getattr(self, name)
+            check(bool(value) and all(c.isalnum() or c in "._-" for c in self.prefix + value),
+                  f"topics.{name}", f"must be letters, digits, '.', '_' or '-', got {self.prefix + value!r}")
+        check(self.partitions >= 1, "topics.partitions", f"must be >= 1, got {self.partitions}")
+        check(self.replication >= 1, "topics.replication", f"must be >= 1, got {self.replication}")
+        unknown = set(self.configs) - {"streams", "frames", "gallery", "matches", "dlq"}
+        check(not unknown, "topics.configs", f"names unknown topics: {', '.join(sorted(unknown))}")
+
+    def name(self, base: str) -> str:
+        """The full name of ``base`` (one of streams, frames, gallery, matches, dlq)."""
+        return self.prefix + str(getattr(self, base))
+
+    def specs(self) -> list[TopicSpec]:
+        """The five topics; ``streams`` and ``gallery`` are compacted."""
+        out = []
+        for base in ("streams", "frames", "gallery", "matches", "dlq"):
+            compacted = base in ("streams", "gallery")
+            configs = dict(self.configs.get(base, {}))
+            if compacted:
+                configs.setdefault("cleanup.policy", "compact")
+            out.append(TopicSpec(self.name(base), self.partitions, self.replication, compacted, configs))
+        return out
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """How to reach the brokers.
+
+    Attributes:
+        bootstrap_servers: ``host:port`` entries.
+        security_protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+        sasl_mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL protocols only).
+        sasl_username: SASL user.
+        sasl_password: SASL password (never shown).
+        ssl_cafile, ssl_certfile, ssl_keyfile: PEM files (must exist when given).
+        client_id: Client id reported to the brokers.
+    """
+
+    bootstrap_servers: tuple[str, ...] = ("localhost:9092",)
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    client_id: str = "livetag"
+
+    def __post_init__(self) -> None:
+        check_types(self, "kafka")
+        check(bool(self.bootstrap_servers), "kafka.bootstrap_servers", "is empty")
+        for server in self.bootstrap_servers:
+            host, _, port = server.rpartition(":")
+            check(bool(host) and port.isdigit(), "kafka.bootstrap_servers", f"entry {server!r} is not host:port")
+        check(self.security_protocol in SECURITY_PROTOCOLS, "kafka.security_protocol",
+              f"must be one of {', '.join(SECURITY_PROTOCOLS)}, got {self.security_protocol!r}")
+        if self.security_protocol.startswith("SASL"):
+            check(self.sasl_mechanism in SASL_MECHANISMS, "kafka.sasl_mechanism",
+                  f"must be one of {', '.join(SASL_MECHANISMS)} with {self.security_protocol}")
+            check(bool(self.sasl_username) and bool(self.sasl_password), "kafka.sasl_username",
+                  "and kafka.sasl_password are required with SASL")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            check(path is None or Path(path).is_file(), f"kafka.{name}", f"names a missing file: {path}")
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for kafka-python clients (KafkaProducer, KafkaConsumer, KafkaAdminClient)."""
+        out: dict[str, Any] = {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            "security_protocol": self.security_protocol,
+            "client_id": self.client_id,
+        }
+        if self.security_protocol.startswith("SASL"):
+            out["sasl_mechanism"] = self.sasl_mechanism
+            out["sasl_plain_username"] = self.sasl_username
+            out["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        return out
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """Metrics, health and logs.
+
+    Attributes:
+        bind_host: Address of the metrics (``/metrics``) and health (``/healthz``) HTTP server.
+        port: Its port; 0 turns the server off.
+        log_format: ``json`` or ``text``.
+        log_level: DEBUG, INFO, WARNING or ERROR.
+    """
+
+    bind_host: str = "0.0.0.0"
+    port: int = 9108
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        check_types(self, "observability")
+        check(bool(self.bind_host), "observability.bind_host", "is empty")
+        check(0 <= self.port <= 65535, "observability.port", f"must be in [0, 65535], got {self.port}")
+        check(self.log_format in ("json", "text"), "observability.log_format",
+              f"must be json or text, got {self.log_format!r}")
+        check(self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"), "observability.log_level",
+              f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every section, validated. Build with ``Settings()``, ``from_env`` or ``with_overrides``."""
+
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    voter: VoterSettings = field(default_factory=VoterSettings)
+    topics: TopicSettings = field(default_factory=TopicSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], base: Settings | None = None) -> Settings:
+        """Settings from ``LIVETAG_<SECTION>_<FIELD>`` variables over ``base`` (defaults).
+
+        Raises SettingsError naming the variable for a value that does not parse or validate, and for
+        an unknown field of a known section (a typo).
+        """
+        settings = base or cls()
+        changes: dict[str, Any] = {}
+        for section in dataclasses.fields(cls):
+            current = getattr(settings, section.name)
+            head = f"{ENV_PREFIX}{section.name.upper()}_"
+            hints = typing.get_type_hints(type(current))
+            known = {f.name for f in dataclasses.fields(current)}
+            for env_name, raw in environ.items():
+                if not env_name.startswith(head):
+                    continue
+                field_name = env_name[len(head) :].lower()
+                check(field_name in known, env_name, f"is not a setting of [{section.name}]")
+                changes[f"{section.name}__{field_name}"] = _parse(env_name, raw, hints[field_name])
+        return settings.with_overrides(**changes)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with whole sections (``voter=VoterSettings(...)``) or fields (``voter__min_votes=5``)
+        replaced; the result is validated again."""
+        sections: dict[str, Any] = {}
+        per_section: dict[str, dict[str, Any]] = {}
+        names = {f.name for f in dataclasses.fields(self)}
+        for key, value in overrides.items():
+            section, _, field_name = key.partition("__")
+            check(section in names, key, f"is not a settings section ({', '.join(sorted(names))})")
+            if field_name:
+                per_section.setdefault(section, {})[field_name] = value
+            else:
+                sections[section] = value
+        for section, fields in per_section.items():
+            current = sections.get(section, getattr(self, section))
+            known = {f.name for f in dataclasses.fields(current)}
+            unknown = sorted(set(fields) - known)
+            check(not unknown, f"{section}.{unknown[0] if unknown else ''}", "is not a setting")
+            try:
+                sections[section] = dataclasses.replace(current, **fields)
+            except TypeError as exc:
+                raise SettingsError(f"settings of [{section}] have a wrong type: {exc}") from exc
+        return dataclasses.replace(self, **sections)
+
+
+def _parse(name: str, raw: str, hint: Any) -> Any:
+    """Parse the text of environment variable ``name`` as the type ``hint``."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if raw.strip() == "":
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _parse(name, raw, inner)
+    try:
+        if hint is bool:
+            lowered = raw.strip().lower()
+            check(lowered in ("1", "0", "true", "false", "yes", "no"), name, f"must be a boolean, got {raw!r}")
+            return lowered in ("1", "true", "yes")
+        if hint in (int, float, str):
+            return hint(raw.strip()) if hint is not str else raw
+        if hint is SecretStr:
+            return SecretStr(raw)
+        if origin is tuple:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if origin in (Mapping, dict) or hint is Mapping:
+            value = json.loads(raw)
+            check(isinstance(value, dict), name, "must be a JSON object")
+            return value
+    except (ValueError, json.JSONDecodeError) as exc:
+        raise SettingsError(f"setting {name} has a bad value {raw!r}: {exc}") from exc
+    raise SettingsError(f"setting {name} cannot be read from the environment")

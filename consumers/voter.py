@@ -1,0 +1,335 @@
+"""The per-stream voter: turns per-frame gallery hits into match segments with hysteresis.
+
+Rules, per stream (times are stream seconds, pts, unless said otherwise):
+
+* A detection votes for its best gallery item (``votes_per_detection`` items at most) with weight
+  ``similarity * sold * confidence``; hits below ``min_similarity`` do not vote, nor do hits whose
+  item's catalog categories (when known) miss the detection's top categories. One frame gives an
+  item at most one vote (its strongest).
+* Scores decay exponentially with ``half_life_s`` of stream time, applied as pts advances, so frames
+  without detections also lower every score.
+* A candidate's *run* starts at its first vote and restarts when it has had no vote for
+  ``2 * half_life_s``; the run's first pts is the segment start, its last vote's pts the segment end.
+* ``match.started``: no match is running and the leader has score >= ``start_score``, at least
+  ``min_votes`` votes in its run, and at least ``margin`` times the runner-up's score.
+* A running match switches (``ended`` + ``started``) only when another eligible item scores at
+  least ``margin`` times the running one; it ends when its score falls below ``end_score``, when the
+  stream ends, when pts goes backwards, or when the stream is evicted.
+* ``match.updated`` at most every ``update_interval_s`` of stream time while a match runs.
+
+State: streams are held in LRU order; a stream without frames for ``idle_timeout_s`` wall seconds
+(injected clock) is evicted by ``evict_idle`` with ``match.ended``; beyond ``max_streams`` the least
+recently seen stream is evicted the same way. Candidates (``max_items_per_stream``) and evidence
+(``max_evidence`` per candidate) are bounded. Not thread-safe: one voter per consuming thread.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from consumers.events import Box, EventKind, Evidence, MatchEvent, make_event_id
+from consumers.settings import VoterSettings
+from stream.clock import Clock
+from stream.errors import LiveTagError
+
+__all__ = ["GalleryHit", "Observation", "StreamVoter", "VoterInputError", "VoterSettings"]
+
+#: item_id -> category indices of the product, or None when the catalog does not say.
+CategoryLookup = Callable[[str], Collection[int] | None]
+
+
+class VoterInputError(LiveTagError):
+    """A frame given to the voter is malformed (empty stream id, non-finite pts)."""
+
+
+@dataclass(frozen=True)
+class GalleryHit:
+    """One gallery search result for a detection.
+
+    Attributes:
+        item_id: Catalog item of the matched shop image.
+        gallery_image_id: The shop image.
+        similarity: Cosine similarity in [-1, 1].
+        item_box: Box of the item in the shop image, or None.
+    """
+
+    item_id: str
+    gallery_image_id: str
+    similarity: float
+    item_box: Box | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One detection of a frame with its gallery hits.
+
+    Attributes:
+        frame_box: ``x1, y1, x2, y2`` in frame pixels.
+        sold: The detector's sold-item probability in [0, 1].
+        confidence: The detector's objectness in [0, 1].
+        hits: Gallery hits, any order.
+        top_categories: The detection's most likely category indices (empty: no check).
+    """
+
+    frame_box: Box
+    sold: float
+    confidence: float
+    hits: tuple[GalleryHit, ...]
+    top_categories: tuple[int, ...] = ()
+
+
+@dataclass
+class _Candidate:
+    score: float
+    first_pts: float
+    last_pts: float
+    votes: int = 0
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+@dataclass
+class _Match:
+    item_id: str
+    start: float
+    last_update_pts: float
+    updates: int = 0
+
+
+@dataclass
+class _Stream:
+    last_seen: float
+    last_pts: float | None = None
+    candidates: dict[str, _Candidate] = field(default_factory=dict)
+    match: _Match | None = None
+
+
+def _clamp01(value: float) -> float:
+    return min(1.0, max(0.0, float(value))) if math.isfinite(value) else 0.0
+
+
+def _finite(value: float) -> float:
+    return float(value) if math.isfinite(value) else -math.inf
+
+
+class StreamVoter:
+    """Votes per stream and emits match events (rules in the module docstring).
+
+    Args:
+        settings: Validated voter settings.
+        clock: Wall clock for idle eviction and ``emitted_at``.
+        categories: Catalog lookup item_id -> category indices; None turns the category check off.
+        detector_version: Reported in every event.
+        embedder_version: Reported in every event.
+    """
+
+    def __init__(
+        self,
+        settings: VoterSettings,
+        clock: Clock,
+        *,
+        categories: CategoryLookup | None = None,
+        detector_version: str = "",
+        embedder_version: str = "",
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._categories = categories
+        self._versions = (detector_version, embedder_version)
+        self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._run_gap = 2.0 * settings.half_life_s
+        self.stats: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def current(self, stream_id: str) -> str | None:
+        """The item of the running match of ``stream_id``, or None."""
+        state = self._streams.get(stream_id)
+        return state.match.item_id if state is not None and state.match is not None else None
+
+    # -- input -----------------------------------------------------------------------------------
+    def observe(self, stream_id: str, pts: float, observations: Sequence[Observation]) -> list[MatchEvent]:
+        """Account one processed frame of ``stream_id`` at stream time ``pts``; returns new events."""
+        if not stream_id or not math.isfinite(pts):
+            raise VoterInputError(f"voter input needs a stream id and a finite pts, got {stream_id!r} at {pts}")
+        events: list[MatchEvent] = []
+        state = self._streams.get(stream_id)
+        if state is None:
+            if len(self._streams) >= self.settings.max_streams:
+                old_id, old = self._streams.popitem(last=False)
+                self.stats["evicted_lru"] += 1
+                events += self._close(old_id, old)
+            state = _Stream(last_seen=self._clock.monotonic())
+            self._streams[stream_id] = state
+        else:
+            self._streams.move_to_end(stream_id)
+            state.last_seen = self._clock.monotonic()
+        self.stats["frames"] += 1
+        if state.last_pts is not None and pts < state.last_pts:
+            self.stats["pts_resets"] += 1
+            events += self._close(stream_id, state)
+            state.candidates.clear()
+            state.last_pts = None
+        self._decay(state, pts)
+        for item_id, (weight, evidence) in self._frame_votes(observations, pts).items():
+            self._add_vote(state, item_id, weight, evidence, pts)
+        self._prune(state)
+        events += self._decide(stream_id, state, pts)
+        return events
+
+    def evict_idle(self) -> list[MatchEvent]:
+        """Evict streams without frames for ``idle_timeout_s`` wall seconds; returns their ended events."""
+        events: list[MatchEvent] = []
+        deadline = self._clock.monotonic() - self.settings.idle_timeout_s
+        while self._streams:
+            stream_id, state = next(iter(self._streams.items()))
+            if state.last_seen > deadline:
+                break
+            del self._streams[stream_id]
+            self.stats["evicted_idle"] += 1
+            events += self._close(stream_id, state)
+        return events
+
+    def end_stream(self, stream_id: str) -> list[MatchEvent]:
+        """The stream stopped: forget it and end its running match."""
+        state = self._streams.pop(stream_id, None)
+        return [] if state is None else self._close(stream_id, state)
+
+    def drop_stream(self, stream_id: str) -> None:
+        """Forget a stream without events (its partition moved to another consumer)."""
+        self._streams.pop(stream_id, None)
+
+    # -- voting ----------------------------------------------------------------------------------
+    def _decay(self, state: _Stream, pts: float) -> None:
+        if state.last_pts is not None and pts > state.last_pts:
+            factor = 0.5 ** ((pts - state.last_pts) / self.settings.half_life_s)
+            for cand in state.candidates.values():
+                cand.score *= factor
+        state.last_pts = pts if state.last_pts is None else max(pts, state.last_pts)
+
+    def _frame_votes(self, observations: Sequence[Observation], pts: float) -> dict[str, tuple[float, Evidence]]:
+        """item_id -> (weight, evidence) of the strongest vote of this frame for each item."""
+        best: dict[str, tuple[float, Evidence]] = {}
+        for obs in observations:
+            det_weight = _clamp01(obs.sold) * _clamp01(obs.confidence)
+            if det_weight <= 0.0:
+                continue
+            voted: set[str] = set()
+            for hit in sorted(obs.hits, key=lambda h: (-_finite(h.similarity), h.item_id, h.gallery_image_id)):
+                if len(voted) >= self.settings.votes_per_detection:
+                    break
+                if hit.item_id in voted:
+                    continue
+                if not hit.similarity >= self.settings.min_similarity:  # also false for NaN
+                    self.stats["low_similarity"] += 1
+                    continue
+                if not self._category_ok(hit.item_id, obs.top_categories):
+                    self.stats["category_rejected"] += 1
+                    continue
+                voted.add(hit.item_id)
+                weight = hit.similarity * det_weight
+                if weight > best.get(hit.item_id, (0.0, None))[0]:
+                    evidence = Evidence(pts, obs.frame_box, hit.gallery_image_id, hit.item_box, hit.similarity)
+                    best[hit.item_id] = (weight, evidence)
+        return best
+
+    def _category_ok(self, item_id: str, top_categories: tuple[int, ...]) -> bool:
+        if self._categories is None or not top_categories:
+            return True
+        known = self._categories(item_id)
+        return not known or not set(known).isdisjoint(top_categories)
+
+    def _add_vote(self, state: _Stream, item_id: str, weight: float, evidence: Evidence, pts: float) -> None:
+        self.stats["votes"] += 1
+        cand = state.candidates.get(item_id)
+        if cand is None:
+            cand = state.candidates[item_id] = _Candidate(score=0.0, first_pts=pts, last_pts=pts)
+        elif pts - cand.last_pts > self._run_gap and not (state.match and state.match.item_id == item_id):
+            cand.first_pts, cand.votes, cand.evidence = pts, 0, []
+        cand.score += weight
+        cand.votes += 1
+        cand.last_pts = pts
+        cand.evidence.append(evidence)
+        cand.evidence.sort(key=lambda e: -e.similarity)
+        del cand.evidence[self.settings.max_evidence :]
+
+    def _prune(self, state: _Stream) -> None:
+        keep = state.match.item_id if state.match is not None else None
+        for item_id in [i for i, c in state.candidates.items() if c.score < self.settings.forget_score and i != keep]:
+            del state.candidates[item_id]
+        excess = len(state.candidates) - self.settings.max_items_per_stream
+        if excess > 0:
+            weakest = sorted((c.score, i) for i, c in state.candidates.items() if i != keep)[:excess]
+            for _, item_id in weakest:
+                del state.candidates[item_id]
+            self.stats["candidates_dropped"] += len(weakest)
+
+    # -- decisions -------------------------------------------------------------------------------
+    def _eligible(self, cand: _Candidate) -> bool:
+        return cand.score >= self.settings.start_score and cand.votes >= self.settings.min_votes
+
+    def _decide(self, stream_id: str, state: _Stream, pts: float) -> list[MatchEvent]:
+        s = self.settings
+        ranked = sorted(state.candidates.items(), key=lambda kv: (-kv[1].score, kv[0]))
+        events: list[MatchEvent] = []
+        match = state.match
+        if match is not None:
+            running = state.candidates[match.item_id]
+            challenger = next(
+                (
+                    (i, c)
+                    for i, c in ranked
+                    if i != match.item_id and self._eligible(c) and c.score >= s.margin * running.score
+                ),
+                None,
+            )
+            if running.score >= s.end_score and challenger is None:
+                if pts - match.last_update_pts >= s.update_interval_s:
+                    match.updates += 1
+                    match.last_update_pts = pts
+                    events.append(self._event("match.updated", stream_id, state, match, match.updates))
+                return events
+            events += self._close(stream_id, state)
+            ranked = [(i, c) for i, c in ranked if i != match.item_id]
+        if ranked:
+            item_id, leader = ranked[0]
+            runner_up = ranked[1][1].score if len(ranked) > 1 else 0.0
+            if self._eligible(leader) and leader.score >= s.margin * runner_up:
+                state.match = _Match(item_id, leader.first_pts, last_update_pts=pts)
+                events.append(self._event("match.started", stream_id, state, state.match, 0))
+        return events
+
+    def _close(self, stream_id: str, state: _Stream) -> list[MatchEvent]:
+        """End the running match of ``state`` (if any) and forget its candidate run."""
+        match = state.match
+        if match is None:
+            return []
+        event = self._event("match.ended", stream_id, state, match, 0, ended=True)
+        state.match = None
+        state.candidates.pop(match.item_id, None)
+        return [event]
+
+    def _event(
+        self, kind: EventKind, stream_id: str, state: _Stream, match: _Match, sequence: int, ended: bool = False
+    ) -> MatchEvent:
+        cand = state.candidates[match.item_id]
+        total = sum(c.score for c in state.candidates.values())
+        self.stats[kind] += 1
+        return MatchEvent(
+            event=kind,
+            event_id=make_event_id(stream_id, match.start, match.item_id, kind, sequence),
+            stream_id=stream_id,
+            item_id=match.item_id,
+            score=max(0.0, cand.score),
+            vote_share=cand.score / total if total > 0 else 0.0,
+            votes=cand.votes,
+            segment_start=match.start,
+            segment_end=cand.last_pts if ended else None,
+            evidence=tuple(cand.evidence),
+            detector_version=self._versions[0],
+            embedder_version=self._versions[1],
+            emitted_at=self._clock.now(),
+        )

@@ -1,0 +1,208 @@
+"""The per-stream voter, table-driven on a fake clock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import jsonschema
+import pytest
+
+from consumers.events import MatchEvent, load_schema
+from consumers.voter import GalleryHit, Observation, StreamVoter, VoterInputError, VoterSettings
+from stream.clock import FakeClock
+
+STEP = 0.5  # stream seconds between processed frames
+SETTINGS = VoterSettings(
+    half_life_s=2.0, min_votes=3, start_score=1.0, margin=1.5, end_score=0.3, update_interval_s=1000.0
+)
+CATALOG = {"A": {1}, "B": {2}, "C": {1, 2}}
+
+# One detection: (item voted for, similarity, detection top categories)
+Det = tuple[str, float, tuple[int, ...]]
+Frame = tuple[float, list[Det]]
+
+
+def _span(start: float, end: float, *dets: Det) -> list[Frame]:
+    """Frames every STEP seconds from start to end (inclusive), each with the same detections."""
+    count = round((end - start) / STEP) + 1
+    return [(round(start + i * STEP, 6), list(dets)) for i in range(count)]
+
+
+def _obs(det: Det) -> Observation:
+    item, sim, cats = det
+    hits = (GalleryHit(item, f"{item}-img{int(sim * 100)}", sim, (0.0, 0.0, 50.0, 60.0)),)
+    return Observation((10.0, 20.0, 110.0, 220.0), sold=1.0, confidence=1.0, hits=hits, top_categories=cats)
+
+
+def _run(frames: list[Frame], settings: VoterSettings = SETTINGS, stream: str = "s1") -> tuple[StreamVoter, list[MatchEvent]]:
+    voter = StreamVoter(settings, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
+    events: list[MatchEvent] = []
+    for pts, dets in frames:
+        events += voter.observe(stream, pts, [_obs(d) for d in dets])
+    return voter, events
+
+
+def _summary(events: list[MatchEvent]) -> list[tuple[str, str, float, float | None]]:
+    return [(e.event.removeprefix("match."), e.item_id, e.segment_start, e.segment_end) for e in events]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    frames: list[Frame]
+    expected: list[tuple[str, str, float, float | None]]
+    settings: VoterSettings = field(default=SETTINGS)
+
+
+A, B = ("A", 0.8, ()), ("B", 0.8, ())
+CASES = [
+    Case("steady item starts after min_votes", _span(0, 10, A), [("started", "A", 0.0, None)]),
+    Case("too few votes never start", _span(0, 0.5, A) + _span(1, 20), []),
+    Case("low similarity never votes", _span(0, 10, ("A", 0.2, ())), []),
+    Case("two items within the margin do not start", _span(0, 10, A, ("B", 0.75, ())), []),
+    Case(
+        "product change ends one segment and starts the next",
+        _span(0, 5, A) + _span(5.5, 15, B),
+        [("started", "A", 0.0, None), ("ended", "A", 0.0, 5.0), ("started", "B", 5.5, None)],
+    ),
+    Case(
+        "hysteresis: a close rival does not take over a running match",
+        _span(0, 5, A) + _span(5.5, 20, ("A", 0.8, ()), ("B", 0.9, ())),
+        [("started", "A", 0.0, None)],
+    ),
+    Case(
+        "hysteresis: alternating frames do not flap",
+        _span(0, 5, A) + [(pts, [A] if i % 2 else [B]) for i, (pts, _) in enumerate(_span(5.5, 20))],
+        [("started", "A", 0.0, None)],
+    ),
+    Case("category mismatch votes are ignored", _span(0, 10, ("A", 0.9, (5, 6))), []),
+    Case("category match votes count", _span(0, 10, ("A", 0.9, (0, 1))), [("started", "A", 0.0, None)]),
+    Case("a hit whose product is in another category is ignored", _span(0, 10, ("B", 0.9, (1,))), []),
+    Case(
+        "decay ends a match after the item disappears",
+        _span(0, 5, A) + _span(5.5, 20),
+        [("started", "A", 0.0, None), ("ended", "A", 0.0, 5.0)],
+    ),
+    Case(
+        "an item that comes back starts a new segment",
+        _span(0, 5, A) + _span(5.5, 20) + _span(20.5, 25, A),
+        [("started", "A", 0.0, None), ("ended", "A", 0.0, 5.0), ("started", "A", 20.5, None)],
+    ),
+    Case(
+        "pts going backwards ends the match and starts over",
+        _span(10, 15, A) + _span(0, 3, B),
+        [("started", "A", 10.0, None), ("ended", "A", 10.0, 15.0), ("started", "B", 0.0, None)],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_voter_scenarios(case: Case) -> None:
+    voter, events = _run(case.frames, case.settings)
+    assert _summary(events) == case.expected
+    validator = jsonschema.Draft202012Validator(load_schema())
+    for event in events:
+        doc = json.loads(event.to_json())
+        validator.validate(doc)
+        assert 0 < len(doc["evidence"]) <= SETTINGS.max_evidence
+        assert doc["models"] == {"detector": "d1", "embedder": "e1"}
+
+
+def test_category_rejections_are_counted_and_a_second_hit_can_vote() -> None:
+    voter = StreamVoter(SETTINGS, FakeClock(), categories=CATALOG.get)
+    hits = (GalleryHit("B", "b1", 0.95), GalleryHit("C", "c1", 0.9))
+    obs = Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, hits, top_categories=(1,))
+    events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, [obs])]
+    assert _summary(events) == [("started", "C", 0.0, None)]
+    assert voter.stats["category_rejected"] == 11
+
+
+def test_updates_are_rate_limited_and_carry_the_score() -> None:
+    settings = VoterSettings(half_life_s=2.0, min_votes=3, start_score=1.0, update_interval_s=2.0)
+    _, events = _run(_span(0, 10, A), settings)
+    kinds = [e.event for e in events]
+    assert kinds == ["match.started"] + ["match.updated"] * 4
+    scores = [e.score for e in events]
+    assert scores == sorted(scores)
+    assert len({e.event_id for e in events}) == len(events)
+    assert all(e.votes >= 3 for e in events)
+
+
+def test_idle_streams_are_evicted_with_an_ended_event() -> None:
+    clock = FakeClock()
+    voter = StreamVoter(SETTINGS, clock)
+    for pts, dets in _span(0, 5, A):
+        voter.observe("quiet", pts, [_obs(d) for d in dets])
+    clock.advance(20)
+    voter.observe("busy", 0.0, [])
+    clock.advance(15)
+    events = voter.evict_idle()
+    assert _summary(events) == [("ended", "A", 0.0, 5.0)]
+    assert events[0].stream_id == "quiet" and events[0].emitted_at == clock.now()
+    assert len(voter) == 1 and voter.current("quiet") is None
+    assert voter.stats["evicted_idle"] == 1
+    clock.advance(30)
+    assert voter.evict_idle() == [] and len(voter) == 0
+
+
+def test_max_streams_evicts_the_least_recently_seen() -> None:
+    settings = VoterSettings(half_life_s=2.0, min_votes=3, start_score=1.0, update_interval_s=1000.0, max_streams=2)
+    voter = StreamVoter(settings, FakeClock())
+    for stream in ("s1", "s2"):
+        for pts, dets in _span(0, 3, A):
+            voter.observe(stream, pts, [_obs(d) for d in dets])
+    voter.observe("s1", 3.5, [_obs(A)])  # s2 is now the least recently seen
+    events = voter.observe("s3", 0.0, [])
+    assert [(e.event, e.stream_id) for e in events] == [("match.ended", "s2")]
+    assert len(voter) == 2 and voter.current("s1") == "A" and voter.stats["evicted_lru"] == 1
+
+
+def test_end_and_drop_stream() -> None:
+    voter, _ = _run(_span(0, 5, A))
+    assert voter.current("s1") == "A"
+    assert _summary(voter.end_stream("s1")) == [("ended", "A", 0.0, 5.0)]
+    assert voter.end_stream("s1") == []
+    voter.observe("s2", 0.0, [_obs(A)])
+    voter.drop_stream("s2")
+    assert len(voter) == 0
+
+
+def test_candidates_and_evidence_stay_bounded() -> None:
+    settings = VoterSettings(max_items_per_stream=4, max_evidence=2)
+    voter = StreamVoter(settings, FakeClock())
+    for i in range(50):
+        obs = [_obs((f"item{i}-{j}", 0.9, ())) for j in range(3)]
+        voter.observe("s", i * 0.1, obs)
+    assert voter.stats["candidates_dropped"] > 0
+    state = voter._streams["s"]
+    assert len(state.candidates) <= 4
+    assert all(len(c.evidence) <= 2 for c in state.candidates.values())
+
+
+def test_event_ids_are_stable_across_identical_runs() -> None:
+    frames = _span(0, 5, A) + _span(5.5, 15, B) + _span(15.5, 30)
+    runs: list[Callable[[], list[MatchEvent]]] = [lambda: _run(frames)[1], lambda: _run(frames)[1]]
+    first, second = (run() for run in runs)
+    assert [e.event_id for e in first] == [e.event_id for e in second]
+    assert len({e.event_id for e in first}) == len(first) == 4
+    assert [e.to_dict() for e in first] == [e.to_dict() for e in second]
+
+
+@pytest.mark.parametrize(("stream", "pts"), [("", 0.0), ("s", float("nan")), ("s", float("inf"))])
+def test_malformed_frames_are_refused_and_lose_no_state(stream: str, pts: float) -> None:
+    voter, _ = _run(_span(0, 5, A))
+    with pytest.raises(VoterInputError, match="finite pts"):
+        voter.observe(stream, pts, [])
+    assert voter.current("s1") == "A" and len(voter) == 1
+
+
+def test_non_finite_scores_do_not_vote() -> None:
+    voter = StreamVoter(SETTINGS, FakeClock())
+    bad = [
+        Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, (GalleryHit("A", "a", float("nan")),)),
+        Observation((0.0, 0.0, 1.0, 1.0), float("nan"), 1.0, (GalleryHit("B", "b", 0.9),)),
+    ]
+    events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, bad)]
+    assert events == [] and voter.stats["votes"] == 0
