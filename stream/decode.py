@@ -1,0 +1,138 @@
+"""Decode frame packets to RGB arrays with one cached PyAV codec context per stream.
+
+Every packet decodes on its own: the context gets the packet's extradata, the packet is sent and the
+decoder drained, then its buffers are flushed for the next packet. Contexts are kept in an LRU map of
+at most ``max_streams`` streams (eviction rule: the least recently used stream's context is closed
+when a new stream needs room) and are recreated when a stream's codec or extradata changes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import av
+import numpy as np
+from av.video.codeccontext import VideoCodecContext
+
+from stream.errors import DecodeError
+from stream.packet import FramePacket
+
+SUPPORTED_CODECS = ("h264", "hevc", "mpeg4", "mjpeg")
+
+
+@dataclass
+class _StreamDecoder:
+    codec: str
+    extradata: bytes
+    context: VideoCodecContext
+
+
+class PacketDecoder:
+    """Turns ``FramePacket`` s into RGB frames; one codec context per stream, LRU-evicted.
+
+    Args:
+        max_streams: Most streams with a live codec context; the least recently used is evicted.
+        threads: Decoder threads per context (slice threading; 0 lets FFmpeg choose).
+        strict: Make FFmpeg fail on any bitstream error (``err_detect=explode``) instead of
+            concealing it, so a damaged keyframe is reported rather than passed on half-grey.
+
+    Thread safety: one lock guards the cache; decode calls are serialised per decoder instance.
+    """
+
+    def __init__(self, max_streams: int = 256, threads: int = 1, strict: bool = True) -> None:
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be >= 1, got {max_streams}")
+        self.max_streams = max_streams
+        self.threads = threads
+        self.strict = strict
+        self._contexts: OrderedDict[str, _StreamDecoder] = OrderedDict()
+        self._lock = threading.Lock()
+        self.evictions = 0
+        self.recreations = 0
+        self.errors = 0
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+    def streams(self) -> list[str]:
+        """Stream ids holding a context, least recently used first."""
+        with self._lock:
+            return list(self._contexts)
+
+    def decode(self, packet: FramePacket) -> np.ndarray:
+        """Decode one packet.
+
+        Args:
+            packet: A keyframe (H.264 / HEVC / MPEG-4 Part 2, AVCC or Annex B) or a JPEG.
+
+        Returns:
+            The frame as RGB uint8, shape (H, W, 3).
+
+        Raises:
+            DecodeError: The codec is unsupported or the data does not decode; the stream's
+                context is dropped, so the next packet starts with a fresh decoder.
+        """
+        with self._lock:
+            entry = self._context_for(packet)
+            try:
+                frames = entry.context.decode(av.Packet(packet.data))
+                frames += entry.context.decode(None)
+            except (av.FFmpegError, ValueError) as exc:
+                self._reset(packet.stream_id)
+                raise DecodeError(
+                    f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "
+                    f"{len(packet.data)} bytes does not decode ({exc}); decoder reset"
+                ) from exc
+            try:
+                entry.context.flush_buffers()
+            except av.FFmpegError:
+                self._reset(packet.stream_id)
+            good = [f for f in frames if not f.is_corrupt]
+            if not good:
+                self._reset(packet.stream_id)
+                reason = "a corrupt frame" if frames else "no frame"
+                raise DecodeError(
+                    f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "
+                    f"{len(packet.data)} bytes gave {reason}; decoder reset"
+                )
+            return np.ascontiguousarray(good[-1].to_ndarray(format="rgb24"))
+
+    def drop(self, stream_id: str) -> None:
+        """Forget a stream's context (the stream ended)."""
+        with self._lock:
+            self._contexts.pop(stream_id, None)
+
+    def _context_for(self, packet: FramePacket) -> _StreamDecoder:
+        if packet.codec not in SUPPORTED_CODECS:
+            self.errors += 1
+            raise DecodeError(
+                f"stream {packet.stream_id!r}: codec {packet.codec!r} is not supported; "
+                f"use one of {', '.join(SUPPORTED_CODECS)}"
+            )
+        entry = self._contexts.get(packet.stream_id)
+        if entry is not None and entry.codec == packet.codec and entry.extradata == packet.extradata:
+            self._contexts.move_to_end(packet.stream_id)
+            return entry
+        if entry is not None:
+            self.recreations += 1
+            del self._contexts[packet.stream_id]
+        context = av.CodecContext.create(packet.codec, "r")
+        assert isinstance(context, VideoCodecContext)
+        if packet.extradata:
+            context.extradata = packet.extradata
+        if self.strict:
+            context.options = {"err_detect": "explode"}
+        context.thread_type = "SLICE"
+        context.thread_count = self.threads
+        entry = _StreamDecoder(packet.codec, packet.extradata, context)
+        self._contexts[packet.stream_id] = entry
+        while len(self._contexts) > self.max_streams:
+            self._contexts.popitem(last=False)
+            self.evictions += 1
+        return entry
+
+    def _reset(self, stream_id: str) -> None:
+        self.errors += 1
+        self._contexts.pop(stream_id, None)

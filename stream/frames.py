@@ -1,0 +1,214 @@
+"""From a source URL to ``FramePacket`` s: keyframes without decoding, or decoded frames as JPEG.
+
+``FrameReader`` is what the ingest worker and the embedded pipeline use::
+
+    reader = FrameReader("cam-1", "rtmp://host/live/cam-1", SamplingSpec.parse("keyframes"))
+    for packet in reader:          # stop from another thread with reader.stop()
+        bus.produce("frames", *packet.to_record())
+
+Every packet gets the session's codec extradata, its pts / time_base, the injected clock's wall time
+and a per-reader sequence number that grows by one per forwarded packet (across reconnects).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.video.frame import VideoFrame
+
+from stream.backoff import UniformRandom
+from stream.clock import Clock, SystemClock
+from stream.decode import SUPPORTED_CODECS
+from stream.packet import FramePacket
+from stream.sampling import KEYFRAMES, RateLimiter, SamplingSpec
+from stream.source import Session, SourceInfo, SourceOptions, UnsupportedSourceError, VideoSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SamplingCounters:
+    """What the sampler did with the packets the source gave it."""
+
+    forwarded: int = 0
+    dropped_rate: int = 0
+    skipped_fps: int = 0
+    decode_errors: int = 0
+
+
+class FpsGrid:
+    """Picks frames on a fixed grid of ``1 / fps`` seconds: one frame per slot, the first at or after it.
+
+    Args:
+        fps: Frames per second to keep.
+    """
+
+    def __init__(self, fps: float) -> None:
+        self.interval_s = 1.0 / fps
+        self._next: float | None = None
+
+    def admit(self, t: float) -> bool:
+        """True when the frame at ``t`` seconds opens a new slot."""
+        tolerance = 1e-6
+        if self._next is None or t < self._next - 2 * self.interval_s:
+            self._next = t  # first frame, or timestamps jumped backwards (new session)
+        if t + tolerance < self._next:
+            return False
+        while self._next <= t + tolerance:
+            self._next += self.interval_s
+        return True
+
+    def reset(self) -> None:
+        self._next = None
+
+
+class FrameReader:
+    """Iterates ``FramePacket`` s from one stream with the given sampling.
+
+    Args:
+        stream_id: Id stamped on every packet.
+        url: File path or live URL.
+        sampling: Keyframes (demux only) or ``fps:N`` (decode + JPEG), optional ``max_rate``.
+        options: Source timeouts, retries, backoff and pacing.
+        clock: Injected clock (wallclock stamps, backoff sleeps, stall detection, realtime pacing).
+        rng: Injected randomness for backoff jitter.
+        stop: Optional shared stop event; ``stop()`` sets it.
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        url: str | Path,
+        sampling: SamplingSpec | None = None,
+        options: SourceOptions | None = None,
+        clock: Clock | None = None,
+        rng: UniformRandom | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.stream_id = stream_id
+        self.sampling = sampling or SamplingSpec()
+        self.clock = clock or SystemClock()
+        self.source = VideoSource(url, options, self.clock, rng, stop)
+        self.counters = SamplingCounters()
+        self.limiter = RateLimiter(1.0 / self.sampling.max_rate if self.sampling.max_rate else None)
+        self._sequence = 0
+
+    @property
+    def info(self) -> SourceInfo | None:
+        """Codec, width, height, fps of the current session (None before the first open)."""
+        return self.source.info
+
+    def stop(self) -> None:
+        """End iteration from any thread (seen between packets or within a stall timeout)."""
+        self.source.stop()
+
+    def __iter__(self) -> Iterator[FramePacket]:
+        if self.sampling.mode == KEYFRAMES:
+            yield from self._keyframes()
+        else:
+            yield from self._fps()
+
+    def _keyframes(self) -> Iterator[FramePacket]:
+        session_index = -1
+        for session, packet in self.source.packets(keyframes_only=True):
+            if session.index != session_index:
+                session_index = session.index
+                self._check_codec(session)
+                self.limiter.reset()
+            pts = _pts(packet)
+            time_base = Fraction(packet.time_base) if packet.time_base else session.info.time_base
+            if not self.limiter.admit(float(pts * time_base)):
+                self.counters.dropped_rate += 1
+                continue
+            yield self._packet(session.info.codec, bytes(packet), session.info.extradata, pts, time_base)
+
+    def _fps(self) -> Iterator[FramePacket]:
+        assert self.sampling.fps is not None
+        grid = FpsGrid(self.sampling.fps)
+        session_index = -1
+        for session, packet in self.source.packets(keyframes_only=False):
+            if session.index != session_index:
+                session_index = session.index
+                grid.reset()
+                self.limiter.reset()
+            try:
+                frames = session.stream.codec_context.decode(packet)
+            except av.FFmpegError as exc:
+                self.counters.decode_errors += 1
+                errors = self.counters.decode_errors
+                if errors in (1, 10, 100) or errors % 1000 == 0:  # keep a damaged stream from flooding the log
+                    log.warning("stream %s: %d packets did not decode so far (last: %s)", self.stream_id, errors, exc)
+                continue
+            for frame in frames:
+                yielded = self._sample_frame(session, frame, grid)
+                if yielded is not None:
+                    yield yielded
+
+    def _sample_frame(self, session: Session, frame: VideoFrame, grid: FpsGrid) -> FramePacket | None:
+        time_base = Fraction(frame.time_base) if frame.time_base else session.info.time_base
+        pts = frame.pts if frame.pts is not None else 0
+        t = float(pts * time_base)
+        if not grid.admit(t):
+            self.counters.skipped_fps += 1
+            return None
+        if not self.limiter.admit(t):
+            self.counters.dropped_rate += 1
+            return None
+        return self._packet("mjpeg", encode_jpeg(frame, self.sampling.jpeg_quality), b"", pts, time_base)
+
+    def _packet(self, codec: str, data: bytes, extradata: bytes, pts: int, time_base: Fraction) -> FramePacket:
+        packet = FramePacket(
+            stream_id=self.stream_id,
+            codec=codec,
+            data=data,
+            extradata=extradata,
+            pts=pts,
+            time_base=time_base,
+            wallclock=self.clock.now(),
+            sequence=self._sequence,
+            keyframe=True,
+        )
+        self._sequence += 1
+        self.counters.forwarded += 1
+        return packet
+
+    def _check_codec(self, session: Session) -> None:
+        if session.info.codec not in SUPPORTED_CODECS:
+            raise UnsupportedSourceError(
+                f"{self.source.url}: video codec {session.info.codec!r} cannot travel as keyframes; "
+                f"use fps sampling or a source in {', '.join(c for c in SUPPORTED_CODECS if c != 'mjpeg')}"
+            )
+
+
+def iter_frame_packets(
+    stream_id: str,
+    url: str | Path,
+    sampling: SamplingSpec | str = "keyframes",
+    options: SourceOptions | None = None,
+    clock: Clock | None = None,
+    rng: UniformRandom | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[FramePacket]:
+    """Shorthand for ``iter(FrameReader(...))``; ``sampling`` may be a spec string."""
+    spec = SamplingSpec.parse(sampling) if isinstance(sampling, str) else sampling
+    return iter(FrameReader(stream_id, url, spec, options, clock, rng, stop))
+
+
+def encode_jpeg(frame: VideoFrame, quality: int = 90) -> bytes:
+    """JPEG bytes of a decoded frame (any pixel format)."""
+    buffer = io.BytesIO()
+    frame.to_image().save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _pts(packet: av.Packet) -> int:
+    if packet.pts is not None:
+        return int(packet.pts)
+    return int(packet.dts) if packet.dts is not None else 0

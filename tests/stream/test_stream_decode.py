@@ -1,0 +1,165 @@
+"""Keyframe packets from real and encoded videos decode alone; corrupt packets; the decoder LRU."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import av
+import numpy as np
+import pytest
+from stream_media import DATA, REAL_VIDEOS, demux_keyframe_count, moving_frames
+
+from stream.clock import FakeClock
+from stream.decode import PacketDecoder
+from stream.errors import DecodeError, LiveTagError
+from stream.frames import iter_frame_packets
+from stream.packet import FramePacket
+
+
+def reference_frames(path, pts_values) -> dict[int, np.ndarray]:
+    """Decode the whole file in order and keep the frames at ``pts_values`` (RGB (H, W, 3))."""
+    wanted = set(pts_values)
+    out = {}
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            if frame.pts is not None and frame.pts in wanted:
+                out[int(frame.pts)] = frame.to_ndarray(format="rgb24")
+    return out
+
+
+def is_length_prefixed(data: bytes) -> bool:
+    """True when ``data`` is a chain of 4-byte big-endian length + NAL unit (AVCC / HVCC)."""
+    offset = 0
+    while offset + 4 <= len(data):
+        size = int.from_bytes(data[offset : offset + 4], "big")
+        if size == 0:
+            return False
+        offset += 4 + size
+    return offset == len(data)
+
+
+def roundtrip(packet: FramePacket) -> FramePacket:
+    return FramePacket.from_record(*packet.to_record())
+
+
+@pytest.mark.parametrize("name", REAL_VIDEOS)
+def test_every_keyframe_of_a_real_video_decodes_alone_after_the_wire(name):
+    path = DATA / name
+    _, keyframes = demux_keyframe_count(path)
+    clock = FakeClock()
+    packets = list(iter_frame_packets("real", path, "keyframes", clock=clock))
+    assert len(packets) == keyframes > 0
+    assert [p.sequence for p in packets] == list(range(len(packets)))
+    assert all(p.codec == "h264" and p.keyframe and p.wallclock == clock.now() for p in packets)
+    with av.open(str(path)) as container:
+        ctx = container.streams.video[0].codec_context
+        size = (ctx.height, ctx.width, 3)
+        extradata = bytes(ctx.extradata or b"")
+    reference = reference_frames(path, [p.pts for p in packets])
+    for packet in packets:
+        assert packet.extradata == extradata
+        frame = PacketDecoder().decode(roundtrip(packet))  # a fresh decoder per packet
+        assert frame.shape == size and frame.dtype == np.uint8
+        assert np.array_equal(frame, reference[packet.pts]), f"keyframe at pts {packet.pts} differs"
+
+
+@pytest.mark.parametrize(
+    ("codec", "suffix", "annex_b"),
+    [
+        ("h264", ".mp4", False),
+        ("h264", ".ts", True),
+        ("h264", ".flv", False),
+        ("hevc", ".mkv", False),
+        ("hevc", ".ts", True),
+        ("mpeg4", ".mp4", False),
+        ("mpeg4", ".avi", False),
+    ],
+)
+def test_encoded_clips_decode_through_keyframe_packets(make_clip, codec, suffix, annex_b):
+    path = make_clip(codec=codec, suffix=suffix, frames=30, fps=10, gop=10)
+    packets = [roundtrip(p) for p in iter_frame_packets("enc", path, "keyframes")]
+    assert len(packets) == 3
+    assert {p.codec for p in packets} == {codec}
+    if codec in ("h264", "hevc"):
+        # avcC / hvcC start with version byte 1; Annex B parameter sets with a start code
+        starts_with_code = packets[0].extradata.startswith((b"\x00\x00\x01", b"\x00\x00\x00\x01"))
+        assert starts_with_code == annex_b
+        assert all(is_length_prefixed(p.data) != annex_b for p in packets)
+    originals = moving_frames(30)
+    decoder = PacketDecoder()
+    for index, packet in zip((0, 10, 20), packets, strict=True):
+        frame = decoder.decode(packet)
+        assert frame.shape == (96, 128, 3)
+        error = np.abs(frame.astype(np.int16) - originals[index].astype(np.int16)).mean()
+        assert error < 12, f"{codec}{suffix} keyframe {index} mean error {error:.1f}"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated-half"),
+        pytest.param(lambda data: data[: len(data) * 9 // 10], id="truncated-90pc"),
+        pytest.param(lambda data: np.random.default_rng(7).bytes(len(data)), id="random-bytes"),
+        pytest.param(lambda data: b"\x00" * 8, id="zeros"),
+    ],
+)
+@pytest.mark.parametrize("source", ["real-mp4", "annexb-ts", "hevc-ts", "mpeg4"])
+def test_corrupt_packet_raises_decode_error_and_next_packet_decodes(make_clip, source, damage):
+    path = {
+        "real-mp4": DATA / "bottle-detection.mp4",
+        "annexb-ts": make_clip("h264", ".ts"),
+        "hevc-ts": make_clip("hevc", ".ts"),
+        "mpeg4": make_clip("mpeg4", ".mp4"),
+    }[source]
+    packets = list(iter_frame_packets("cam", path, "keyframes"))
+    decoder = PacketDecoder()
+    good = decoder.decode(packets[0])
+    bad = replace(packets[1], data=damage(packets[1].data))
+    with pytest.raises(DecodeError) as info:
+        decoder.decode(bad)
+    message = str(info.value)
+    assert isinstance(info.value, LiveTagError)
+    assert "'cam'" in message and "seq 1" in message and "decoder reset" in message and "\n" not in message
+    assert decoder.streams() == []  # the stream's context was dropped
+    assert decoder.errors == 1
+    again = decoder.decode(packets[2])
+    assert again.shape == good.shape
+
+
+def test_decoder_lru_evicts_the_least_recently_used_stream(make_clip):
+    packet = next(iter_frame_packets("x", make_clip("h264", ".mp4"), "keyframes"))
+    decoder = PacketDecoder(max_streams=2)
+    for stream_id in ("a", "b", "c"):
+        decoder.decode(replace(packet, stream_id=stream_id))
+    assert decoder.streams() == ["b", "c"]
+    assert decoder.evictions == 1
+    decoder.decode(replace(packet, stream_id="b"))  # b becomes most recent
+    decoder.decode(replace(packet, stream_id="d"))
+    assert decoder.streams() == ["b", "d"]
+    assert decoder.evictions == 2
+    assert decoder.decode(replace(packet, stream_id="a")).shape == (96, 128, 3)  # evicted streams still decode
+    decoder.drop("a")
+    assert "a" not in decoder.streams()
+
+
+def test_decoder_recreates_the_context_when_codec_or_extradata_changes(make_clip):
+    h264 = next(iter_frame_packets("cam", make_clip("h264", ".mp4"), "keyframes"))
+    h264_annexb = next(iter_frame_packets("cam", make_clip("h264", ".ts"), "keyframes"))
+    hevc = next(iter_frame_packets("cam", make_clip("hevc", ".mkv"), "keyframes"))
+    real = next(iter_frame_packets("cam", DATA / "again.mkv", "keyframes"))
+    decoder = PacketDecoder()
+    shapes = [decoder.decode(p).shape for p in (h264, h264_annexb, hevc, real, h264)]
+    assert shapes == [(96, 128, 3)] * 3 + [(480, 640, 3), (96, 128, 3)]
+    assert decoder.recreations == 4
+    assert len(decoder) == 1
+
+
+def test_jpeg_packets_decode_and_unknown_codecs_are_refused(make_clip):
+    jpeg = next(iter_frame_packets("cam", make_clip("h264", ".mp4"), "fps:1"))
+    assert jpeg.codec == "mjpeg" and jpeg.data[:2] == b"\xff\xd8"
+    decoder = PacketDecoder()
+    assert decoder.decode(roundtrip(jpeg)).shape == (96, 128, 3)
+    with pytest.raises(DecodeError, match="codec 'vp9' is not supported"):
+        decoder.decode(replace(jpeg, codec="vp9"))
+    with pytest.raises(ValueError):
+        PacketDecoder(max_streams=0)

@@ -1,0 +1,130 @@
+"""FrameReader: fps sampling to JPEG, max-rate dropping, clock stamps and real-time pacing."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from stream_media import DATA
+
+from stream.clock import FakeClock
+from stream.decode import PacketDecoder
+from stream.errors import DecodeError, SamplingSpecError
+from stream.frames import FrameReader, iter_frame_packets
+from stream.pacing import Pacer
+from stream.sampling import SamplingSpec
+from stream.source import SourceOptions, UnsupportedSourceError
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected_rate"),
+    [("fps:2", 2.0), ("fps:1", 1.0), ("fps:5,max_rate=0.5", 0.5)],
+)
+def test_fps_sampling_forwards_jpegs_at_the_requested_rate(spec, expected_rate):
+    path = DATA / "car-detection-14s.mp4"  # 12.5 fps, 14.4 s
+    reader = FrameReader("cam", path, SamplingSpec.parse(spec), clock=FakeClock())
+    packets = list(reader)
+    duration = 14.4
+    assert abs(len(packets) - duration * expected_rate) <= 1
+    times = [p.pts_seconds for p in packets]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    frame_s = 1 / 12.5
+    assert all(1 / expected_rate - frame_s - 1e-6 <= g <= 1 / expected_rate + frame_s + 1e-6 for g in gaps)
+    decoder = PacketDecoder()
+    for packet in packets[:3]:
+        assert packet.codec == "mjpeg" and packet.extradata == b"" and packet.data[:2] == b"\xff\xd8"
+        assert Image.open(io.BytesIO(packet.data)).size == (768, 432)
+        assert decoder.decode(packet).shape == (432, 768, 3)
+    assert reader.counters.forwarded == len(packets)
+    assert reader.counters.decode_errors == 0
+
+
+def test_fps_at_the_source_rate_forwards_every_frame_including_the_decoder_tail():
+    reader = FrameReader("cam", DATA / "car-detection-14s.mp4", SamplingSpec.parse("fps:12.5"))
+    packets = list(reader)
+    assert len(packets) == reader.source.counters.packets == 180
+    assert reader.counters.skipped_fps == 0
+
+
+def test_keyframes_faster_than_max_rate_are_dropped(make_clip):
+    clip = make_clip("h264", ".mp4", frames=100, fps=10, gop=10)  # a keyframe every second for 10 s
+    reader = FrameReader("cam", clip, SamplingSpec.parse("keyframes,max_rate=0.5"), clock=FakeClock())
+    packets = list(reader)
+    assert [p.pts_seconds for p in packets] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert [p.sequence for p in packets] == list(range(5))  # sequence counts forwarded packets only
+    assert (reader.counters.forwarded, reader.counters.dropped_rate) == (5, 5)
+
+
+def test_packets_carry_the_injected_wallclock_and_stream_id(make_clip):
+    clock = FakeClock(start=1_800_000_000.0)
+    packets = list(iter_frame_packets("seller-42", make_clip("hevc", ".mkv"), "keyframes", clock=clock))
+    assert {p.wallclock for p in packets} == {1_800_000_000.0}
+    assert {p.stream_id for p in packets} == {"seller-42"}
+
+
+def test_realtime_pacing_follows_the_stream_clock(make_clip):
+    clip = make_clip("h264", ".mp4", frames=40, fps=10, gop=10)  # 4 s
+    for speed, expected in ((1.0, 3.9), (2.0, 1.95)):
+        clock = FakeClock()
+        options = SourceOptions(realtime=True, speed=speed)
+        packets = list(iter_frame_packets("cam", clip, "keyframes", options=options, clock=clock))
+        assert len(packets) == 4
+        assert clock.monotonic() == pytest.approx(expected)  # last frame at 3.9 s of stream time
+        assert [p.wallclock - clock.now() for p in packets] == pytest.approx([-expected + i / speed for i in range(4)])
+
+
+@pytest.mark.parametrize(
+    ("times", "speed", "sleeps"),
+    [
+        ([0.0, 1.0, 2.5], 1.0, [0.0, 1.0, 1.5]),
+        ([10.0, 11.0, 12.0], 2.0, [0.0, 0.5, 0.5]),
+        ([5.0, 6.0, 1.0, 2.0], 1.0, [0.0, 1.0, 0.0, 1.0]),  # backwards jump re-anchors
+    ],
+)
+def test_pacer_sleeps_on_the_clock(times, speed, sleeps):
+    clock = FakeClock()
+    pacer = Pacer(clock, speed)
+    assert [pacer.wait_until(t) for t in times] == pytest.approx(sleeps)
+    with pytest.raises(ValueError):
+        Pacer(clock, 0)
+
+
+def test_bad_sampling_and_unsupported_codecs_fail_clearly(tmp_path):
+    with pytest.raises(SamplingSpecError, match="unknown"):
+        iter_frame_packets("cam", DATA / "again.mkv", "keyframes,every=3")
+    path = tmp_path / "mpeg2.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg2video", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(UnsupportedSourceError, match="'mpeg2video' cannot travel as keyframes"):
+        list(iter_frame_packets("cam", path, "keyframes"))
+    jpegs = list(iter_frame_packets("cam", path, "fps:5"))  # fps sampling decodes any codec
+    assert len(jpegs) >= 4 and {p.codec for p in jpegs} == {"mjpeg"}
+
+
+def test_damaged_bytes_in_the_middle_of_a_file_lose_only_the_damaged_frames(tmp_path):
+    data = bytearray((DATA / "car-detection-14s.mp4").read_bytes())
+    start = len(data) // 2
+    data[start : start + 150_000] = np.random.default_rng(5).bytes(150_000)
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    reader = FrameReader("cam", damaged, SamplingSpec.parse("fps:12.5"))
+    frames = list(reader)
+    assert reader.counters.decode_errors > 0
+    assert 100 < len(frames) < 180  # the intact frames still arrive
+    keyframes = list(iter_frame_packets("cam", damaged, "keyframes"))
+    decoder = PacketDecoder()
+    decodable = []
+    for packet in keyframes:
+        with contextlib.suppress(DecodeError):
+            decodable.append(decoder.decode(packet).shape)
+    assert decodable.count((432, 768, 3)) >= 2
