@@ -1,0 +1,178 @@
+"""Image pre-processing and box post-processing shared by every backend (numpy + OpenCV, no torch).
+
+Conventions (docs/design.md, "Model package"): frames and crops are RGB uint8 ``(H, W, 3)``; the
+network input is NCHW float32 ``(x * scale - mean) / std``; ``letterbox`` scales by
+``s = min(W / w, H / h)`` and places the image at the TOP-LEFT of a canvas filled with ``pad_value``,
+so a network box maps back to frame pixels by dividing by ``s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from engines.package import Normalization
+from stream.errors import LiveTagError
+
+
+class EngineInputError(LiveTagError):
+    """An image handed to an engine is not an RGB uint8 (H, W, 3) array."""
+
+
+def check_image(image: np.ndarray, what: str = "frame") -> None:
+    """Raise :class:`EngineInputError` unless ``image`` is a non-empty (H, W, 3) uint8 array."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise EngineInputError(f"{what} must be an RGB uint8 array of shape (H, W, 3), got shape {shape} dtype {dtype}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise EngineInputError(f"{what} is empty (shape {image.shape}); skip it before inference")
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    shrinking = width < image.shape[1] and height < image.shape[0]
+    interp = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(image, (width, height), interpolation=interp)
+
+
+def letterbox(image: np.ndarray, height: int, width: int, pad_value: int = 114) -> tuple[np.ndarray, float]:
+    """Scale ``image`` to fit ``height x width`` keeping its aspect, placed at the top-left.
+
+    Args:
+        image: (h, w, 3) uint8.
+        height: Canvas height H.
+        width: Canvas width W.
+        pad_value: Fill of the uncovered area.
+
+    Returns:
+        ``(canvas, s)``: canvas (H, W, 3) uint8 and the scale ``s = min(W / w, H / h)``.
+    """
+    h, w = image.shape[:2]
+    s = min(width / w, height / h)
+    new_w = min(width, max(1, round(w * s)))
+    new_h = min(height, max(1, round(h * s)))
+    canvas = np.full((height, width, 3), pad_value, dtype=np.uint8)
+    canvas[:new_h, :new_w] = _resize(image, new_w, new_h)
+    return canvas, s
+
+
+def stretch(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize ``image`` (h, w, 3) to (H, W, 3) ignoring its aspect ratio."""
+    return _resize(image, width, height)
+
+
+def normalise(images: Sequence[np.ndarray], norm: Normalization) -> np.ndarray:
+    """Stack equally sized RGB uint8 images into a network batch.
+
+    Args:
+        images: N arrays of shape (H, W, 3) uint8.
+        norm: Per-channel ``scale``, ``mean`` and ``std``.
+
+    Returns:
+        (N, 3, H, W) float32, C-contiguous: ``(x * scale - mean) / std``.
+    """
+    batch = np.stack(images).astype(np.float32)
+    mul = (norm.scale / np.asarray(norm.std, np.float32)).astype(np.float32)
+    add = (-np.asarray(norm.mean, np.float32) / np.asarray(norm.std, np.float32)).astype(np.float32)
+    batch *= mul
+    batch += add
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+def expand_box(box: Sequence[float], ratio: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Grow a box by ``ratio`` of its size (half on each side) and clip it to the image.
+
+    Args:
+        box: ``x1, y1, x2, y2`` in pixels.
+        ratio: Total growth; 0.1 makes the box 10 % wider and 10 % taller.
+        width: Image width, the upper bound for x.
+        height: Image height, the upper bound for y.
+
+    Returns:
+        Integer ``x1, y1, x2, y2`` with ``0 <= x1 < x2 <= width`` and ``0 <= y1 < y2 <= height``.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    dx = (x2 - x1) * ratio / 2.0
+    dy = (y2 - y1) * ratio / 2.0
+    left = int(np.clip(np.floor(x1 - dx), 0, max(width - 1, 0)))
+    top = int(np.clip(np.floor(y1 - dy), 0, max(height - 1, 0)))
+    right = int(np.clip(np.ceil(x2 + dx), left + 1, width))
+    bottom = int(np.clip(np.ceil(y2 + dy), top + 1, height))
+    return left, top, right, bottom
+
+
+def crop(image: np.ndarray, box: Sequence[float], ratio: float = 0.1) -> np.ndarray:
+    """The pixels of ``box`` expanded by ``ratio`` (see :func:`expand_box`); at least 1x1.
+
+    Args:
+        image: (H, W, 3) uint8 frame.
+        box: ``x1, y1, x2, y2`` in frame pixels.
+        ratio: Expansion before cropping.
+
+    Returns:
+        (h, w, 3) uint8 copy.
+    """
+    x1, y1, x2, y2 = expand_box(box, ratio, image.shape[1], image.shape[0])
+    return np.ascontiguousarray(image[y1:y2, x1:x2])
+
+
+def boxes_to_frame(boxes: np.ndarray, scale: float | tuple[float, float], width: int, height: int) -> np.ndarray:
+    """Map network-input boxes back to frame pixels and clip them to the frame.
+
+    Args:
+        boxes: (N, 4) ``x1, y1, x2, y2`` in network-input pixels.
+        scale: Letterbox ``s`` (one number) or stretch ``(sx, sy)`` = input size / frame size.
+        width: Frame width w.
+        height: Frame height h.
+
+    Returns:
+        (N, 4) float32 in ``[0, w] x [0, h]``.
+    """
+    sx, sy = (scale, scale) if isinstance(scale, int | float) else scale
+    out = boxes.astype(np.float32, copy=True).reshape(-1, 4)
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]] / sx, 0, width)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]] / sy, 0, height)
+    return out
+
+
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    """(N,) areas of (N, 4) boxes; inverted boxes count as 0."""
+    return np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) intersection over union of boxes ``a`` (N, 4) and ``b`` (M, 4)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.6) -> np.ndarray:
+    """Greedy class-agnostic non-maximum suppression.
+
+    Args:
+        boxes: (N, 4) ``x1, y1, x2, y2``.
+        scores: (N,) higher is better.
+        iou_threshold: A box is dropped when its IoU with a kept, higher-scoring box exceeds this.
+
+    Returns:
+        (M,) int64 indices of the kept boxes, best score first.
+    """
+    order = np.argsort(-scores, kind="stable")
+    if order.size == 0:
+        return order.astype(np.int64)
+    ious = iou_matrix(boxes[order], boxes[order])
+    suppressed = np.zeros(order.size, dtype=bool)
+    keep: list[int] = []
+    for i in range(order.size):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= ious[i] > iou_threshold
+    return order[np.asarray(keep, dtype=np.int64)]

@@ -1,0 +1,110 @@
+"""Pre-processing and box post-processing: letterbox, stretch, normalise, expand/crop, mapping, NMS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engines.package import Normalization
+from engines.preprocess import (
+    EngineInputError,
+    boxes_to_frame,
+    check_image,
+    crop,
+    expand_box,
+    iou_matrix,
+    letterbox,
+    nms,
+    normalise,
+    stretch,
+)
+
+
+@pytest.mark.parametrize(
+    ("h", "w", "scale", "covered"),
+    [
+        (100, 200, 1.28, (128, 256)),  # wide: full width, padded below
+        (200, 100, 1.28, (256, 128)),  # tall: full height, padded right
+        (512, 512, 0.5, (256, 256)),  # square: no padding
+        (10, 1000, 0.256, (3, 256)),
+    ],
+)
+def test_letterbox_is_top_left_with_padding(h: int, w: int, scale: float, covered: tuple[int, int]) -> None:
+    image = np.full((h, w, 3), 7, np.uint8)
+    canvas, s = letterbox(image, 256, 256, pad_value=114)
+    assert canvas.shape == (256, 256, 3) and canvas.dtype == np.uint8
+    assert s == pytest.approx(scale)
+    ch, cw = covered
+    assert np.all(canvas[:ch, :cw] == 7)
+    assert np.all(canvas[ch:, :] == 114) and np.all(canvas[:, cw:] == 114)
+
+
+def test_letterboxed_box_maps_back_to_frame_pixels() -> None:
+    frame = np.zeros((360, 640, 3), np.uint8)
+    frame[90:180, 320:480] = 255  # a white box at x 320..480, y 90..180
+    canvas, s = letterbox(frame, 256, 256)
+    ys, xs = np.nonzero(canvas[..., 0] > 128)
+    net_box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+    back = boxes_to_frame(net_box, s, 640, 360)
+    np.testing.assert_allclose(back[0], [320, 90, 480, 180], atol=3)
+
+
+def test_boxes_are_clipped_and_stretch_scales_per_axis() -> None:
+    boxes = np.array([[-10, -5, 300, 20], [10, 10, 20, 20]], np.float32)
+    out = boxes_to_frame(boxes, (2.0, 0.5), 100, 50)
+    np.testing.assert_allclose(out, [[0, 0, 100, 40], [5, 20, 10, 40]])
+    assert stretch(np.zeros((10, 30, 3), np.uint8), 32, 16).shape == (32, 16, 3)
+
+
+def test_normalise_gives_nchw_float32() -> None:
+    norm = Normalization(scale=1 / 255, mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 1.0))
+    images = [np.full((4, 6, 3), [255, 0, 51], np.uint8), np.zeros((4, 6, 3), np.uint8)]
+    batch = normalise(images, norm)
+    assert batch.shape == (2, 3, 4, 6) and batch.dtype == np.float32 and batch.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(batch[0, :, 0, 0], [1.0, -1.0, 0.2], atol=1e-6)
+    np.testing.assert_allclose(batch[1, :, 2, 3], [-1.0, -1.0, 0.0], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("box", "ratio", "expected"),
+    [
+        ((10, 10, 30, 50), 0.1, (9, 8, 31, 52)),  # +1 px each side in x (20*0.05), +2 in y (40*0.05)
+        ((0, 0, 100, 100), 0.1, (0, 0, 100, 100)),  # clipped to the 100x100 image
+        ((40, 40, 60, 60), 0.0, (40, 40, 60, 60)),
+        ((99.5, 99.5, 99.6, 99.6), 0.1, (99, 99, 100, 100)),  # degenerate box still gives 1x1
+    ],
+)
+def test_expand_box(box: tuple[float, ...], ratio: float, expected: tuple[int, ...]) -> None:
+    assert expand_box(box, ratio, 100, 100) == expected
+
+
+def test_crop_returns_expanded_pixels() -> None:
+    image = np.arange(100 * 100 * 3, dtype=np.uint32).reshape(100, 100, 3).astype(np.uint8)
+    out = crop(image, (10, 10, 30, 50), ratio=0.1)
+    assert out.shape == (44, 22, 3)
+    np.testing.assert_array_equal(out, image[8:52, 9:31])
+
+
+def test_nms_keeps_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 10.5], [100, 100, 110, 110]], np.float32)
+    scores = np.array([0.8, 0.9, 0.5, 0.7, 0.95], np.float32)
+    keep = nms(boxes, scores, iou_threshold=0.6)
+    assert keep.tolist() == [4, 1, 2]  # 0 and 3 overlap box 1 (IoU 0.68, 0.66) and are dropped
+    assert nms(boxes, scores, iou_threshold=0.99).tolist() == [4, 1, 0, 3, 2]
+    assert nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32)).tolist() == []
+
+
+def test_iou_matrix_values() -> None:
+    a = np.array([[0, 0, 2, 2]], np.float32)
+    b = np.array([[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6], [1, 1, 1, 1]], np.float32)
+    np.testing.assert_allclose(iou_matrix(a, b)[0], [1 / 7, 1.0, 0.0, 0.0], atol=1e-6)
+
+
+def test_check_image_messages() -> None:
+    check_image(np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(EngineInputError, match=r"shape \(2, 2\)"):
+        check_image(np.zeros((2, 2), np.uint8))
+    with pytest.raises(EngineInputError, match="is empty"):
+        check_image(np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(EngineInputError, match="dtype float64"):
+        check_image(np.zeros((2, 2, 3)))
