@@ -1,0 +1,194 @@
+"""Export a trained module as a model package (``model.onnx`` + ``spec.json`` + ``weights.pt``).
+
+The package layout is fixed in docs/design.md ("Model package"). ``export_package`` writes the
+ONNX graph with a dynamic batch axis on the input ``images`` and on every output, the state dict
+(for the torch backend, which rebuilds the module from ``spec["torch"]["factory"]``), and the spec
+with the fields that only the export knows filled in: ``format_version``, ``role``, ``opset``,
+``onnx_sha256``, ``weights_sha256`` and the input/output shapes with ``-1`` for the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from stream.errors import LiveTagError
+from training.engine import unwrap
+
+FORMAT_VERSION = 1
+INPUT_NAME = "images"
+
+
+class ExportError(LiveTagError):
+    """The module could not be exported, or the exported package is inconsistent."""
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_factory(spec: dict[str, Any]) -> None:
+    torch_part = spec.get("torch")
+    if not isinstance(torch_part, dict) or not isinstance(torch_part.get("factory"), str):
+        raise ExportError('spec needs "torch": {"factory": "module:function", "config": {...}} to rebuild the module')
+    if ":" not in torch_part["factory"]:
+        raise ExportError(f"spec torch.factory {torch_part['factory']!r} must look like 'package.module:function'")
+    if not isinstance(torch_part.get("config", {}), dict):
+        raise ExportError("spec torch.config must be a JSON object")
+
+
+def export_package(
+    model: nn.Module,
+    out_dir: str | Path,
+    *,
+    role: str,
+    example_input: torch.Tensor,
+    output_names: list[str],
+    spec: dict[str, Any],
+    opset: int = 17,
+) -> Path:
+    """Write ``model.onnx``, ``weights.pt`` and ``spec.json`` into ``out_dir``.
+
+    Args:
+        model: The trained module (DDP wrappers are removed); exported in eval mode on CPU.
+        out_dir: Package folder, created when missing; existing package files are replaced.
+        role: ``"detector"`` or ``"embedder"``.
+        example_input: (B, 3, H, W) float32 tensor fixing the spatial size; B is made dynamic.
+        output_names: Names of the module's outputs, in the order ``forward`` returns them.
+        spec: The rest of the spec (name, version, architecture, input resize/pad, normalization,
+            classes or embedding_dim, metrics, training_data, and ``torch`` with ``factory`` and
+            ``config``). It is copied, not modified.
+        opset: ONNX opset.
+
+    Returns:
+        The path of ``spec.json``.
+
+    Raises:
+        ExportError: The spec lacks the torch factory, or ONNX export failed.
+    """
+    if role not in ("detector", "embedder"):
+        raise ExportError(f"role must be 'detector' or 'embedder', got {role!r}")
+    if example_input.ndim != 4:
+        raise ExportError(f"example_input must be (B, 3, H, W), got {tuple(example_input.shape)}")
+    _check_factory(spec)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    module = unwrap(model).to("cpu").eval()
+    example = example_input.detach().to("cpu", torch.float32)
+    with torch.no_grad():
+        produced = module(example)
+    produced_list = list(produced) if isinstance(produced, tuple | list) else [produced]
+    if len(produced_list) != len(output_names):
+        raise ExportError(f"module returned {len(produced_list)} outputs but {len(output_names)} names were given")
+
+    onnx_path = out / "model.onnx"
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (example,),
+                str(onnx_path),
+                input_names=[INPUT_NAME],
+                output_names=list(output_names),
+                dynamic_axes=dynamic_axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+    except Exception as exc:
+        raise ExportError(f"ONNX export of the {role} failed: {type(exc).__name__}: {exc}") from exc
+    torch.save(module.state_dict(), out / "weights.pt")
+
+    full = json.loads(json.dumps(spec))
+    full["format_version"] = FORMAT_VERSION
+    full["role"] = role
+    input_part = dict(full.get("input") or {})
+    input_part.update(
+        {
+            "name": INPUT_NAME,
+            "shape": [-1, *[int(d) for d in example.shape[1:]]],
+            "layout": "NCHW",
+            "dtype": "float32",
+        }
+    )
+    input_part.setdefault("color", "RGB")
+    full["input"] = input_part
+    full["outputs"] = [
+        {"name": name, "shape": [-1, *[int(d) for d in tensor.shape[1:]]]}
+        for name, tensor in zip(output_names, produced_list, strict=True)
+    ]
+    full["opset"] = opset
+    full["onnx_sha256"] = sha256_file(onnx_path)
+    full["weights_sha256"] = sha256_file(out / "weights.pt")
+    spec_path = out / "spec.json"
+    spec_path.write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return spec_path
+
+
+def build_torch_module(package_dir: str | Path) -> nn.Module:
+    """Rebuild a package's module from ``spec["torch"]`` and load ``weights.pt`` (eval mode, CPU)."""
+    package = Path(package_dir)
+    spec = json.loads((package / "spec.json").read_text(encoding="utf-8"))
+    _check_factory(spec)
+    module_name, _, func_name = spec["torch"]["factory"].partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise ExportError(f"torch factory {spec['torch']['factory']!r} cannot be imported: {exc}") from exc
+    module: nn.Module = factory(**spec["torch"].get("config", {}))
+    state = torch.load(package / "weights.pt", map_location="cpu", weights_only=True)
+    module.load_state_dict(state)
+    return module.eval()
+
+
+def check_parity(model: nn.Module, package_dir: str | Path, inputs: np.ndarray, atol: float) -> float:
+    """Run ``inputs`` through the torch module and the package's ONNX graph and compare.
+
+    Args:
+        model: The torch module that was exported.
+        package_dir: The package folder holding ``model.onnx`` and ``spec.json``.
+        inputs: (B, 3, H, W) float32 network input.
+        atol: Largest allowed absolute difference over all outputs.
+
+    Returns:
+        The maximum absolute difference found.
+
+    Raises:
+        ExportError: The difference exceeds ``atol`` or the outputs differ in shape.
+    """
+    import onnxruntime as ort
+
+    package = Path(package_dir)
+    spec = json.loads((package / "spec.json").read_text(encoding="utf-8"))
+    names = [o["name"] for o in spec["outputs"]]
+    batch = np.ascontiguousarray(inputs, dtype=np.float32)
+    module = unwrap(model).to("cpu").eval()
+    with torch.no_grad():
+        produced = module(torch.from_numpy(batch))
+    torch_out = [t.numpy() for t in (produced if isinstance(produced, tuple | list) else [produced])]
+    session = ort.InferenceSession(str(package / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(names, {INPUT_NAME: batch})
+    worst = 0.0
+    for name, a, b in zip(names, torch_out, onnx_out, strict=True):
+        if a.shape != b.shape:
+            raise ExportError(f"output {name!r}: torch shape {a.shape} != onnx shape {b.shape}")
+        diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+        worst = max(worst, diff)
+    if worst > atol:
+        raise ExportError(f"ONNX and torch outputs differ by {worst:.3g} (> {atol:.3g}); the export is not faithful")
+    return worst
