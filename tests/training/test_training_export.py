@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from training.export import ExportError, build_torch_module, check_parity, export_package, sha256_file
-from training.models.detector import OUTPUT_NAMES, DetectorConfig, GarmentDetector, config_dict
+from training.models.detector import OUTPUT_NAMES, DetectorConfig, GarmentDetector, config_dict, rank_levels
 
 # Boxes are in input pixels (0..256); float32 convolutions in two runtimes agree to ~1e-4 px.
 PARITY_ATOL = 1e-3
@@ -83,7 +83,9 @@ def test_onnx_outputs_have_contract_shapes_for_any_batch(package: tuple[GarmentD
     assert class_probs.shape == (batch, 100, 23) and sold.shape == (batch, 100)
     assert np.all((scores >= 0) & (scores <= 1)) and np.all((sold >= 0) & (sold <= 1))
     np.testing.assert_allclose(class_probs.sum(-1), 1.0, atol=1e-5)
-    assert np.all(np.diff(scores, axis=1) <= 1e-6), "scores come best first (ties within 2^-20 logit by cell index)"
+    # Ranks are quantised to 1/rank_levels logits; sigmoid's slope is at most 1/4.
+    tolerance = 0.25 / rank_levels((256 // 8) ** 2) + 1e-6
+    assert np.all(np.diff(scores, axis=1) <= tolerance), "scores come best first (up to the rank quantum)"
     assert np.all(boxes[..., 2] >= boxes[..., 0]) and np.all(boxes[..., 3] >= boxes[..., 1])
 
 
