@@ -1,0 +1,171 @@
+"""Whole-pipeline throughput against the raw batched engines, on the same frames, in one run.
+
+raw:      pre-decoded keyframes -> detector (batches of --max-batch) -> crops -> embedder; frames/s
+pipeline: the same videos as --streams concurrent streams through the embedded pipeline at full speed
+          (read -> bus -> decode -> detect -> embed -> gallery search -> vote -> bus -> sink); frames/s
+
+The ratio pipeline / raw says how much the pipeline around the models costs (target >= 0.85). The
+result is printed and appended to docs/benchmarks.md with the date, machine and command.
+
+    python benchmarks/pipeline_vs_engine.py [--sample samples/demo] [--streams 6] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from consumers.demo import DEFAULT_SAMPLE, find_sample  # noqa: E402
+from consumers.embedded import EMBEDDED_TOPICS, make_stage, quiet_library_logs  # noqa: E402
+from consumers.gallery_builder import build_gallery, find_shop_images, to_index  # noqa: E402
+from consumers.model_loading import DEFAULT_MODELS_DIR, ModelChoice, load_models  # noqa: E402
+from consumers.pipeline import SourceSpec  # noqa: E402
+from consumers.replay import ReplayOptions, replay  # noqa: E402
+from consumers.settings import BatchSettings, PipelineSettings, Settings  # noqa: E402
+from stream.clock import SystemClock  # noqa: E402
+from stream.decode import PacketDecoder  # noqa: E402
+from stream.frames import iter_frame_packets  # noqa: E402
+
+
+def decoded_keyframes(videos: list[Path], sampling: str) -> list[np.ndarray]:
+    """Every sampled frame of ``videos`` as RGB uint8 (H, W, 3)."""
+    decoder = PacketDecoder()
+    return [decoder.decode(p) for v in videos for p in iter_frame_packets(v.stem, v, sampling)]
+
+
+def raw_engines(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline: PipelineSettings,
+                max_batch: int) -> tuple[float, int]:
+    """Seconds to detect + crop + embed ``frames`` in batches (the stage's crop selection); crops made."""
+    from engines.preprocess import crop
+
+    crops_made = 0
+    start = time.perf_counter()
+    for i in range(0, len(frames), max_batch):
+        batch = frames[i : i + max_batch]
+        crops = []
+        for frame, dets in zip(batch, detector.detect(batch), strict=True):
+            keep = np.flatnonzero(dets.sold >= pipeline.sold_threshold)
+            keep = keep[np.argsort(-dets.sold[keep], kind="stable")][: pipeline.max_detections_per_frame]
+            crops += [crop(frame, dets.boxes[d], pipeline.crop_expand) for d in keep.tolist()]
+        if crops:
+            embedder.embed(crops)
+        crops_made += len(crops)
+    return time.perf_counter() - start, crops_made
+
+
+def whole_pipeline(videos: list[Path], streams: int, stage_factory: Any, settings: Settings,
+                   sampling: str, decoupled: bool = True) -> tuple[float, int]:
+    """Seconds for ``streams`` concurrent replays at max speed; frames consumed."""
+    from stream.sampling import SamplingSpec
+
+    specs = [SourceSpec(f"s{k}-{v.stem}", str(v)) for k in range(streams) for v in videos]
+    options = ReplayOptions(speed="max", sampling=SamplingSpec.parse(sampling), max_concurrent_sources=len(specs),
+                            decoupled=decoupled)
+    stage = stage_factory()
+    start = time.perf_counter()
+    report = replay(stage, specs, options, lambda e, pts: None, batch=settings.batch, progress=False)
+    return time.perf_counter() - start, report.frames_consumed
+
+
+SECTION = "## Pipeline vs raw engines (benchmarks/pipeline_vs_engine.py)"
+TABLE_HEAD = [
+    "| date (UTC) | machine | models | frames | batch | raw frames/s | pipeline frames/s | ratio | command |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def append_markdown(path: Path, row: dict[str, Any], command: str) -> None:
+    """Add this run as the last row of this script's table in ``path`` (section created when missing),
+    leaving the other sections of the file where they are."""
+    line = (
+        f"| {row['date']} | {row['machine']} | {row['models']} | {row['frames']} | {row['batch']} | "
+        f"{row['raw_fps']:.1f} | {row['pipeline_fps']:.1f} | {row['ratio']:.2f} | `{command}` |"
+    )
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else ["# Benchmarks"]
+    if SECTION not in lines:
+        lines += ["", SECTION, "", *TABLE_HEAD]
+    at = lines.index(SECTION) + 1
+    while at < len(lines) and not lines[at].startswith("|"):
+        if lines[at].startswith("## "):
+            lines[at:at] = [*TABLE_HEAD, ""]
+            break
+        at += 1
+    if at == len(lines):
+        lines += TABLE_HEAD
+    while at < len(lines) and lines[at].startswith("|"):
+        at += 1
+    lines.insert(at, line)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE, help="sample folder (image/ + video/)")
+    parser.add_argument("--detector", type=Path, default=DEFAULT_MODELS_DIR / "detector")
+    parser.add_argument("--embedder", type=Path, default=DEFAULT_MODELS_DIR / "embedder")
+    parser.add_argument("--streams", type=int, default=4, help="copies of each video replayed at once")
+    parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--sampling", default="keyframes", help="keyframes (default) or fps:N")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each side; the median is reported")
+    parser.add_argument("--single-thread", action="store_true", help="decode and infer on one thread")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--no-append", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    quiet_library_logs()
+
+    sample = find_sample(args.sample)
+    settings = Settings().with_overrides(batch=BatchSettings(max_batch=args.max_batch, max_wait_ms=20.0),
+                                         topics=EMBEDDED_TOPICS)
+    p = settings.pipeline
+    detector, embedder = load_models(ModelChoice(args.detector, args.embedder), p.detection_threshold, p.nms_iou)
+    gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
+                                     progress=False))
+    clock = SystemClock()
+    frames = decoded_keyframes(sample.videos, args.sampling) * args.streams
+    raw_embeddings = raw_engines(frames[: args.max_batch], detector, embedder, p, args.max_batch)  # warm-up
+    raw_runs, pipe_runs = [], []
+    crops = raw_embeddings[1]
+    for _ in range(args.repeats):
+        seconds, crops = raw_engines(frames, detector, embedder, p, args.max_batch)
+        raw_runs.append(len(frames) / seconds)
+        seconds, consumed = whole_pipeline(sample.videos, args.streams,
+                                           lambda: make_stage(detector, embedder, gallery, settings, clock),
+                                           settings, args.sampling, decoupled=not args.single_thread)
+        if consumed != len(frames):
+            print(f"pipeline consumed {consumed} frames, raw had {len(frames)}", file=sys.stderr)
+            return 1
+        pipe_runs.append(consumed / seconds)
+    raw_fps, pipe_fps = statistics.median(raw_runs), statistics.median(pipe_runs)
+    row = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{os.cpu_count()}-core CPU, {platform.machine()}, onnxruntime",
+        "models": f"{detector.spec.label} + {embedder.spec.label}",
+        "frames": len(frames),
+        "batch": args.max_batch,
+        "raw_fps": raw_fps,
+        "pipeline_fps": pipe_fps,
+        "ratio": pipe_fps / raw_fps,
+    }
+    command = "python benchmarks/pipeline_vs_engine.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    print(f"frames {len(frames)} (crops {crops}); raw {raw_fps:.1f} frames/s {[round(r, 1) for r in raw_runs]}; "
+          f"pipeline {pipe_fps:.1f} frames/s {[round(r, 1) for r in pipe_runs]}; ratio {row['ratio']:.2f}")
+    if not args.no_append:
+        append_markdown(args.out, row, command.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""``livetag gallery build``: shop images -> product crops -> embeddings -> a saved gallery index."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from consumers.model_loading import add_model_arguments
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=Path, required=True, help="folder of shop images: <item_id>/<n>.jpg")
+    parser.add_argument("--annotations", type=Path, default=None,
+                        help="Tianchi image annotations <item_id>/<n>.json; their product box is the crop")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the gallery into")
+    parser.add_argument("--catalog", default=None, help="catalog id stored with every image (for per-stream search)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per model call (default 16)")
+    add_model_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from consumers.embedded import quiet_library_logs
+
+    quiet_library_logs()
+    from consumers.gallery_builder import build_gallery, find_shop_images, to_index
+    from consumers.model_loading import load_models, model_choice
+
+    images = find_shop_images(args.images, args.annotations)
+    detector, embedder = load_models(model_choice(args))
+    build = build_gallery(images, detector, embedder, catalog=args.catalog, batch_size=max(1, args.batch_size))
+    gallery = to_index(build)
+    gallery.index.save(args.out)
+    print(f"gallery: {len(build.ids)} images of {len(build.items)} items -> {args.out}"
+          + (f" ({len(build.skipped)} unreadable images skipped)" if build.skipped else ""))
+    return 0

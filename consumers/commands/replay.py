@@ -1,0 +1,73 @@
+"""``livetag replay``: recorded videos through the embedded pipeline; match events to a JSONL file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from consumers.embedded import add_pipeline_arguments
+from consumers.model_loading import add_model_arguments
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="video files or stream URLs")
+    parser.add_argument("--gallery", type=Path, default=None,
+                        help="gallery folder from 'livetag gallery build' (required unless --to-kafka)")
+    parser.add_argument("--catalog", default=None, metavar="IDS",
+                        help="comma-separated item ids the streams may match (default: the whole gallery)")
+    parser.add_argument("--out", type=Path, default=None, help="JSONL file of match events (required unless --to-kafka)")
+    parser.add_argument("--speed", choices=("realtime", "max"), default="max", help="replay pace (default max)")
+    parser.add_argument("--sampling", default="keyframes", help="'keyframes' (default) or 'fps:N'")
+    add_model_arguments(parser)
+    add_pipeline_arguments(parser)
+    from consumers.kafka.replay_to_kafka import add_to_kafka_arguments
+
+    add_to_kafka_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from consumers.embedded import quiet_library_logs
+
+    quiet_library_logs()
+    from consumers.embedded import make_stage, settings_from_args
+    from consumers.gallery_builder import load_gallery
+    from consumers.model_loading import load_models, model_choice
+    from consumers.pipeline import write_jsonl
+    from consumers.replay import ReplayInputError, ReplayOptions, replay, source_specs
+    from stream.clock import SystemClock
+    from stream.sampling import SamplingSpec
+
+    if args.to_kafka:
+        from consumers.kafka.replay_to_kafka import run_to_kafka
+
+        return run_to_kafka(args)
+    if args.gallery is None or args.out is None:
+        raise ReplayInputError("replay needs --gallery and --out (or --to-kafka to publish the frames to Kafka)")
+    settings = settings_from_args(args)
+    options = ReplayOptions(speed=args.speed, sampling=SamplingSpec.parse(args.sampling))
+    specs = source_specs(args.sources)
+    items = None
+    if args.catalog is not None:
+        items = frozenset(i.strip() for i in args.catalog.split(",") if i.strip())
+        if not items:
+            raise ReplayInputError("--catalog is empty; give comma-separated item ids, e.g. --catalog i001,i002")
+    gallery = load_gallery(args.gallery)
+    if items is not None and not items & set(gallery.item_ids):
+        raise ReplayInputError(f"none of the --catalog items is in the gallery {args.gallery}; check the item ids")
+    detector, embedder = load_models(model_choice(args), settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
+    clock = SystemClock()
+    stage = make_stage(detector, embedder, gallery, settings, clock, items=items)
+    write, close = write_jsonl(args.out)
+    try:
+        report = replay(stage, specs, options, lambda event, _pts: write(event), batch=settings.batch, clock=clock)
+    finally:
+        close()
+    print(f"replay: {report.frames_consumed} frames, {report.events} events -> {args.out}"
+          + (f", {report.dead_letters} dead letters" if report.dead_letters else ""))
+    if report.source_errors:
+        stream_id, reason = next(iter(report.source_errors.items()))
+        raise ReplayInputError(
+            f"{len(report.source_errors)} of {len(specs)} sources failed part-way (events so far are in {args.out}); "
+            f"{stream_id}: {reason}"
+        )
+    return 0

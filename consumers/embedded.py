@@ -1,0 +1,105 @@
+"""Wiring of the embedded default: settings from command-line options, models, gallery, stage."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Collection
+from typing import Any
+
+from consumers.gallery_builder import LoadedGallery
+from consumers.inference_stage import FrameObserver, InferenceStage, catalog_resolver, category_lookup
+from consumers.settings import BatchSettings, Settings, SettingsError, TopicSettings
+from consumers.voter import StreamVoter
+from stream.clock import Clock
+
+#: The embedded bus needs one partition per topic: one consumer reads them all.
+EMBEDDED_TOPICS = TopicSettings(partitions=1)
+#: Below this many gallery images FAISS searches on one thread (see :func:`single_thread_search`).
+SINGLE_THREAD_SEARCH_BELOW = 100_000
+
+
+def quiet_library_logs() -> None:
+    """Keep third-party start-up chatter (FAISS's loader) out of the command's output."""
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the batching and threshold options shared by demo, replay and eval."""
+    group = parser.add_argument_group("pipeline")
+    group.add_argument("--max-batch", type=int, default=8, help="frames per model call (default 8)")
+    group.add_argument("--max-wait-ms", type=float, default=20.0, help="longest wait for a batch to fill (default 20)")
+    group.add_argument("--min-similarity", type=float, default=None, help="gallery hits below this do not vote")
+    group.add_argument("--sold-threshold", type=float, default=None, help="least sold-item probability to vote")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Validated settings from the options of :func:`add_pipeline_arguments` (defaults elsewhere)."""
+    overrides: dict[str, Any] = {
+        "batch": BatchSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                               queue_capacity=max(256, args.max_batch)),
+        "topics": EMBEDDED_TOPICS,
+    }
+    if args.min_similarity is not None:
+        overrides["pipeline__min_similarity"] = args.min_similarity
+        overrides["voter__min_similarity"] = args.min_similarity
+    if args.sold_threshold is not None:
+        overrides["pipeline__sold_threshold"] = args.sold_threshold
+    try:
+        return Settings().with_overrides(**overrides)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"bad pipeline option: {exc}") from exc
+
+
+def single_thread_search(gallery: LoadedGallery) -> None:
+    """Make FAISS search on the calling thread for galleries below ``SINGLE_THREAD_SEARCH_BELOW`` images.
+
+    A flat search over a catalog-sized gallery takes microseconds of arithmetic; OpenMP's worker
+    threads only add wake-ups and spin-waits that compete with ONNX Runtime for the same cores
+    (measured on the 2-core CI machine under load: 83 ms per search with 2 threads, 6 ms with 1).
+    This is a process-wide FAISS setting, applied by the embedded wiring only.
+    """
+    if len(gallery.index) < SINGLE_THREAD_SEARCH_BELOW:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+
+
+def make_stage(
+    detector: Any,
+    embedder: Any,
+    gallery: LoadedGallery,
+    settings: Settings,
+    clock: Clock,
+    items: Collection[str] | None = None,
+    observer: FrameObserver | None = None,
+    metrics: Any = None,
+) -> InferenceStage:
+    """An inference stage over ``gallery`` with a fresh voter (catalog and category lookups from
+    the gallery's metadata). Small galleries are searched on one thread (:func:`single_thread_search`).
+    With ``metrics`` (a ``PipelineMetrics``), the stage's collaborators are timed into it."""
+    single_thread_search(gallery)
+    voter = StreamVoter(
+        settings.voter,
+        clock,
+        categories=category_lookup(gallery.item_ids, gallery.metadata),
+        detector_version=detector.spec.label,
+        embedder_version=embedder.spec.label,
+    )
+    stage = InferenceStage(
+        detector,
+        embedder,
+        gallery.index,
+        voter,
+        settings.pipeline,
+        settings.topics,
+        clock,
+        catalogs=catalog_resolver(gallery.item_ids, gallery.metadata),
+        items=items,
+        observer=observer,
+    )
+    if metrics is not None:
+        from consumers.observability.instrument import instrument_stage
+
+        instrument_stage(stage, metrics)
+    return stage

@@ -1,0 +1,134 @@
+"""``livetag eval tianchi``: build the gallery from ROOT/image, replay every ROOT/video, score.
+
+The replay is the embedded pipeline at full speed (the same stages as production); the match
+events and per-frame hits of each video are gathered into a :class:`MatchSummary`, then scored by
+:func:`consumers.tianchi_eval.evaluate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from consumers.embedded import make_stage
+from consumers.gallery_builder import build_gallery, find_shop_images, to_index
+from consumers.match_summary import Hit, MatchSummary
+from consumers.model_loading import ModelChoice, load_models
+from consumers.replay import ReplayOptions, replay, source_specs
+from consumers.settings import Settings
+from consumers.tianchi_eval import GalleryImageRef, ReplayedVideo, evaluate
+from consumers.tianchi_truth import (
+    DatasetLayoutError,
+    check_layout,
+    instance_to_item,
+    list_videos,
+    read_segments,
+    shop_image_boxes,
+    video_truth,
+)
+from stream.clock import Clock, SystemClock
+from stream.sampling import SamplingSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoTiming:
+    """Frame rate and first timestamp of a video file."""
+
+    fps: float
+    start_s: float
+
+
+def probe_timing(path: Path) -> VideoTiming | None:
+    """Frame rate and start time of the first video track, or None when the file does not open."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+            return VideoTiming(float(rate) if rate else 25.0, start)
+    except (av.FFmpegError, OSError):
+        return None
+
+
+def run_tianchi_eval(
+    root: Path,
+    models: ModelChoice,
+    settings: Settings,
+    refine: bool = False,
+    clock: Clock | None = None,
+    progress: bool = True,
+    sampling: SamplingSpec | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Evaluate the pipeline on ``root`` (Tianchi layout).
+
+    Returns:
+        ``(report, result)``: the report (metrics, per-video rows, run figures) and the
+        challenge submission.
+
+    Raises:
+        DatasetLayoutError: ``root`` lacks image/ or video/, or has no video.
+    """
+    clock = clock or SystemClock()
+    check_layout(root)
+    videos = list_videos(root)
+    if not videos:
+        raise DatasetLayoutError(f"{root / 'video'} holds no video; nothing to evaluate")
+    annotations = root / "image_annotation"
+    shop = find_shop_images(root / "image", annotations if annotations.is_dir() else None)
+    detector, embedder = load_models(models, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
+    started = time.perf_counter()
+    gallery = to_index(build_gallery(shop, detector, embedder, progress=progress))
+    gallery_s = time.perf_counter() - started
+
+    summaries = {path.stem: MatchSummary(path.stem) for path in videos}
+    lock = threading.Lock()
+
+    def on_frame(stream_id: str, pts: float, hits: list[Hit]) -> None:
+        with lock:
+            summaries[stream_id].add_frame(pts, hits)
+
+    def on_event(event: dict[str, Any], frame_pts: float | None) -> None:
+        with lock:
+            summaries[event["stream_id"]].add_event(event)
+
+    stage = make_stage(detector, embedder, gallery, settings, clock, observer=on_frame)
+    specs = source_specs([str(p) for p in videos])
+    started = time.perf_counter()
+    options = ReplayOptions(speed="max", sampling=sampling or SamplingSpec())
+    run = replay(stage, specs, options, on_event, batch=settings.batch, clock=clock, progress=progress)
+    replay_s = time.perf_counter() - started
+
+    replayed = []
+    for path in videos:
+        summary = summaries[path.stem]
+        summary.close(run.stream_ends.get(path.stem))
+        timing = probe_timing(path) or VideoTiming(25.0, 0.0)
+        replayed.append(ReplayedVideo(path.stem, summary, timing.fps, timing.start_s))
+    items_by_instance = instance_to_item(root)
+    truths = {p.stem: video_truth(root, p.stem, items_by_instance) for p in videos}
+    refs = {image_id: GalleryImageRef(item, name) for image_id, (item, name) in gallery.refs.items()}
+    report, result = evaluate(replayed, truths, refs, shop_image_boxes(root), read_segments(root), refine=refine)
+    report["run"] = {
+        "gallery_images": len(gallery.item_ids),
+        "gallery_items": len(set(gallery.item_ids)),
+        "gallery_build_s": round(gallery_s, 2),
+        "replay_s": round(replay_s, 2),
+        "frames": run.frames_consumed,
+        "frames_per_s": round(run.frames_consumed / replay_s, 2) if replay_s > 0 else None,
+        "events": run.events,
+        "dead_letters": run.dead_letters,
+        "source_errors": run.source_errors,
+        "sampling": str(options.sampling),
+        "models": {"detector": detector.spec.label, "embedder": embedder.spec.label},
+    }
+    return report, result

@@ -1,0 +1,291 @@
+"""The inference stage: frame records in, match events and dead letters out.
+
+One instance serves every stream of a consumer (the embedded pipeline and the Kafka inference
+consumer use it unchanged)::
+
+    records of topic frames --decode--> RGB frames --detect (one batch across streams)-->
+    boxes --crop (+10 %)--> crops --embed (one batch)--> vectors --gallery search within the
+    stream's catalog--> hits --per-stream voter--> match events (topic matches, key = stream id)
+
+A record that is not a frame packet, or whose packet does not decode, becomes a dead letter (topic
+``dlq``) with the reason; the other records of the batch go on. If the models fail on a whole
+batch, the frames are retried one by one so that only the offending frame is dead-lettered.
+
+Catalog restriction: a record's ``catalog`` header names the seller's catalog; its item ids come
+from ``catalogs`` (an unknown catalog matches nothing). ``items`` (replay ``--catalog IDS``) fixes
+the allowed items for every stream instead. Without either, the whole gallery is searched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from consumers.bus import Record
+from consumers.dead_letter import DeadLetter
+from consumers.events import MatchEvent
+from consumers.match_summary import Hit
+from consumers.settings import PipelineSettings, TopicSettings
+from consumers.voter import GalleryHit, Observation, StreamVoter
+from stream.clock import Clock
+from stream.errors import LiveTagError
+from stream.packet import FramePacket, PacketFormatError
+
+log = logging.getLogger(__name__)
+
+CATALOG_HEADER = "catalog"
+#: Header of a match-event record: stream seconds of the frame whose processing emitted the event.
+FRAME_PTS_HEADER = "lt-frame-pts"
+#: catalog id -> item ids of that catalog (None: unknown catalog).
+CatalogResolver = Callable[[str], Collection[str] | None]
+#: Called once per processed frame with (stream id, pts seconds, best hit of every detection).
+FrameObserver = Callable[[str, float, list[Hit]], None]
+
+
+@dataclass
+class DecodedFrame:
+    """A frame record with its decoded image (H, W, 3) RGB uint8 and catalog header."""
+
+    record: Record
+    packet: FramePacket
+    image: np.ndarray
+    catalog: str | None
+
+
+@dataclass
+class StageCounters:
+    """Counters since creation (read from any thread)."""
+
+    records: int = 0
+    frames: int = 0
+    detections: int = 0
+    events: int = 0
+    dead_letters: int = 0
+
+
+class InferenceStage:
+    """Frame records -> match event records and dead-letter records.
+
+    Args:
+        detector: ``engines`` Detector (frames -> Detections).
+        embedder: ``engines`` Embedder (crops -> (N, D) unit vectors).
+        gallery: ``engines.gallery.GalleryIndex`` (search restricted to a set of item ids).
+        voter: The per-stream voter.
+        settings: Per-frame thresholds (sold threshold, crop expansion, top-k, ...).
+        topics: Output topic names (``matches``, ``dlq``).
+        clock: Injected clock (dead-letter timestamps).
+        decoder: ``stream.decode.PacketDecoder``; a fresh one when None.
+        catalogs: Catalog id -> item ids, for the ``catalog`` header.
+        items: Fixed item ids allowed for every stream (overrides the header).
+        observer: Optional per-frame callback (evaluation ranks items with it).
+    """
+
+    def __init__(
+        self,
+        detector: Any,
+        embedder: Any,
+        gallery: Any,
+        voter: StreamVoter,
+        settings: PipelineSettings,
+        topics: TopicSettings,
+        clock: Clock,
+        decoder: Any = None,
+        catalogs: CatalogResolver | None = None,
+        items: Collection[str] | None = None,
+        observer: FrameObserver | None = None,
+    ) -> None:
+        if decoder is None:
+            from stream.decode import PacketDecoder
+
+            decoder = PacketDecoder()
+        self.detector = detector
+        self.embedder = embedder
+        self.gallery = gallery
+        self.voter = voter
+        self.settings = settings
+        self.clock = clock
+        self.decoder = decoder
+        self.catalogs = catalogs
+        self.items = frozenset(items) if items is not None else None
+        self.observer = observer
+        self.matches_topic = topics.name("matches")
+        self.dlq_topic = topics.name("dlq")
+        self.counters = StageCounters()
+
+    # -- the record interface --------------------------------------------------------------------
+    def process(self, records: Sequence[Record]) -> list[Record]:
+        """Run a batch of frame records; returns match-event and dead-letter records."""
+        frames, outputs = self.decode_records(records)
+        return outputs + self.infer_frames(frames)
+
+    def decode_records(self, records: Sequence[Record]) -> tuple[list[DecodedFrame], list[Record]]:
+        """First half of :meth:`process` (may run on another thread): decode the records.
+
+        Returns:
+            ``(frames, dead_letters)``: the decoded frames in input order, and dead-letter records
+            for those that are not frame packets or do not decode.
+        """
+        self.counters.records += len(records)
+        frames: list[DecodedFrame] = []
+        letters: list[Record] = []
+        for record in records:
+            try:
+                frames.append(self._decode(record))
+            except LiveTagError as exc:
+                letters.append(self._dead_letter(record, exc, "decode"))
+        return frames, letters
+
+    def infer_frames(self, frames: Sequence[DecodedFrame]) -> list[Record]:
+        """Second half of :meth:`process`: models, search and votes for decoded frames.
+
+        When the models fail on the batch, the frames are retried one by one and only the failing
+        ones become dead letters.
+        """
+        outputs: list[Record] = []
+        if frames:
+            try:
+                outputs += self._infer(list(frames))
+            except LiveTagError as exc:
+                log.warning("batch of %d frames failed (%s); retrying one by one", len(frames), exc)
+                for frame in frames:
+                    try:
+                        outputs += self._infer([frame])
+                    except LiveTagError as one:
+                        outputs.append(self._dead_letter(frame.record, one, "infer"))
+        outputs += self._events(self.voter.evict_idle(), None)
+        return outputs
+
+    def end_streams(self, stream_ids: Sequence[str], end_pts: Mapping[str, float] | None = None) -> list[Record]:
+        """The streams stopped: end their running matches; returns the ``match.ended`` records."""
+        out: list[Record] = []
+        for stream_id in stream_ids:
+            out += self._events(self.voter.end_stream(stream_id), (end_pts or {}).get(stream_id))
+            self.decoder.drop(stream_id)
+        return out
+
+    # -- steps -------------------------------------------------------------------------------------
+    def _decode(self, record: Record) -> DecodedFrame:
+        try:
+            packet = FramePacket.from_record(record.key, record.value, record.headers)
+        except PacketFormatError as exc:
+            raise FrameRecordError(str(exc)) from exc
+        image = self.decoder.decode(packet)
+        raw_catalog = record.header(CATALOG_HEADER)
+        catalog = raw_catalog.decode("utf-8", "replace") if raw_catalog else None
+        return DecodedFrame(record, packet, image, catalog)
+
+    def _allowed(self, catalog: str | None) -> Collection[str] | None:
+        if self.items is not None:
+            return self.items
+        if catalog is None:
+            return None
+        found = self.catalogs(catalog) if self.catalogs is not None else None
+        return found if found is not None else frozenset()
+
+    def _infer(self, frames: list[DecodedFrame]) -> list[Record]:
+        from engines.preprocess import crop
+
+        s = self.settings
+        detections = self.detector.detect([f.image for f in frames])
+        crops: list[np.ndarray] = []
+        owners: list[tuple[int, int]] = []  # (frame index, detection index) per crop
+        for fi, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
+            keep = np.flatnonzero(dets.sold >= s.sold_threshold)
+            keep = keep[np.argsort(-dets.sold[keep], kind="stable")][: s.max_detections_per_frame]
+            for di in keep.tolist():
+                crops.append(crop(frame.image, dets.boxes[di], s.crop_expand))
+                owners.append((fi, di))
+        vectors = self.embedder.embed(crops) if crops else np.zeros((0, 0), np.float32)
+        per_frame: list[list[Observation]] = [[] for _ in frames]
+        by_catalog: dict[str | None, list[int]] = {}
+        for ci, (fi, _) in enumerate(owners):
+            by_catalog.setdefault(frames[fi].catalog, []).append(ci)
+        hits_of_crop: dict[int, list[Any]] = {}
+        for catalog, crop_indices in by_catalog.items():
+            hits_of_crop.update(zip(crop_indices, self._search(vectors[crop_indices], catalog), strict=True))
+        for ci, (fi, di) in enumerate(owners):
+            dets = detections[fi]
+            x1, y1, x2, y2 = (float(v) for v in dets.boxes[di])
+            box = (x1, y1, x2, y2)
+            hits = tuple(
+                GalleryHit(h.item_id, h.image_id, float(h.score), h.item_box)
+                for h in hits_of_crop[ci]
+                if h.score >= s.min_similarity
+            )
+            top = tuple(int(c) for c in dets.top_categories(s.category_top_k)[di])
+            per_frame[fi].append(Observation(box, float(dets.sold[di]), float(dets.scores[di]), hits, top))
+        self.counters.frames += len(frames)
+        self.counters.detections += len(owners)
+        out: list[Record] = []
+        for frame, observations in zip(frames, per_frame, strict=True):
+            pts = frame.packet.pts_seconds
+            if self.observer is not None:
+                self.observer(frame.packet.stream_id, pts, _best_hits(observations))
+            out += self._events(self.voter.observe(frame.packet.stream_id, pts, observations), pts)
+        return out
+
+    def _search(self, vectors: np.ndarray, catalog: str | None) -> list[list[Any]]:
+        """Gallery hits per row of (M, D) ``vectors``; an empty gallery (all images removed) gives none."""
+        from engines.gallery import EmptyGalleryError
+
+        try:
+            return list(self.gallery.search(vectors, k=self.settings.top_k, catalog=self._allowed(catalog)))
+        except EmptyGalleryError:
+            return [[] for _ in range(vectors.shape[0])]
+
+    def _events(self, events: Sequence[MatchEvent], frame_pts: float | None) -> list[Record]:
+        """Match-event records; ``frame_pts`` (the stream time of the frame that caused them) goes
+        into the ``lt-frame-pts`` header when known."""
+        self.counters.events += len(events)
+        out = []
+        for event in events:
+            key, value, headers = event.to_record()
+            if frame_pts is not None:
+                headers = [*headers, (FRAME_PTS_HEADER, repr(float(frame_pts)).encode())]
+            out.append(Record(self.matches_topic, key, value, headers))
+        return out
+
+    def _dead_letter(self, record: Record, error: BaseException, stage: str) -> Record:
+        self.counters.dead_letters += 1
+        log.warning("dead letter (%s) %s[%d]@%d: %s", stage, record.topic, record.partition, record.offset, error)
+        key, value, headers = DeadLetter.from_exception(record, error, stage, self.clock.now()).to_record()
+        return Record(self.dlq_topic, key, value, headers)
+
+
+class FrameRecordError(LiveTagError):
+    """A record on the frames topic is not a frame packet."""
+
+
+def _best_hits(observations: Sequence[Observation]) -> list[Hit]:
+    out = []
+    for obs in observations:
+        if obs.hits:
+            best = max(obs.hits, key=lambda h: h.similarity)
+            out.append(Hit(best.item_id, best.similarity, best.gallery_image_id, obs.frame_box, best.item_box))
+    return out
+
+
+def catalog_resolver(item_ids: Sequence[str], metadata: Sequence[Mapping[str, Any]]) -> CatalogResolver:
+    """A resolver from gallery entries: a catalog's items are those whose metadata ``catalog`` names it."""
+    table: dict[str, set[str]] = {}
+    for item_id, meta in zip(item_ids, metadata, strict=True):
+        catalog = meta.get("catalog")
+        if catalog is not None:
+            table.setdefault(str(catalog), set()).add(str(item_id))
+    frozen = {k: frozenset(v) for k, v in table.items()}
+    return frozen.get
+
+
+def category_lookup(item_ids: Sequence[str], metadata: Sequence[Mapping[str, Any]]) -> Callable[[str], Collection[int] | None]:
+    """item id -> category indices found in gallery metadata (``category``), for the voter's check."""
+    table: dict[str, set[int]] = {}
+    for item_id, meta in zip(item_ids, metadata, strict=True):
+        category = meta.get("category")
+        if isinstance(category, int) and category >= 0:
+            table.setdefault(str(item_id), set()).add(category)
+    frozen = {k: frozenset(v) for k, v in table.items()}
+    return frozen.get

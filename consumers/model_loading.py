@@ -1,0 +1,57 @@
+"""Command-line options for the model packages, and loading them with one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODELS_DIR = REPO_ROOT / "models"
+BACKENDS = ("onnxruntime", "torch", "tensorrt")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model packages to load and with which backend."""
+
+    detector_dir: Path
+    embedder_dir: Path
+    backend: str = "onnxruntime"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare ``--detector``, ``--embedder`` and ``--backend`` (defaults: the shipped packages, CPU)."""
+    group = parser.add_argument_group("models")
+    group.add_argument("--detector", type=Path, default=DEFAULT_MODELS_DIR / "detector",
+                       help="detector package folder (model.onnx + spec.json); default: the shipped one")
+    group.add_argument("--embedder", type=Path, default=DEFAULT_MODELS_DIR / "embedder",
+                       help="embedder package folder (model.onnx + spec.json); default: the shipped one")
+    group.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
+                       help="inference runtime (default: onnxruntime on CPU)")
+
+
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    """The validated model choice of parsed arguments."""
+    return ModelChoice(Path(args.detector), Path(args.embedder), str(args.backend))
+
+
+def load_models(choice: ModelChoice, score_threshold: float = 0.3, nms_iou: float = 0.6) -> tuple[Any, Any]:
+    """Load ``(detector, embedder)``; a bad package raises ``ModelPackageError`` (one line).
+
+    Args:
+        choice: Package folders and backend.
+        score_threshold: Detector objectness threshold.
+        nms_iou: Detector NMS IoU threshold.
+
+    Returns:
+        Objects following the ``engines`` Detector and Embedder protocols.
+    """
+    from engines import load_detector, load_embedder
+
+    detector = load_detector(
+        choice.detector_dir, backend=choice.backend, score_threshold=score_threshold, iou_threshold=nms_iou
+    )
+    embedder = load_embedder(choice.embedder_dir, backend=choice.backend)
+    return detector, embedder

@@ -1,0 +1,301 @@
+"""The inference stage and the embedded pipeline with real (tiny) models on generated streams."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from consumers_media import export_tiny_models, make_shop_images, make_video
+
+from consumers.bus import BusError, InProcessBus, Record, TopicPartition
+from consumers.dead_letter import DeadLetter
+from consumers.embedded import EMBEDDED_TOPICS, make_stage
+from consumers.events import validate_match_event
+from consumers.gallery_builder import LoadedGallery, build_gallery, find_shop_images, to_index
+from consumers.inference_stage import InferenceStage
+from consumers.match_summary import Hit
+from consumers.model_loading import ModelChoice, load_models
+from consumers.pipeline import (
+    EmbeddedPipeline,
+    InFlightWindow,
+    SourceSpec,
+    run_decoupled_loop,
+    run_stage_loop,
+)
+from consumers.replay import ReplayOptions, file_frame_source, replay
+from consumers.settings import BatchSettings, Settings
+from stream.clock import FakeClock
+from stream.frames import iter_frame_packets
+from stream.packet import FramePacket
+
+ITEMS = {"A": "red", "B": "green", "C": "blue", "D": "yellow"}
+# Loose thresholds: the tiny models are random, so every detection should be allowed to vote.
+SETTINGS = Settings().with_overrides(
+    pipeline__sold_threshold=0.0,
+    pipeline__min_similarity=-1.0,
+    voter__min_similarity=-1.0,
+    voter__start_score=0.2,
+    voter__end_score=0.05,
+    voter__min_votes=2,
+    voter__margin=1.0,
+    batch=BatchSettings(max_batch=4, max_wait_ms=5.0),
+    topics=EMBEDDED_TOPICS,
+)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("pipeline")
+    packages = export_tiny_models(root / "models")
+    detector, embedder = load_models(ModelChoice(packages["detector"], packages["embedder"]), 0.05, 0.6)
+    make_shop_images(root / "shop", ITEMS)
+    build = build_gallery(find_shop_images(root / "shop"), detector, embedder, catalog="c1", progress=False)
+    for meta in build.metadata:  # two catalogs: A, B in c1; C, D in c2
+        meta["catalog"] = "c1" if meta["item_id"] in ("A", "B") else "c2"
+    videos = {
+        "s1": make_video(root / "s1.mp4", ["red", "green"]),
+        "s2": make_video(root / "s2.mp4", ["blue", "yellow"]),
+    }
+    return {"root": root, "detector": detector, "embedder": embedder, "gallery": to_index(build), "videos": videos}
+
+
+def _stage(world: dict[str, Any], clock: FakeClock, **kw: Any) -> InferenceStage:
+    gallery: LoadedGallery = world["gallery"]
+    return make_stage(world["detector"], world["embedder"], gallery, SETTINGS, clock, **kw)
+
+
+def _packets(path: Path, stream_id: str) -> list[FramePacket]:
+    return list(iter_frame_packets(stream_id, path, "keyframes"))
+
+
+def _records(packets: list[FramePacket], catalog: str | None = None) -> list[Record]:
+    out = []
+    for offset, packet in enumerate(packets):
+        key, value, headers = packet.to_record()
+        if catalog is not None:
+            headers = [*headers, ("catalog", catalog.encode())]
+        out.append(Record("frames", key, value, headers, 0, offset))
+    return out
+
+
+def test_embedded_pipeline_end_to_end(world: dict[str, Any]) -> None:
+    clock = FakeClock()
+    events: list[dict[str, Any]] = []
+    specs = [SourceSpec(sid, str(path)) for sid, path in world["videos"].items()]
+    report = replay(_stage(world, clock), specs, ReplayOptions(speed="max"), events.append,
+                    batch=SETTINGS.batch, clock=clock, progress=False)
+    # 4 s at 10 fps with a keyframe every 5 frames: 8 keyframes per stream, all processed
+    assert report.frames_published == 16 and report.frames_consumed == 16
+    assert report.dead_letters == 0 and report.source_errors == {} and report.skipped == {}
+    assert report.events == len(events) > 0
+    for event in events:
+        validate_match_event(event)
+        assert event["stream_id"] in ("s1", "s2")
+        assert event["models"]["detector"].startswith("tiny-detector@")
+    for stream_id in ("s1", "s2"):
+        kinds = [e["event"] for e in events if e["stream_id"] == stream_id]
+        assert kinds.count("match.started") == kinds.count("match.ended") >= 1  # every segment is closed
+        assert kinds[0] == "match.started" and kinds[-1] == "match.ended"
+    ended = [e for e in events if e["event"] == "match.ended"]
+    assert all(e["segment"]["end"] is not None and e["segment"]["end"] >= e["segment"]["start"] for e in ended)
+
+
+@pytest.mark.parametrize("loop", [run_stage_loop, run_decoupled_loop], ids=["one-thread", "decode-thread"])
+def test_runner_publishes_then_commits(world: dict[str, Any], loop: Any) -> None:
+    clock = FakeClock()
+    bus = InProcessBus(clock)
+    bus.create_topics(EMBEDDED_TOPICS.specs())
+    producer = bus.producer()
+    for packet in _packets(world["videos"]["s1"], "s1"):
+        producer.produce("frames", *packet.to_record())
+    tp = TopicPartition("frames", 0)
+    stop = threading.Event()
+    stop.set()  # drain what is there, then return
+
+    # publishing fails (closed producer): the loop stops and nothing is committed
+    broken = bus.producer()
+    broken.close()
+    consumer = bus.consumer(["frames"], "infer")
+    with pytest.raises(BusError, match="closed producer"):
+        loop(consumer, broken, _stage(world, clock), stop, SETTINGS.batch)
+    assert consumer.committed(tp) is None
+    consumer.close()
+
+    # the next owner reads the same records again, publishes, and only then commits
+    consumer = bus.consumer(["frames"], "infer")
+    seen_after_commit: list[int] = []
+
+    def check(records: list[Record]) -> None:
+        assert consumer.committed(tp) == records[-1].offset + 1
+        seen_after_commit.append(len(records))
+
+    counters = loop(consumer, bus.producer(), _stage(world, clock), stop, SETTINGS.batch, check)
+    assert counters.consumed == 8 == sum(seen_after_commit)
+    assert counters.commits == len(seen_after_commit) == 2  # batches of max_batch = 4
+    assert consumer.committed(tp) == 8
+    matches = bus.consumer(["matches"], None)
+    published = matches.poll(timeout_s=0, max_records=1000)
+    assert len(published) == counters.published > 0
+    assert all(r.key == b"s1" for r in published)
+
+
+def test_corrupt_record_goes_to_dlq_and_other_streams_flow(world: dict[str, Any]) -> None:
+    clock = FakeClock()
+    bus = InProcessBus(clock)
+    bus.create_topics(EMBEDDED_TOPICS.specs())
+    producer = bus.producer()
+    good = _packets(world["videos"]["s2"], "s2")
+    bad = _packets(world["videos"]["s1"], "s1")[0]
+    for i, packet in enumerate(good):
+        producer.produce("frames", *packet.to_record())
+        if i == 2:  # a corrupt frame of stream s1, and a record that is not a frame packet at all
+            key, value, headers = bad.to_record()
+            producer.produce("frames", key, b"\x00\x00\x00\x01\x65" + bytes(range(256)) * 4, headers)
+            producer.produce("frames", b"s3", b"not a frame", [("codec", b"h264")])
+    stop = threading.Event()
+    stop.set()
+    stage = _stage(world, clock)
+    counters = run_decoupled_loop(bus.consumer(["frames"], "infer"), producer, stage, stop, SETTINGS.batch)
+    assert counters.consumed == len(good) + 2
+    letters = [DeadLetter.from_record(r) for r in bus.consumer(["dlq"], None).poll(timeout_s=0, max_records=100)]
+    assert sorted(letter.key for letter in letters if letter.key) == [b"s1", b"s3"]
+    reasons = {letter.key: letter.reason for letter in letters}
+    assert "does not decode" in reasons[b"s1"] or "gave" in reasons[b"s1"]
+    assert "lacks headers" in reasons[b"s3"]
+    assert all(letter.stage == "decode" and letter.topic == "frames" for letter in letters)
+    assert letters[0].value and len(letters[0].value) > 0  # the original bytes are kept
+    assert stage.counters.frames == len(good)  # every good frame of s2 went through
+    matches = bus.consumer(["matches"], None).poll(timeout_s=0, max_records=100)
+    assert matches and {r.key for r in matches} == {b"s2"}
+
+
+def test_search_is_restricted_to_the_stream_catalog(world: dict[str, Any]) -> None:
+    clock = FakeClock()
+    seen: dict[str, set[str]] = {}
+
+    def observe(stream_id: str, pts: float, hits: list[Hit]) -> None:
+        seen.setdefault(stream_id, set()).update(h.item_id for h in hits)
+
+    stage = _stage(world, clock, observer=observe)
+    s1 = _packets(world["videos"]["s1"], "s1")
+    s2 = _packets(world["videos"]["s2"], "s2")
+    unknown = _packets(world["videos"]["s1"], "s-unknown")
+    nocat = _packets(world["videos"]["s2"], "s-all")
+    records = _records(s1, "c1") + _records(s2, "c2") + _records(unknown, "c9") + _records(nocat)
+    events = [e for e in stage.process(records) if e.topic == "matches"]
+    assert seen["s1"] and seen["s1"] <= {"A", "B"}
+    assert seen["s2"] and seen["s2"] <= {"C", "D"}
+    assert seen["s-unknown"] == set()  # an unknown catalog matches nothing
+    assert seen["s-all"] and seen["s-all"] <= set(ITEMS)
+    for record in events:
+        assert record.key != b"s-unknown"
+
+    # an explicit item list (replay --catalog) wins over the header
+    seen.clear()
+    fixed = _stage(world, clock, observer=observe, items={"D"})
+    fixed.process(_records(s1, "c1"))
+    assert seen["s1"] == {"D"}
+
+
+def test_in_flight_window_blocks_until_release() -> None:
+    failed = threading.Event()
+    window = InFlightWindow(2, failed)
+    assert window.acquire() and window.acquire()
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(window.acquire()))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and not got  # third frame waits: policy "block"
+    window.release(1)
+    waiter.join(5)
+    assert got == [True] and window.waits == 1
+    failed.set()
+    assert window.acquire() is False  # a failed pipeline never hangs a reader
+
+
+def test_pipeline_reports_a_failing_source_and_keeps_the_others(world: dict[str, Any], tmp_path: Path) -> None:
+    clock = FakeClock()
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("this is not a video\n")
+    specs = [SourceSpec("good", str(world["videos"]["s1"])), SourceSpec("bad", str(not_video))]
+    pipeline = EmbeddedPipeline(_stage(world, clock), file_frame_source(ReplayOptions(), clock),
+                                batch=SETTINGS.batch, clock=clock)
+    events: list[dict[str, Any]] = []
+    report = pipeline.run(specs, lambda e, _pts: events.append(e))
+    assert report.frames_consumed == 8
+    assert set(report.source_errors) == {"bad"} and "notes.mp4" in report.source_errors["bad"]
+    assert {e["stream_id"] for e in events} == {"good"}
+
+
+def test_stage_isolates_a_frame_the_models_reject(world: dict[str, Any]) -> None:
+    """A frame that decodes to nothing usable is dead-lettered alone; the batch's other frames go on."""
+    clock = FakeClock()
+    stage = _stage(world, clock)
+    packets = _packets(world["videos"]["s1"], "s1")[:3]
+    records = _records(packets)
+
+    class TinyFrameDecoder:
+        """The real decoder, except the second frame comes out 0 pixels wide (a broken encoder)."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def decode(self, packet: FramePacket) -> np.ndarray:
+            image = self.inner.decode(packet)
+            return image[:, :0] if packet.sequence == 1 else image
+
+        def drop(self, stream_id: str) -> None:
+            self.inner.drop(stream_id)
+
+    stage.decoder = TinyFrameDecoder(stage.decoder)
+    outputs = stage.process(records)
+    letters = [DeadLetter.from_record(r) for r in outputs if r.topic == "dlq"]
+    assert len(letters) == 1 and letters[0].offset == 1 and letters[0].stage == "infer"
+    assert "empty" in letters[0].reason
+    assert stage.counters.frames == 2
+
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = ModelChoice(REPO / "models" / "detector", REPO / "models" / "embedder")
+
+
+@pytest.mark.skipif(not (SHIPPED.detector_dir / "spec.json").is_file() or not (REPO / "samples" / "demo").is_dir(),
+                    reason="the shipped models and samples/demo are not in this checkout")
+def test_shipped_models_tag_the_demo_sample() -> None:
+    """The real thing: shipped models, shipped sample, default settings; the middle product is found
+    inside its shown segment, with a box on the frame and on a shop image of that product."""
+    import argparse
+
+    from consumers.demo import find_sample
+    from consumers.embedded import settings_from_args
+
+    settings = settings_from_args(argparse.Namespace(max_batch=8, max_wait_ms=20.0, min_similarity=None,
+                                                     sold_threshold=None))
+    sample = find_sample(REPO / "samples" / "demo")
+    detector, embedder = load_models(SHIPPED, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
+    gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
+                                     progress=False))
+    clock = FakeClock()
+    events: list[dict[str, Any]] = []
+    times: list[float | None] = []
+
+    def sink(event: dict[str, Any], frame_pts: float | None) -> None:
+        events.append(event)
+        times.append(frame_pts)
+
+    stage = make_stage(detector, embedder, gallery, settings, clock)
+    report = replay(stage, [SourceSpec("demo", str(sample.videos[0]))], ReplayOptions(speed="max"),
+                    sink, batch=settings.batch, clock=clock, progress=False)
+    assert report.frames_consumed == 18 and report.dead_letters == 0
+    # the sink gets the stream time of the frame that emitted each event (keyframes every second)
+    assert all(t is not None and float(t).is_integer() and 0 <= t <= 18 for t in times)
+    started = [e for e in events if e["event"] == "match.started"]
+    # samples/demo/segments.json: i000002 is shown from 5.52 s to 11.64 s
+    hit = next(e for e in started if e["item_id"] == "i000002")
+    assert 5.0 <= hit["segment"]["start"] <= 11.64
+    best = hit["evidence"][0]
+    assert best["gallery_image_id"].startswith("i000002/") and best["item_box"] is not None
+    assert best["similarity"] >= settings.voter.min_similarity
