@@ -1,0 +1,311 @@
+"""``livetag train embedder``: train the product embedder, evaluate retrieval, export the package.
+
+Recipe: crops of shop images and sold-item video boxes from ``DATA/train`` (cached once under
+``DATA/cache/``), P x K batches, ArcFace with the margin raised in stages, batch-hard triplet added
+once the classifier has converged, AdamW with warm-up and cosine decay. Every ``--eval-every`` epochs
+(and at the end) frame crops of the held-out products in ``DATA/test`` are matched against all test
+shop images (Recall@1/5/10, mAP). Runs on one process or under ``torchrun`` (DDP); AMP on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stream.errors import LiveTagError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedderTrainSettings:
+    """Validated settings of one training run (see ``configure`` for the meaning of each)."""
+
+    data: Path
+    out: Path
+    epochs: int = 16
+    batch_p: int = 16
+    batch_k: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    device: str = "auto"
+    resume: Path | None = None
+    export: Path | None = None
+    seed: int = 0
+    frames_per_instance: int = 16
+    eval_frames_per_instance: int = 8
+    margins: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
+    arcface_scale: float = 30.0
+    triplet_weight: float = 1.0
+    eval_every: int = 4
+    stop_after: int | None = None
+    amp: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "--epochs must be >= 1"),
+            (self.batch_p >= 2, "--batch-p must be >= 2 (the triplet loss needs negatives)"),
+            (self.batch_k >= 2, "--batch-k must be >= 2 (the triplet loss needs positives)"),
+            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
+            (self.frames_per_instance >= 1, "--frames-per-instance must be >= 1"),
+            (self.eval_every >= 1, "--eval-every must be >= 1"),
+            (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),
+            (all(0.0 <= m < math.pi / 2 for m in self.margins), "--margins must lie in [0, 1.57)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise LiveTagError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (paths as strings), stored in checkpoints."""
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items()}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Declare the command's arguments."""
+    d = EmbedderTrainSettings(data=Path("."), out=Path("."))
+    parser.add_argument("--data", type=Path, required=True, help="data set root (Tianchi layout)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, curves, metrics")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-p", type=int, default=d.batch_p, help="products per batch")
+    parser.add_argument("--batch-k", type=int, default=d.batch_k, help="crops per product in a batch")
+    parser.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
+    parser.add_argument("--export", type=Path, default=None, help="write the model package here at the end")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--frames-per-instance", type=int, default=d.frames_per_instance,
+                        help="training frame crops per (video, sold item)")
+    parser.add_argument("--eval-frames-per-instance", type=int, default=d.eval_frames_per_instance,
+                        help="query frame crops per (test video, sold item)")
+    parser.add_argument("--margins", default=",".join(f"{m:g}" for m in d.margins),
+                        help="ArcFace margins of the stages, comma-separated")
+    parser.add_argument("--triplet-weight", type=float, default=d.triplet_weight,
+                        help="weight of the batch-hard triplet loss once it joins (0: never)")
+    parser.add_argument("--eval-every", type=int, default=d.eval_every, help="evaluate retrieval every N epochs")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="stop after this many epochs of this invocation (continue later with --resume)")
+    parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def settings_from_args(args: argparse.Namespace) -> EmbedderTrainSettings:
+    """Validate the parsed arguments once."""
+    try:
+        margins = tuple(float(x) for x in str(args.margins).split(",") if x.strip())
+    except ValueError as exc:
+        raise LiveTagError(f"--margins must be comma-separated numbers, got {args.margins!r}") from exc
+    if not margins:
+        raise LiveTagError("--margins needs at least one value")
+    if not Path(args.data).is_dir():
+        raise LiveTagError(f"--data {args.data} is not a folder; generate one with 'livetag data synth'")
+    return EmbedderTrainSettings(
+        data=Path(args.data), out=Path(args.out), epochs=args.epochs, batch_p=args.batch_p,
+        batch_k=args.batch_k, lr=args.lr, weight_decay=args.weight_decay, device=args.device,
+        resume=args.resume, export=args.export, seed=args.seed, frames_per_instance=args.frames_per_instance,
+        eval_frames_per_instance=args.eval_frames_per_instance, margins=margins,
+        triplet_weight=args.triplet_weight, eval_every=args.eval_every, stop_after=args.stop_after,
+        amp=not args.no_amp,
+        progress=not args.no_progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point: train (and export when ``--export`` is given); returns the exit code."""
+    from training.engine import cleanup_distributed, init_distributed
+
+    settings = settings_from_args(args)
+    info = init_distributed()
+    try:
+        started = time.monotonic()
+        summary = train_embedder(settings, info)
+        if info.is_main:
+            print(json.dumps({"seconds": round(time.monotonic() - started, 1), **summary}, indent=2))
+    finally:
+        cleanup_distributed()
+    return 0
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int) -> Any:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def evaluate(net: Any, test: Any, device: Any) -> Any:
+    """Frame crops (queries) against shop crops (gallery) of the test split, matched by product.
+
+    Args:
+        net: the :class:`~training.models.embedder.EmbedderNet`.
+        test: the test :class:`~training.embedding_data.CropSet` cut as the runtime cuts them.
+        device: where ``net`` lives.
+
+    Returns:
+        The :class:`~training.retrieval_metrics.RetrievalResult`.
+    """
+    from training.embedding_data import SOURCE_FRAME, SOURCE_SHOP
+    from training.models.embedder import embed_crops
+    from training.retrieval_metrics import evaluate_retrieval
+
+    queries = test.subset(test.sources == SOURCE_FRAME)
+    gallery = test.subset(test.sources == SOURCE_SHOP)
+    q = embed_crops(net, queries.images, device)
+    g = embed_crops(net, gallery.images, device)
+    return evaluate_retrieval(q @ g.T, test.item_ids[queries.labels], test.item_ids[gallery.labels])
+
+
+def _saved_history(path: Path) -> list[dict[str, float]]:
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return list((state.get("metrics") or {}).get("history") or [])
+
+
+def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]:
+    """Train, evaluate and (on rank 0, with ``settings.export``) export; returns the final metrics."""
+    import numpy as np
+    import torch
+
+    from training import engine
+    from training.embedding_data import AugmentedBatches, CropAugmenter, PKBatchSampler, load_or_build_crops
+    from training.metric_losses import EmbedderLoss, EmbedderWithHead, LossSchedule
+    from training.models.embedder import EmbedderNet
+    from training.plots import plot_curves
+    from training.retrieval_metrics import plot_cmc
+
+    engine.seed_everything(settings.seed)
+    device = engine.resolve_device(settings.device, info)
+    settings.out.mkdir(parents=True, exist_ok=True)
+    fpi = settings.frames_per_instance
+    if info.is_main:  # rank 0 decodes and caches; the others read the cache after the barrier
+        train = load_or_build_crops(settings.data, "train", train=True, frames_per_instance=fpi,
+                                    progress=settings.progress)
+        test = load_or_build_crops(settings.data, "test", train=False,
+                                   frames_per_instance=settings.eval_frames_per_instance, progress=settings.progress)
+    if info.distributed:
+        torch.distributed.barrier()
+    if not info.is_main:
+        train = load_or_build_crops(settings.data, "train", train=True, frames_per_instance=fpi, progress=False)
+        test = load_or_build_crops(settings.data, "test", train=False,
+                                   frames_per_instance=settings.eval_frames_per_instance, progress=False)
+    log.info("train crops %d (%d products), test crops %d (%d products)", len(train), len(train.item_ids),
+             len(test), len(test.item_ids))
+
+    net = EmbedderNet()
+    model = EmbedderWithHead(net, num_classes=len(train.item_ids), scale=settings.arcface_scale).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    schedule = LossSchedule.staged(settings.epochs, settings.margins, triplet_weight=settings.triplet_weight)
+    sampler = PKBatchSampler(train.labels, settings.batch_p, settings.batch_k, seed=settings.seed,
+                             rank=info.rank, world_size=info.world_size)
+    augmenter = CropAugmenter(seed=settings.seed)
+    batches = AugmentedBatches(train.images, train.inner_boxes, train.labels, sampler, augmenter)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    steps = len(sampler) * settings.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(steps, max(1, round(settings.warmup_epochs * len(sampler)))))
+    config = {"settings": settings.to_dict(), "model": net.config.to_dict(), "num_classes": len(train.item_ids),
+              "schedule": schedule.to_dict()}
+    start_epoch, history = 0, []
+    if settings.resume is not None:
+        start_epoch, _ = engine.load_checkpoint(settings.resume, model=model, optimizer=optimizer,
+                                                scheduler=scheduler)
+        history = [row for row in _saved_history(settings.resume) if row.get("epoch", 0) < start_epoch]
+        log.info("resumed from %s at epoch %d", settings.resume, start_epoch)
+    ddp_model = engine.wrap_ddp(model, info)
+    loss_fn = EmbedderLoss()
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and settings.amp else None
+    result = None
+    end_epoch = settings.epochs if settings.stop_after is None else min(settings.epochs,
+                                                                        start_epoch + settings.stop_after)
+    for epoch in range(start_epoch, end_epoch):
+        model.head.set_margin(schedule.margin_at(epoch))
+        loss_fn.triplet_weight = schedule.triplet_weight_at(epoch)
+        sampler.set_epoch(epoch)
+        augmenter.generator.manual_seed(settings.seed * 1_000_003 + epoch * 7919 + info.rank)
+        started = time.monotonic()
+        parts = engine.train_one_epoch(ddp_model, loss_fn, optimizer, batches, device, epoch, scaler=scaler,
+                                       scheduler=scheduler, grad_clip=5.0, progress=settings.progress)
+        row: dict[str, float] = {"epoch": float(epoch), **{f"train/{k}": v for k, v in parts.items()},
+                                 "margin": model.head.margin, "seconds": round(time.monotonic() - started, 2)}
+        last = epoch == settings.epochs - 1
+        if info.is_main and (last or (epoch + 1) % settings.eval_every == 0):
+            result = evaluate(net, test, device)
+            row.update({f"test/{k}": float(v) for k, v in result.to_dict().items() if k.startswith(("recall", "mAP"))})
+        history.append(row)
+        if info.is_main:
+            log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+            engine.save_checkpoint(settings.out / "last.pt", model=model, optimizer=optimizer, scheduler=scheduler,
+                                   epoch=epoch, config=config, metrics={"history": history})
+            plot_curves(history, settings.out / "curves.png", "embedder training")
+    if not info.is_main:
+        return {}
+    if end_epoch < settings.epochs:
+        log.info("stopped after epoch %d of %d; continue with --resume %s", end_epoch - 1, settings.epochs,
+                 settings.out / "last.pt")
+        return {"stopped_after_epoch": end_epoch - 1}
+    if result is None:  # resumed after the last epoch: evaluate what was loaded
+        result = evaluate(net, test, device)
+    metrics = {**result.to_dict(), "query": "test-split frame crops of the sold item (instance_id > 0)",
+               "gallery": "all test-split shop images (products unseen in training)",
+               "train_crops": len(train), "train_products": len(train.item_ids),
+               "epochs": settings.epochs, "train_seconds": round(sum(r.get("seconds", 0.0) for r in history), 1)}
+    plot_cmc(result, settings.out / "cmc.png", "frame crop -> shop image, held-out products")
+    (settings.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    if settings.export is not None:
+        sample = np.ascontiguousarray(test.images[:8])
+        export_embedder(net, settings.export, metrics, settings, sample)
+        copy_figures(settings.out, settings.export)
+    return metrics
+
+
+def export_embedder(net: Any, package_dir: Path, metrics: dict[str, Any], settings: EmbedderTrainSettings,
+                    sample_crops: Any) -> None:
+    """Write the package (model.onnx, weights.pt, spec.json) and check ONNX-vs-torch parity on real crops."""
+    import datetime
+
+    import torch
+
+    from training.embedding_data import data_fingerprint
+    from training.export import check_parity, export_package
+    from training.models.embedder import INPUT_SIZE, NORM_MEAN, NORM_STD, to_network_input
+
+    net = net.to("cpu").to(memory_format=torch.contiguous_format).eval()
+    spec = {
+        "name": "livetag-embedder",
+        "version": datetime.date.today().strftime("%Y.%m.%d") + "-1",
+        "architecture": "ResNet-style CNN from scratch, GeM pooling, BNNeck, 256-d L2-normalised output",
+        "input": {"resize": "stretch", "box_expand": 0.1, "color": "RGB"},
+        "normalization": {"scale": 1.0 / 255.0, "mean": list(NORM_MEAN), "std": list(NORM_STD)},
+        "embedding_dim": net.embedding_dim,
+        "training_data": {"fingerprint": data_fingerprint(settings.data), "generator": "livetag data synth",
+                          "seed": settings.seed},
+        "metrics": metrics,
+        "torch": {"factory": "training.models.embedder:build_embedder", "config": net.config.to_dict()},
+    }
+    export_package(net, package_dir, role="embedder", example_input=torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE),
+                   output_names=["embeddings"], spec=spec)
+    worst = check_parity(net, package_dir, to_network_input(sample_crops).numpy(), atol=1e-4)
+    log.info("exported %s (ONNX vs torch max |diff| %.2e)", package_dir, worst)
+
+
+def copy_figures(run_dir: Path, package_dir: Path) -> None:
+    """Copy the curves and CMC PNGs of a run next to the exported package."""
+    for name in ("curves.png", "cmc.png"):
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, package_dir / name)

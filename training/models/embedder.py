@@ -1,0 +1,203 @@
+"""The product embedder: a small CNN trained from scratch, GeM pooling, a BNNeck, 256-d unit vectors.
+
+Input: ``images`` [B, 3, 128, 128] float32, RGB, normalised as in the package's spec.json (a stretch
+resize of the box expanded by 10 %). Output: ``embeddings`` [B, 256] float32 with unit L2 norm; the
+normalisation is part of :meth:`EmbedderNet.forward`, so it is inside the exported ONNX graph.
+
+Training uses :meth:`EmbedderNet.forward_features`, which returns both sides of the BNNeck: the
+pre-BN feature (metric losses such as the triplet loss) and the post-BN feature (ArcFace, inference).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INPUT_SIZE = 128
+EMBEDDING_DIM = 256
+# ImageNet statistics, written into spec.json["normalization"] (scale 1/255 first).
+NORM_MEAN = (0.485, 0.456, 0.406)
+NORM_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """Shape of the network.
+
+    Attributes:
+        widths: output channels of the stem and of each of the stages (each stage halves the size).
+        blocks: residual blocks per stage (after its strided down-sampling conv).
+        head_channels: channels of the 1x1 conv before pooling.
+        embedding_dim: size of the output vector.
+        gem_p: initial GeM exponent (learned).
+    """
+
+    widths: tuple[int, ...] = (24, 32, 64, 128, 256)
+    blocks: tuple[int, ...] = (0, 1, 1, 1)
+    head_channels: int = 384
+    embedding_dim: int = EMBEDDING_DIM
+    gem_p: float = 3.0
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly form, stored in checkpoints and spec.json."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> EmbedderConfig:
+        """Inverse of :meth:`to_dict`."""
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity shortcut: [B, C, H, W] -> [B, C, H, W]."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        nn.init.zeros_(self.bn2.weight)  # each block starts as the identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        return F.relu(x + self.bn2(self.conv2(out)), inplace=True)
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling with a learned exponent: [B, C, H, W] -> [B, C]."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor([p], dtype=torch.float32))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.p.clamp(min=1.0)
+        pooled = x.clamp(min=self.eps).pow(p).mean(dim=(2, 3))
+        return pooled.pow(1.0 / p)
+
+
+class EmbedderNet(nn.Module):
+    """CNN backbone + GeM + BNNeck; ``forward`` gives L2-normalised embeddings [B, D]."""
+
+    def __init__(self, config: EmbedderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or EmbedderConfig()
+        cfg = self.config
+        if len(cfg.blocks) != len(cfg.widths) - 1:
+            raise ValueError("EmbedderConfig.blocks needs one entry per stage (len(widths) - 1)")
+        layers: list[nn.Module] = [_conv_bn_relu(3, cfg.widths[0], stride=2)]
+        for c_in, c_out, n_blocks in zip(cfg.widths[:-1], cfg.widths[1:], cfg.blocks, strict=True):
+            layers.append(_conv_bn_relu(c_in, c_out, stride=2))
+            layers.extend(BasicBlock(c_out) for _ in range(n_blocks))
+        layers.append(
+            nn.Sequential(
+                nn.Conv2d(cfg.widths[-1], cfg.head_channels, 1, bias=False),
+                nn.BatchNorm2d(cfg.head_channels),
+                nn.ReLU(inplace=True),
+            )
+        )
+        self.backbone = nn.Sequential(*layers)
+        self.pool = GeM(cfg.gem_p)
+        self.fc = nn.Linear(cfg.head_channels, cfg.embedding_dim, bias=False)
+        self.neck = nn.BatchNorm1d(cfg.embedding_dim)
+        self.neck.bias.requires_grad_(False)  # BNNeck: no shift, so the cosine geometry stays centred
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.normal_(self.fc.weight, std=0.01)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.embedding_dim
+
+    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both sides of the BNNeck.
+
+        Args:
+            images: [B, 3, H, W] normalised float32 (H = W = 128 for the shipped model).
+
+        Returns:
+            ``(feat, neck)``: [B, D] before the BatchNorm (for the triplet loss) and [B, D] after it
+            (for ArcFace and for inference). Neither is normalised.
+        """
+        pooled = self.pool(self.backbone(images))
+        feat = self.fc(pooled)
+        return feat, self.neck(feat)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Unit-norm embeddings.
+
+        Args:
+            images: [B, 3, H, W] normalised float32.
+
+        Returns:
+            [B, D] float32, each row with L2 norm 1.
+        """
+        _, neck = self.forward_features(images)
+        return F.normalize(neck, p=2.0, dim=1, eps=1e-12)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_embedder(**config: object) -> EmbedderNet:
+    """Factory named in spec.json ``torch.factory``: rebuilds the module from ``EmbedderConfig`` fields."""
+    return EmbedderNet(EmbedderConfig.from_dict(dict(config)))
+
+
+def normalise_batch(images: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] float in [0, 1] -> the spec normalisation ``(x - mean) / std``."""
+    mean = torch.tensor(NORM_MEAN, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(NORM_STD, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def to_network_input(images: np.ndarray) -> torch.Tensor:
+    """[B, H, W, 3] uint8 RGB crops (already stretched) -> [B, 3, H, W] normalised float32."""
+    batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    return normalise_batch(batch)
+
+
+@torch.no_grad()
+def embed_crops(model: nn.Module, images: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
+    """Embed stretched crops with ``model`` in eval mode (restoring its mode afterwards).
+
+    Args:
+        model: an :class:`EmbedderNet` (its ``forward`` gives unit-norm rows).
+        images: [N, H, W, 3] uint8 RGB.
+        device: where ``model`` lives.
+        batch_size: crops per forward pass.
+
+    Returns:
+        [N, D] float32 unit-norm embeddings.
+    """
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = to_network_input(images[start : start + batch_size]).to(device)
+        out.append(model(batch).float().cpu().numpy())
+    model.train(was_training)
+    if not out:
+        return np.zeros((0, getattr(model, "embedding_dim", EMBEDDING_DIM)), np.float32)
+    return np.concatenate(out).astype(np.float32)
