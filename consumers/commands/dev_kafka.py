@@ -1,0 +1,46 @@
+"""``livetag dev kafka``: a local single-node KRaft broker for development (Ctrl-C stops it)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="folder for config, data and broker.log (default: a fresh temporary folder)")
+    parser.add_argument("--heap-mb", type=int, default=512, help="JVM heap in MiB (default 512)")
+    parser.add_argument("--create-topics", action="store_true", help="also create the LiveTag topics")
+    parser.add_argument("--topic-prefix", default="", help="prefix of the topics created with --create-topics")
+    parser.add_argument("--fetch-only", action="store_true", help="fetch and verify the jars, then exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from consumers.kafka.broker import KafkaBroker, ensure_jars, kafka_home
+    from consumers.kafka.command_support import quiet_kafka_logs, stop_on_signals
+
+    quiet_kafka_logs()
+    libs = ensure_jars(kafka_home())
+    if args.fetch_only:
+        print(f"Kafka jars ready in {libs}")
+        return 0
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="livetag-kafka-"))
+    broker = KafkaBroker(work, libs, heap_mb=args.heap_mb)
+    stop = stop_on_signals()
+    broker.start()
+    try:
+        if args.create_topics:
+            from consumers.kafka.bus import KafkaBus
+            from consumers.kafka.topics import topic_specs
+            from consumers.settings import TopicSettings
+
+            KafkaBus(broker.bootstrap).create_topics(topic_specs(TopicSettings(prefix=args.topic_prefix)))
+        print(f"Kafka broker ready: bootstrap {broker.bootstrap}  (log: {broker.log_file}; Ctrl-C stops it)")
+        print(f"export LIVETAG_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
+        stop.wait()
+    finally:
+        broker.stop()
+    print("Kafka broker stopped")
+    return 0

@@ -1,0 +1,46 @@
+"""``livetag gallery publish``: a gallery folder (from 'livetag gallery build') -> the gallery topic."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from consumers.kafka.command_support import add_kafka_arguments
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("gallery", type=Path, metavar="GALLERY_DIR", help="folder written by 'livetag gallery build'")
+    parser.add_argument("--catalog", default=None,
+                        help="catalog id for entries whose metadata names none (default: leave them without)")
+    parser.add_argument("--prune", action="store_true",
+                        help="also remove (tombstone) images on the topic that the folder no longer has")
+    add_kafka_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs, settings_from_args
+    from consumers.kafka.gallery_topic import GalleryFollower, publish_gallery, read_gallery_folder
+
+    quiet_kafka_logs()
+    settings = settings_from_args(args)
+    entries = read_gallery_folder(args.gallery)
+    if args.catalog:
+        entries = [e if e.catalog else dataclasses.replace(e, catalog=args.catalog) for e in entries]
+    bus = kafka_bus(settings)
+    topic = settings.topics.name("gallery")
+    remove: list[str] = []
+    if args.prune:
+        current = GalleryFollower(bus, topic)
+        current.load()
+        keep = {e.image_id for e in entries}
+        remove = [i for i in (current.gallery.image_ids() if current.gallery is not None else []) if i not in keep]
+        current.close()
+    producer = bus.producer()
+    try:
+        added, removed = publish_gallery(producer, topic, entries, remove)
+    finally:
+        producer.close()
+    print(f"gallery {args.gallery} -> {topic}: {added} images published, {removed} removed")
+    return 0

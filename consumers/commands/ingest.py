@@ -1,0 +1,46 @@
+"""``livetag ingest``: an ingest worker (streams topic -> frames topic) until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+
+from consumers.kafka.command_support import add_kafka_arguments
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_kafka_arguments(parser)
+    parser.add_argument("--group", default="livetag-ingest", help="consumer group on the streams topic")
+    parser.add_argument("--max-streams", type=int, default=64, help="streams this worker runs at once (default 64)")
+    parser.add_argument("--open-timeout", type=float, default=10.0, help="seconds to open a source (default 10)")
+    parser.add_argument("--stall-timeout", type=float, default=10.0,
+                        help="seconds without a packet before a live source is reopened (default 10)")
+    parser.add_argument("--max-retries", type=int, default=5, help="failed opens in a row before a stream goes to dlq")
+
+
+def run(args: argparse.Namespace) -> int:
+    from consumers.kafka.command_support import (
+        kafka_bus,
+        quiet_kafka_logs,
+        settings_from_args,
+        stop_on_signals,
+    )
+    from consumers.kafka.ingest import IngestConfig, IngestWorker
+    from consumers.kafka.topics import TopicNames
+    from consumers.settings import SettingsError
+    from stream.source import SourceOptions
+
+    quiet_kafka_logs()
+    settings = settings_from_args(args)
+    try:
+        source = SourceOptions(open_timeout_s=args.open_timeout, stall_timeout_s=args.stall_timeout, max_retries=args.max_retries)
+        config = IngestConfig(group_id=args.group, max_streams=args.max_streams, source=source)
+    except ValueError as exc:
+        raise SettingsError(f"bad ingest option: {exc}") from exc
+    worker = IngestWorker(kafka_bus(settings), TopicNames.from_settings(settings.topics), config)
+    stop = stop_on_signals()
+    print(f"ingest worker in group {args.group} on {settings.topics.name('streams')} -> {settings.topics.name('frames')}",
+          flush=True)
+    worker.run(stop)
+    stats = worker.stats
+    print(f"ingest stopped: {stats.started} streams started, {stats.frames} frames, {stats.dead_letters} dead letters")
+    return 0

@@ -1,0 +1,267 @@
+"""The ``gallery`` topic: one compacted record per shop image, followed live by inference consumers.
+
+Key = gallery image id (UTF-8, ``<item_id>/<img_name>``). Value = JSON::
+
+    {"schema": "livetag.gallery/v1", "image_id": "...", "item_id": "...", "catalog": "shop-1" | null,
+     "dim": 256, "vector": "<base64 of dim little-endian float32>", "item_box": [x1, y1, x2, y2] | null,
+     "metadata": {...}}
+
+A tombstone (null value) removes the image. Because the topic is compacted, reading it from the start
+gives the current gallery; :class:`GalleryFollower` does that at start-up and then keeps applying new
+records to a :class:`engines.gallery.GalleryIndex` (thread-safe), so products are added and removed
+without a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from consumers.bus import Bus, Producer, Record
+from engines.gallery import GalleryIndex
+from stream.errors import LiveTagError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "livetag.gallery/v1"
+
+
+class GalleryRecordError(LiveTagError):
+    """A ``gallery`` record or a saved gallery folder is malformed."""
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """One shop image in the gallery.
+
+    Attributes:
+        image_id: Gallery image id (record key).
+        item_id: The product.
+        vector: (D,) float32 L2-normalised embedding.
+        catalog: Catalog the item belongs to, or None.
+        item_box: ``x1, y1, x2, y2`` of the item in the shop image, or None.
+        metadata: JSON-serialisable extras (``img_name``, ``box`` ...).
+    """
+
+    image_id: str
+    item_id: str
+    vector: np.ndarray
+    catalog: str | None = None
+    item_box: tuple[float, float, float, float] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> tuple[bytes, bytes]:
+        """``(key, value)`` for the gallery topic."""
+        vec = np.ascontiguousarray(self.vector, dtype="<f4").reshape(-1)
+        doc = {
+            "schema": SCHEMA,
+            "image_id": self.image_id,
+            "item_id": self.item_id,
+            "catalog": self.catalog,
+            "dim": int(vec.shape[0]),
+            "vector": base64.b64encode(vec.tobytes()).decode(),
+            "item_box": None if self.item_box is None else [float(v) for v in self.item_box],
+            "metadata": self.metadata,
+        }
+        return self.image_id.encode(), json.dumps(doc, ensure_ascii=False).encode()
+
+
+def decode_gallery_record(record: Record) -> GalleryEntry | str:
+    """The entry of a gallery record, or the image id to remove for a tombstone.
+
+    Raises:
+        GalleryRecordError: Missing key, bad JSON, wrong schema, or a vector that does not match ``dim``.
+    """
+    if not record.key:
+        raise GalleryRecordError(f"gallery record at offset {record.offset} has no key (image id)")
+    image_id = record.key.decode("utf-8", errors="replace")
+    if record.value is None:
+        return image_id
+    try:
+        doc = json.loads(record.value)
+        if doc.get("schema") != SCHEMA:
+            raise ValueError(f"schema is {doc.get('schema')!r}, expected {SCHEMA!r}")
+        vector = np.frombuffer(base64.b64decode(doc["vector"], validate=True), dtype="<f4").astype(np.float32)
+        if vector.shape[0] != int(doc["dim"]):
+            raise ValueError(f"vector has {vector.shape[0]} values, dim says {doc['dim']}")
+        box = doc.get("item_box")
+        return GalleryEntry(
+            image_id=image_id,
+            item_id=str(doc["item_id"]),
+            vector=vector,
+            catalog=doc.get("catalog"),
+            item_box=None if box is None else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+            metadata=dict(doc.get("metadata") or {}),
+        )
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise GalleryRecordError(f"gallery record {image_id!r} is malformed: {exc}") from exc
+
+
+def read_gallery_folder(folder: str | Path) -> list[GalleryEntry]:
+    """Entries of a gallery saved by ``GalleryIndex.save`` (``gallery.json`` + ``vectors.npz``)."""
+    path = Path(folder)
+    gallery = GalleryIndex.load(path)  # validates the folder and raises a clear error
+    info = json.loads((path / "gallery.json").read_text(encoding="utf-8"))
+    boxes = np.load(path / "vectors.npz")["boxes"]
+    vectors = gallery.vectors()
+    metadata = info.get("metadata") or [{} for _ in info["image_ids"]]
+    out = []
+    for row, (image_id, item_id) in enumerate(zip(info["image_ids"], info["item_ids"], strict=True)):
+        box = boxes[row]
+        meta = dict(metadata[row])
+        out.append(
+            GalleryEntry(
+                image_id=image_id,
+                item_id=item_id,
+                vector=vectors[row],
+                catalog=meta.get("catalog"),
+                item_box=None if np.isnan(box).any() else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                metadata=meta,
+            )
+        )
+    return out
+
+
+def publish_gallery(
+    producer: Producer, topic: str, entries: Iterable[GalleryEntry], remove: Iterable[str] = ()
+) -> tuple[int, int]:
+    """Publish ``entries`` and tombstones for the ``remove`` image ids; flush. Returns (added, removed)."""
+    added = removed = 0
+    for entry in entries:
+        key, value = entry.to_record()
+        producer.produce(topic, key, value)
+        added += 1
+    for image_id in remove:
+        producer.produce(topic, image_id.encode(), None)
+        removed += 1
+    producer.flush()
+    return added, removed
+
+
+class GalleryFollower:
+    """Keeps a :class:`GalleryIndex` equal to the ``gallery`` topic.
+
+    ``load`` reads the topic to the end offsets seen at start; ``start`` then follows it in a daemon
+    thread. Malformed records are logged and skipped (the previous state of that image stays).
+
+    Args:
+        bus: The bus.
+        topic: Gallery topic name.
+        gallery: Index to fill (empty or not); may be None to create one from the first vector's size.
+    """
+
+    def __init__(self, bus: Bus, topic: str, gallery: GalleryIndex | None = None) -> None:
+        self.topic = topic
+        self.gallery = gallery
+        self.applied = 0
+        self.malformed = 0
+        self._consumer = bus.consumer([topic], None)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._catalogs: dict[str, dict[str, str]] = {}  # catalog -> image id -> item id
+        self._categories: dict[str, dict[str, int]] = {}  # item id -> image id -> category index
+        self._lock = threading.Lock()
+
+    def catalog_items(self, catalog: str) -> set[str]:
+        """Item ids of ``catalog`` that have at least one image now."""
+        with self._lock:
+            return set(self._catalogs.get(catalog, {}).values())
+
+    def item_categories(self, item_id: str) -> set[int] | None:
+        """Category indices the gallery metadata gives for ``item_id`` (None when it gives none)."""
+        with self._lock:
+            found = set(self._categories.get(item_id, {}).values())
+        return found or None
+
+    def _forget(self, image_id: str) -> None:
+        for images in self._catalogs.values():
+            images.pop(image_id, None)
+        for by_image in self._categories.values():
+            by_image.pop(image_id, None)
+
+    def apply(self, records: Iterable[Record]) -> int:
+        """Apply gallery records in order; returns how many changed the index."""
+        changed = 0
+        for record in records:
+            try:
+                found = decode_gallery_record(record)
+            except GalleryRecordError as exc:
+                self.malformed += 1
+                log.warning("%s", exc)
+                continue
+            if isinstance(found, str):
+                if self.gallery is not None:
+                    self.gallery.remove_images([found])
+                with self._lock:
+                    self._forget(found)
+            else:
+                if self.gallery is None:
+                    self.gallery = GalleryIndex(int(found.vector.shape[0]))
+                try:
+                    self.gallery.add(
+                        [found.image_id], [found.item_id], found.vector[None, :],
+                        [found.item_box], [{**found.metadata, "catalog": found.catalog}],
+                    )  # fmt: skip
+                except LiveTagError as exc:
+                    self.malformed += 1
+                    log.warning("gallery record %r rejected: %s", found.image_id, exc)
+                    continue
+                category = found.metadata.get("category")
+                with self._lock:
+                    self._forget(found.image_id)
+                    if found.catalog is not None:
+                        self._catalogs.setdefault(found.catalog, {})[found.image_id] = found.item_id
+                    if isinstance(category, int) and category >= 0:
+                        self._categories.setdefault(found.item_id, {})[found.image_id] = category
+            changed += 1
+        self.applied += changed
+        return changed
+
+    def load(self, timeout_s: float = 60.0) -> int:
+        """Read the topic up to the end offsets seen now; returns images in the gallery."""
+        parts = self._consumer.assignment()
+        ends = self._consumer.end_offsets(parts)
+        deadline = time.monotonic() + timeout_s
+        while any(self._consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise GalleryRecordError(f"gallery topic {self.topic!r} not read to its end within {timeout_s:.0f} s")
+            self.apply(self._consumer.poll(0.5, 1000))
+        return 0 if self.gallery is None else len(self.gallery)
+
+    def poll_once(self, timeout_s: float = 0.5) -> int:
+        """Apply whatever arrived within ``timeout_s``."""
+        return self.apply(self._consumer.poll(timeout_s, 1000))
+
+    def start(self) -> None:
+        """Follow the topic in a daemon thread until ``close``.
+
+        The thread polls without waiting and sleeps between polls: kafka-python serves every client of
+        the process from one network loop, and a blocking poll here would hold up the frames consumer.
+        """
+
+        def follow() -> None:
+            while not self._stop.is_set():
+                try:
+                    if not self.poll_once(0.0):
+                        self._stop.wait(0.5)
+                except LiveTagError as exc:
+                    log.error("following the gallery failed: %s; retrying", exc)
+                    self._stop.wait(1.0)
+
+        self._thread = threading.Thread(target=follow, name="gallery-follower", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._consumer.close()

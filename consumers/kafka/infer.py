@@ -1,0 +1,181 @@
+"""The inference consumer: a consumer group on ``frames``, match events to ``matches``.
+
+It is the single-machine inference stage (:class:`consumers.inference_stage.InferenceStage`) run by
+the same loop (:func:`consumers.pipeline.run_stage_loop`: poll a micro-batch across all assigned
+partitions, process, produce, flush, then commit) on a :class:`~consumers.kafka.bus.KafkaBus`:
+
+* at-least-once: offsets are committed only after the produced events and dead letters were
+  acknowledged by the broker; a crash re-delivers the uncommitted batch and the deterministic
+  ``event_id`` lets subscribers drop the duplicates;
+* a commit refused because the group rebalanced meanwhile is logged and the loop goes on (the new
+  owner re-processes from the last committed offset: duplicates, never a loss);
+* the gallery comes from the ``gallery`` topic: read to its end before the first frame, then
+  followed in a background thread (images added or removed without a restart);
+* stop (SIGTERM in ``livetag infer``): the current batch is finished, published and committed, no
+  further batch is taken, and the consumer leaves the group so its partitions move at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from consumers.bus import Bus, CommitFailedError, Consumer, Record, TopicPartition
+from consumers.inference_stage import InferenceStage
+from consumers.kafka.gallery_topic import GalleryFollower
+from consumers.pipeline import INFERENCE_GROUP, LoopCounters, RecordStage, run_stage_loop
+from consumers.settings import Settings
+from consumers.voter import StreamVoter
+from engines.gallery import GalleryIndex
+from stream.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CommitStats:
+    """What the consumer adapter saw."""
+
+    commits: int = 0
+    refused: int = 0
+    revoked: int = 0
+    assigned: int = 0
+
+
+class StoppableConsumer:
+    """Wraps a bus consumer for the stage loop: stops taking records once ``stop`` is set, and
+    treats a commit refused by a rebalance as a re-delivery instead of a failure.
+
+    Args:
+        consumer: The group consumer of ``frames``.
+        stop: When set, ``poll`` returns nothing, so the loop ends after the batch in hand.
+    """
+
+    def __init__(self, consumer: Consumer, stop: threading.Event) -> None:
+        self._consumer = consumer
+        self._stop = stop
+        self.stats = CommitStats()
+
+    def poll(self, timeout_s: float = 1.0, max_records: int = 500) -> list[Record]:
+        if self._stop.is_set():
+            return []
+        return self._consumer.poll(timeout_s, max_records)
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        try:
+            self._consumer.commit(offsets)
+            self.stats.commits += 1
+        except CommitFailedError as exc:
+            self.stats.refused += 1
+            log.warning("%s; the batch will be delivered again to the partition's new owner", exc)
+
+    def assignment(self) -> set[TopicPartition]:
+        return self._consumer.assignment()
+
+    def position(self, tp: TopicPartition) -> int:
+        return self._consumer.position(tp)
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self._consumer.committed(tp)
+
+    def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return self._consumer.end_offsets(partitions)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class InferenceConsumer:
+    """One member of the inference group.
+
+    Args:
+        bus: The bus (Kafka in production).
+        stage: The inference stage (its gallery is the follower's index), or any record stage.
+        settings: Validated settings (topics, batch).
+        follower: Keeps the stage's gallery equal to the gallery topic; started by ``run``.
+        group_id: Consumer group on ``frames``.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        stage: RecordStage,
+        settings: Settings,
+        follower: GalleryFollower | None = None,
+        group_id: str = INFERENCE_GROUP,
+    ) -> None:
+        self.bus = bus
+        self.stage = stage
+        self.settings = settings
+        self.follower = follower
+        self.group_id = group_id
+        self.counters: LoopCounters | None = None
+        self.commit_stats = CommitStats()
+
+    def run(self, stop: threading.Event) -> LoopCounters:
+        """Consume until ``stop`` is set; then finish the batch in hand, commit and leave the group."""
+        topics = self.settings.topics
+        if self.follower is not None:
+            self.follower.start()
+
+        def revoked(tps: set[TopicPartition]) -> None:
+            self.commit_stats.revoked += len(tps)
+            log.info("partitions revoked: %s", sorted(f"{t.topic}[{t.partition}]" for t in tps))
+
+        def assigned(tps: set[TopicPartition]) -> None:
+            self.commit_stats.assigned += len(tps)
+            log.info("partitions assigned: %s", sorted(f"{t.topic}[{t.partition}]" for t in tps))
+
+        consumer = StoppableConsumer(
+            self.bus.consumer([topics.name("frames")], self.group_id, on_assign=assigned, on_revoke=revoked), stop
+        )
+        consumer.stats = self.commit_stats
+        producer = self.bus.producer()
+        try:
+            self.counters = run_stage_loop(consumer, producer, self.stage, stop, self.settings.batch)
+            return self.counters
+        finally:
+            consumer.close()
+            producer.close()
+            if self.follower is not None:
+                self.follower.close()
+
+
+def build_stage(
+    bus: Bus,
+    settings: Settings,
+    detector: Any,
+    embedder: Any,
+    clock: Clock | None = None,
+    gallery_timeout_s: float = 60.0,
+) -> tuple[InferenceStage, GalleryFollower]:
+    """The inference stage with its gallery loaded from the gallery topic (read to the end now).
+
+    Returns:
+        ``(stage, follower)``; pass the follower to :class:`InferenceConsumer` to keep following.
+    """
+    the_clock = clock or SystemClock()
+    dim = int(getattr(embedder, "dim", 0) or embedder.spec.embedding_dim)
+    follower = GalleryFollower(bus, settings.topics.name("gallery"), GalleryIndex(dim))
+    images = follower.load(gallery_timeout_s)
+    log.info("gallery loaded from %s: %d images", follower.topic, images)
+    voter = StreamVoter(
+        settings.voter,
+        the_clock,
+        categories=follower.item_categories,
+        detector_version=_label(detector),
+        embedder_version=_label(embedder),
+    )
+    stage = InferenceStage(
+        detector, embedder, follower.gallery, voter, settings.pipeline, settings.topics, the_clock,
+        catalogs=follower.catalog_items,
+    )  # fmt: skip
+    return stage, follower
+
+
+def _label(engine: Any) -> str:
+    """``name@version`` of an engine's model package (empty when it has none)."""
+    return str(getattr(getattr(engine, "spec", None), "label", ""))

@@ -1,0 +1,95 @@
+"""streams-topic records and the broker helpers that need no broker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from consumers.kafka.broker import BrokerError, KafkaBroker, ensure_jars, kafka_home, random_cluster_id
+from consumers.kafka.stream_record import (
+    StreamRecordError,
+    make_stream_value,
+    parse_stream_value,
+    stream_id_from_key,
+)
+
+
+def test_stream_value_round_trip_and_defaults() -> None:
+    spec = parse_stream_value("s1", make_stream_value("rtmp://h/live/x", "shop-1", "title", "fps:2,max_rate=1"))
+    assert (spec.url, spec.catalog, spec.title, str(spec.sampling)) == ("rtmp://h/live/x", "shop-1", "title", "fps:2,max_rate=1")
+    minimal = parse_stream_value("s1", json.dumps({"url": "a.mp4", "catalog": "c"}).encode())
+    assert minimal.title == "" and str(minimal.sampling) == "keyframes"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"{oops", "not JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (json.dumps({"url": "a", "catalog": "c", "fps": 3}).encode(), "unknown fields fps"),
+        (json.dumps({"url": "a"}).encode(), "missing fields catalog"),
+        (json.dumps({"url": 5, "catalog": "c"}).encode(), "must be strings"),
+        (json.dumps({"url": "a", "catalog": "c", "sampling": "every-frame"}).encode(), "sampling"),
+    ],
+)
+def test_malformed_stream_values_name_the_problem(value: bytes, reason: str) -> None:
+    with pytest.raises(StreamRecordError, match=reason) as caught:
+        parse_stream_value("s1", value)
+    assert "\n" not in str(caught.value)
+
+
+def test_stream_keys() -> None:
+    assert stream_id_from_key(b"seller-1") == "seller-1"
+    for key, reason in ((None, "no key"), (b"", "no key"), (b"\xff\xfe", "not UTF-8"), (b"x" * 300, "at most 200")):
+        with pytest.raises(StreamRecordError, match=reason):
+            stream_id_from_key(key)
+
+
+def test_cluster_ids_and_jar_home() -> None:
+    ids = {random_cluster_id() for _ in range(50)}
+    assert len(ids) == 50 and all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert kafka_home({"LIVETAG_KAFKA_HOME": "/opt/k"}) == Path("/opt/k")
+    assert kafka_home({}).parts[-3:] == (".cache", "livetag", "kafka")
+
+
+def test_missing_tools_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(BrokerError, match="'no-such-mvn' not found: install Maven"):
+        ensure_jars(tmp_path / "home", mvn="no-such-mvn")
+    with pytest.raises(BrokerError, match="'no-such-java' not found: install Java 17"):
+        KafkaBroker(tmp_path / "work", tmp_path / "libs", java="no-such-java").start()
+
+
+@pytest.mark.kafka
+def test_dev_kafka_command_starts_serves_and_stops_a_broker(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from consumers.kafka.bus import KafkaBus
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "consumers.cli", "dev", "kafka", "--create-topics", "--topic-prefix", "dev.",
+         "--work-dir", str(tmp_path / "broker"), "--heap-mb", "256"],
+        cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        ready = proc.stdout.readline()
+        assert ready.startswith("Kafka broker ready: bootstrap 127.0.0.1:"), ready
+        bootstrap = ready.split()[4]
+        assert proc.stdout.readline().strip() == f"export LIVETAG_KAFKA_BOOTSTRAP_SERVERS={bootstrap}"
+        admin = KafkaBus(bootstrap).admin()
+        try:
+            assert {"dev.streams", "dev.frames", "dev.gallery", "dev.matches", "dev.dlq"} <= set(admin.list_topics())
+        finally:
+            admin.close()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Kafka broker stopped" in out
+    assert (tmp_path / "broker" / "broker.log").stat().st_size > 0, "the broker logs to its file"
