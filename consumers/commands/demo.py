@@ -16,7 +16,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="sample folder: image/<item_id>/<n>.jpg and video/*.mp4 (default: the shipped one)")
     parser.add_argument("--speed", choices=("realtime", "max"), default="realtime",
                         help="replay at the stream's own pace (default) or as fast as possible")
-    parser.add_argument("--sampling", default="keyframes", help="'keyframes' (default) or 'fps:N'")
+    parser.add_argument("--sampling", default="fps:4",
+                        help="'fps:N' (default fps:4: decode and take N frames a second) or 'keyframes' (demux only)")
     parser.add_argument("--out", type=Path, default=None, help="also write the events to this JSONL file")
     add_model_arguments(parser)
     add_pipeline_arguments(parser)

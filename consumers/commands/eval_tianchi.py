@@ -17,7 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="report file (default report.json); result.json is written beside it")
     parser.add_argument("--refine", action="store_true",
                         help="when many videos claim one item, move the weaker claims to their next candidate")
-    parser.add_argument("--sampling", default="keyframes", help="'keyframes' (default) or 'fps:N'")
+    parser.add_argument("--sampling", default="fps:4",
+                        help="'fps:N' (default fps:4: decode and take N frames a second) or 'keyframes' (demux only)")
     add_model_arguments(parser)
     add_pipeline_arguments(parser)
 

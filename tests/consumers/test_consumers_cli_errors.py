@@ -126,7 +126,7 @@ def test_demo_runs_on_a_sample(kit: dict[str, Path]) -> None:
     make_shop_images(sample / "image", {"A": "red", "B": "green"})
     (sample / "video").mkdir()
     make_video(sample / "video" / "live.mp4", ["red", "green"])
-    result = livetag("demo", "--sample", sample, "--speed", "max", "--min-similarity", "-1", "--sold-threshold", "0",
+    result = livetag("demo", "--sample", sample, "--speed", "max", "--sampling", "keyframes", "--min-similarity", "-1", "--sold-threshold", "0",
                      *models(kit))
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
