@@ -19,6 +19,7 @@ class ModelChoice:
     detector_dir: Path
     embedder_dir: Path
     backend: str = "onnxruntime"
+    flip_average: bool = False
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +31,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="embedder package folder (model.onnx + spec.json); default: the shipped one")
     group.add_argument("--backend", choices=BACKENDS, default="onnxruntime",
                        help="inference runtime (default: onnxruntime on CPU)")
+    group.add_argument("--flip-tta", action="store_true",
+                       help="embed every crop and its mirror image and average them (2x embedder cost)")
 
 
 def model_choice(args: argparse.Namespace) -> ModelChoice:
     """The validated model choice of parsed arguments."""
-    return ModelChoice(Path(args.detector), Path(args.embedder), str(args.backend))
+    return ModelChoice(Path(args.detector), Path(args.embedder), str(args.backend), bool(args.flip_tta))
 
 
 def load_models(choice: ModelChoice, score_threshold: float = 0.3, nms_iou: float = 0.6) -> tuple[Any, Any]:
@@ -53,5 +56,9 @@ def load_models(choice: ModelChoice, score_threshold: float = 0.3, nms_iou: floa
     detector = load_detector(
         choice.detector_dir, backend=choice.backend, score_threshold=score_threshold, iou_threshold=nms_iou
     )
-    embedder = load_embedder(choice.embedder_dir, backend=choice.backend)
+    embedder: Any = load_embedder(choice.embedder_dir, backend=choice.backend)
+    if choice.flip_average:
+        from engines.flip_average import FlipAveragedEmbedder
+
+        embedder = FlipAveragedEmbedder(embedder)
     return detector, embedder
