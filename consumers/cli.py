@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,13 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog="livetag " + " ".join(words), description=COMMANDS[words][1])
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="log lines as text or one JSON object per line (credentials are masked)")
     module.configure(parser)
     args = parser.parse_args(args_in[len(words) :])
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from consumers.observability.logging_setup import setup_logging
+
+    redact = setup_logging(args.log_format, args.log_level, environ=os.environ)
     try:
         return int(module.run(args) or 0)
     except LiveTagError as exc:
-        print(f"livetag: error: {exc}", file=sys.stderr)
+        print(f"livetag: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -24,6 +24,7 @@ from typing import Any
 from consumers.bus import InProcessBus, Record
 from consumers.dead_letter import DeadLetter
 from consumers.inference_stage import FRAME_PTS_HEADER
+from consumers.observability.logging_setup import bind_stream
 from consumers.settings import BatchSettings, TopicSettings
 from consumers.stage_runner import (
     LoopCounters,
@@ -249,6 +250,10 @@ class EmbeddedPipeline:
                 consumer.close()
 
         def read(spec: SourceSpec) -> None:
+            with bind_stream(spec.stream_id):  # every log line of this reader names its stream
+                read_stream(spec)
+
+        def read_stream(spec: SourceSpec) -> None:
             producer = self.bus.producer()
             try:
                 for packet in self.frame_source(spec, self.stop):

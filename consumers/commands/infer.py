@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     )
     from consumers.kafka.infer import InferenceConsumer, build_stage
     from consumers.model_loading import load_models, model_choice
+    from consumers.observability.health import INFERENCE_CONDITIONS
+    from consumers.observability.instrument import instrument_stage
+    from consumers.observability.service import ServiceObservability
     from engines.gallery import EmptyGalleryError
 
     quiet_library_logs()
@@ -36,19 +39,27 @@ def run(args: argparse.Namespace) -> int:
     batch = {f"batch__{n}": getattr(args, n) for n in ("max_batch", "max_wait_ms") if getattr(args, n) is not None}
     if batch:
         settings = settings.with_overrides(**batch)
-    detector, embedder = load_models(model_choice(args), settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
-    bus = kafka_bus(settings)
-    stage, follower = build_stage(bus, settings, detector, embedder, gallery_timeout_s=args.gallery_timeout)
-    if follower.gallery is None or len(follower.gallery) == 0:
-        follower.close()
-        raise EmptyGalleryError(
-            f"the gallery topic {follower.topic} is empty; publish one first with 'livetag gallery publish GALLERY_DIR'"
-        )
-    stop = stop_on_signals()
-    consumer = InferenceConsumer(bus, stage, settings, follower, group_id=args.group)
-    print(f"inference consumer in group {args.group}: {settings.topics.name('frames')} -> "
-          f"{settings.topics.name('matches')} (gallery: {len(follower.gallery)} images)", flush=True)
-    counters = consumer.run(stop)
+    obs = ServiceObservability.start(settings, INFERENCE_CONDITIONS)  # /healthz answers while models load
+    try:
+        detector, embedder = load_models(model_choice(args), settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
+        obs.readiness.set("engines_loaded", True, f"{detector.spec.label} {embedder.spec.label}")
+        bus = kafka_bus(settings)
+        stage, follower = build_stage(bus, settings, detector, embedder, gallery_timeout_s=args.gallery_timeout)
+        if follower.gallery is None or len(follower.gallery) == 0:
+            follower.close()
+            raise EmptyGalleryError(
+                f"the gallery topic {follower.topic} is empty; publish one first with 'livetag gallery publish GALLERY_DIR'"
+            )
+        obs.readiness.set("gallery_bootstrapped", True, f"{len(follower.gallery)} images from {follower.topic}")
+        instrument_stage(stage, obs.metrics)
+        stop = stop_on_signals()
+        consumer = InferenceConsumer(bus, stage, settings, follower, group_id=args.group,
+                                     metrics=obs.metrics, readiness=obs.readiness)
+        print(f"inference consumer in group {args.group}: {settings.topics.name('frames')} -> "
+              f"{settings.topics.name('matches')} (gallery: {len(follower.gallery)} images)", flush=True)
+        counters = consumer.run(stop)
+    finally:
+        obs.close()
     print(f"inference stopped: {counters.consumed} frames, {counters.published} records published, "
           f"{counters.commits} commits ({consumer.commit_stats.refused} refused by rebalances)")
     return 0

@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from consumers.kafka.ingest import IngestConfig, IngestWorker
     from consumers.kafka.topics import TopicNames
+    from consumers.observability.health import INGEST_CONDITIONS
+    from consumers.observability.service import ServiceObservability
     from consumers.settings import SettingsError
     from stream.source import SourceOptions
 
@@ -36,11 +38,16 @@ def run(args: argparse.Namespace) -> int:
         config = IngestConfig(group_id=args.group, max_streams=args.max_streams, source=source)
     except ValueError as exc:
         raise SettingsError(f"bad ingest option: {exc}") from exc
-    worker = IngestWorker(kafka_bus(settings), TopicNames.from_settings(settings.topics), config)
-    stop = stop_on_signals()
-    print(f"ingest worker in group {args.group} on {settings.topics.name('streams')} -> {settings.topics.name('frames')}",
-          flush=True)
-    worker.run(stop)
+    obs = ServiceObservability.start(settings, INGEST_CONDITIONS)
+    try:
+        worker = IngestWorker(kafka_bus(settings), TopicNames.from_settings(settings.topics), config,
+                              metrics=obs.metrics, readiness=obs.readiness)
+        stop = stop_on_signals()
+        print(f"ingest worker in group {args.group} on {settings.topics.name('streams')} -> {settings.topics.name('frames')}",
+              flush=True)
+        worker.run(stop)
+    finally:
+        obs.close()
     stats = worker.stats
     print(f"ingest stopped: {stats.started} streams started, {stats.frames} frames, {stats.dead_letters} dead letters")
     return 0

@@ -26,6 +26,8 @@ from typing import Any
 from consumers.bus import Bus, CommitFailedError, Consumer, Record, TopicPartition
 from consumers.inference_stage import InferenceStage
 from consumers.kafka.gallery_topic import GalleryFollower
+from consumers.observability.health import Readiness
+from consumers.observability.metrics import PipelineMetrics
 from consumers.pipeline import INFERENCE_GROUP, LoopCounters, RecordStage, run_stage_loop
 from consumers.settings import Settings
 from consumers.voter import StreamVoter
@@ -97,6 +99,8 @@ class InferenceConsumer:
         settings: Validated settings (topics, batch).
         follower: Keeps the stage's gallery equal to the gallery topic; started by ``run``.
         group_id: Consumer group on ``frames``.
+        metrics: Loop metrics (frames, latency, lag; revoked partitions' lag series are removed).
+        readiness: Its ``partitions_assigned`` condition follows the assignment.
     """
 
     def __init__(
@@ -106,7 +110,12 @@ class InferenceConsumer:
         settings: Settings,
         follower: GalleryFollower | None = None,
         group_id: str = INFERENCE_GROUP,
+        metrics: PipelineMetrics | None = None,
+        readiness: Readiness | None = None,
     ) -> None:
+        self.metrics = metrics
+        self.readiness = readiness
+        self._owned: set[TopicPartition] = set()
         self.bus = bus
         self.stage = stage
         self.settings = settings
@@ -124,10 +133,16 @@ class InferenceConsumer:
         def revoked(tps: set[TopicPartition]) -> None:
             self.commit_stats.revoked += len(tps)
             log.info("partitions revoked: %s", sorted(f"{t.topic}[{t.partition}]" for t in tps))
+            self._owned -= set(tps)
+            if self.metrics is not None:
+                self.metrics.forget_partitions(tps)
+            self._report_assignment()
 
         def assigned(tps: set[TopicPartition]) -> None:
             self.commit_stats.assigned += len(tps)
             log.info("partitions assigned: %s", sorted(f"{t.topic}[{t.partition}]" for t in tps))
+            self._owned |= set(tps)
+            self._report_assignment()
 
         consumer = StoppableConsumer(
             self.bus.consumer([topics.name("frames")], self.group_id, on_assign=assigned, on_revoke=revoked), stop
@@ -135,13 +150,19 @@ class InferenceConsumer:
         consumer.stats = self.commit_stats
         producer = self.bus.producer()
         try:
-            self.counters = run_stage_loop(consumer, producer, self.stage, stop, self.settings.batch)
+            self.counters = run_stage_loop(consumer, producer, self.stage, stop, self.settings.batch, metrics=self.metrics)
             return self.counters
         finally:
             consumer.close()
             producer.close()
             if self.follower is not None:
                 self.follower.close()
+
+
+    def _report_assignment(self) -> None:
+        if self.readiness is not None:
+            owned = sorted(f"{t.topic}[{t.partition}]" for t in self._owned)
+            self.readiness.set("partitions_assigned", bool(owned), ", ".join(owned) or "no partition assigned")
 
 
 def build_stage(

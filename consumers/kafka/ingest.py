@@ -30,9 +30,13 @@ from consumers.bus import Bus, Consumer, Producer, Record, TopicPartition
 from consumers.dead_letter import send_to_dlq
 from consumers.kafka.stream_record import StreamSpec, parse_stream_value, stream_id_from_key
 from consumers.kafka.topics import TopicNames
+from consumers.observability.health import Readiness
+from consumers.observability.instrument import SourceMeter
+from consumers.observability.logging_setup import bind_stream
+from consumers.observability.metrics import PipelineMetrics
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
-from stream.frames import iter_frame_packets
+from stream.frames import FrameReader
 from stream.source import SourceOptions
 
 log = logging.getLogger(__name__)
@@ -111,9 +115,14 @@ class IngestWorker:
         topics: Topic names.
         config: Worker settings.
         clock: Injected clock (frame wallclock stamps, backoff, dead-letter times).
+        metrics: Frames published, active streams, reconnects, dead letters, lag on ``streams``.
+        readiness: Its ``partitions_assigned`` condition follows the assignment.
     """
 
-    def __init__(self, bus: Bus, topics: TopicNames, config: IngestConfig | None = None, clock: Clock | None = None) -> None:
+    def __init__(self, bus: Bus, topics: TopicNames, config: IngestConfig | None = None, clock: Clock | None = None,
+                 metrics: PipelineMetrics | None = None, readiness: Readiness | None = None) -> None:
+        self.metrics = metrics
+        self.readiness = readiness
         self.topics = topics
         self.config = config or IngestConfig()
         self.clock = clock or SystemClock()
@@ -173,6 +182,8 @@ class IngestWorker:
     def step(self) -> int:
         """One poll of ``streams``: apply its records, reap ended streams, flush. Returns records seen."""
         records = self._consumer.poll(self.config.poll_timeout_s, 200)
+        if self.metrics is not None:
+            self.metrics.record_poll(0)  # liveness; frames are counted as the streams publish them
         self._release_revoked()
         self._reap()
         for record in records:
@@ -188,7 +199,17 @@ class IngestWorker:
         if now - self._last_flush >= self.config.flush_interval_s:
             self._flush()
             self._last_flush = now
+        self._observe()
         return len(records)
+
+    def _observe(self) -> None:
+        """Readiness (partitions assigned), active streams and lag on ``streams``, from the poll thread."""
+        if self.readiness is not None:
+            owned = sorted(f"{t.topic}[{t.partition}]" for t in self._consumer.assignment())
+            self.readiness.set("partitions_assigned", bool(owned), ", ".join(owned) or "no partition assigned")
+        if self.metrics is not None:
+            self.metrics.set_active_streams(len(self._tasks))
+            self.metrics.update_lag(self._consumer)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop`` is set, then stop every stream and leave the group."""
@@ -282,13 +303,16 @@ class IngestWorker:
             self._finished.popitem(last=False)
 
     def _run_stream(self, task: _StreamTask) -> None:
+        with bind_stream(task.spec.stream_id):  # every log line of this stream's thread names it
+            self._read_stream(task)
+
+    def _read_stream(self, task: _StreamTask) -> None:
         spec = task.spec
         catalog = spec.catalog.encode()
+        meter = SourceMeter(self.metrics) if self.metrics is not None else None
+        reader = FrameReader(spec.stream_id, spec.url, spec.sampling, self.config.source, self.clock, stop=task.stop)
         try:
-            packets = iter_frame_packets(
-                spec.stream_id, spec.url, spec.sampling, self.config.source, self.clock, stop=task.stop
-            )
-            for packet in packets:
+            for packet in reader:
                 if task.stop.is_set():
                     break
                 key, value, headers = packet.to_record()
@@ -296,6 +320,9 @@ class IngestWorker:
                 self._producer.produce(self.topics.frames, key, value, headers)
                 task.published += 1
                 self.stats.frames += 1
+                if meter is not None:
+                    meter.metrics.record_frames_out(1)
+                    meter.update(reader)
         except LiveTagError as exc:
             log.warning("stream %s: %s", spec.stream_id, exc)
             self._dead_letter(task.record, exc, "ingest-source")
@@ -304,9 +331,14 @@ class IngestWorker:
             self._dead_letter(task.record, exc, "ingest-source")
         else:
             log.info("stream %s: source ended after %d frames", spec.stream_id, task.published)
+        finally:
+            if meter is not None:
+                meter.update(reader)
 
     def _dead_letter(self, record: Record, error: BaseException, stage: str) -> None:
         self.stats.dead_letters += 1
+        if self.metrics is not None:
+            self.metrics.dead_letter(stage, type(error).__name__)
         log.warning("dead letter (%s) for %r: %s", stage, record.key, error)
         try:
             send_to_dlq(self._producer, record, error, stage, self.clock, topic=self.topics.dlq)

@@ -1,0 +1,199 @@
+"""``livetag infer`` and ``livetag ingest`` as deployed: real processes on a real Kafka broker, probed
+over HTTP the way the kubelet and Prometheus do, with JSON logs read back from stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_server import free_port
+
+from consumers.kafka.broker import KafkaBroker, ensure_jars, kafka_home
+from consumers.kafka.bus import KafkaBus
+from consumers.kafka.gallery_topic import publish_gallery, read_gallery_folder
+from consumers.kafka.stream_record import make_stream_value
+from consumers.kafka.topics import TopicNames, topic_specs
+from consumers.settings import TopicSettings
+from stream.frames import iter_frame_packets
+
+CONSUMER_TESTS = Path(__file__).resolve().parents[1] / "consumers"
+if str(CONSUMER_TESTS) not in sys.path:
+    sys.path.insert(0, str(CONSUMER_TESTS))
+from consumers_media import export_tiny_models, make_shop_images, make_video  # noqa: E402
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+SASL_PASSWORD = "sasl-Secret-91d2"
+RTMP_PASSWORD = "rtmpS3cret"
+
+
+@pytest.fixture(scope="module")
+def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    named = os.environ.get("LIVETAG_TEST_KAFKA_BOOTSTRAP")
+    if named:
+        yield named
+        return
+    broker = KafkaBroker(tmp_path_factory.mktemp("ops-kafka"), ensure_jars(kafka_home()))
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topics(bootstrap: str) -> tuple[KafkaBus, TopicSettings, TopicNames]:
+    settings = TopicSettings(prefix=f"ops{uuid.uuid4().hex[:8]}.", partitions=2)
+    bus = KafkaBus(bootstrap)
+    bus.create_topics(topic_specs(settings))
+    return bus, settings, TopicNames.from_settings(settings)
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def _wait(condition: Callable[[], bool], what: str, limit_s: float = 90.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Service:
+    """A ``livetag`` service process with its metrics port; ``stop`` sends SIGTERM and returns stderr."""
+
+    def __init__(self, args: list[str], bootstrap: str, prefix: str) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "LIVETAG_OBSERVABILITY_BIND_HOST": "127.0.0.1",
+            "LIVETAG_OBSERVABILITY_PORT": str(self.port),
+            "LIVETAG_KAFKA_SASL_USERNAME": "livetag",
+            "LIVETAG_KAFKA_SASL_PASSWORD": SASL_PASSWORD,  # held in settings; PLAINTEXT does not send it
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "consumers.cli", *args, "--bootstrap", bootstrap, "--topic-prefix", prefix,
+             "--log-format", "json", "--log-level", "DEBUG"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        status, body = _get(self.url("/metrics"))
+        return _samples(body) if status == 200 else {}
+
+    def stop(self) -> tuple[int, str, str]:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            out, err = self.process.communicate(timeout=60)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+        return self.process.returncode, out, err
+
+
+def test_infer_process_is_probed_and_scraped_while_it_consumes(
+    topics: tuple[KafkaBus, TopicSettings, TopicNames], bootstrap: str, tmp_path: Path
+) -> None:
+    bus, settings, names = topics
+    from consumers.gallery_builder import build_gallery, find_shop_images, to_index
+    from consumers.model_loading import ModelChoice, load_models
+
+    packages = export_tiny_models(tmp_path / "models")
+    detector, embedder = load_models(ModelChoice(packages["detector"], packages["embedder"]), 0.05, 0.6)
+    make_shop_images(tmp_path / "shop", {"A": "red", "B": "green"})
+    build = build_gallery(find_shop_images(tmp_path / "shop"), detector, embedder, catalog="c1", progress=False)
+    to_index(build).index.save(tmp_path / "gallery")
+    entries = read_gallery_folder(tmp_path / "gallery")
+    publish_gallery(bus.producer(), names.gallery, entries)
+    producer = bus.producer()
+    video = make_video(tmp_path / "cam1.mp4", ["red", "green"])
+    for packet in iter_frame_packets("cam1", video, "keyframes"):
+        key, value, headers = packet.to_record()
+        producer.produce(names.frames, key, value, [*headers, ("catalog", b"c1")])
+    producer.flush()
+    frames = 8  # 4 s at 10 fps, a keyframe every 5 frames
+
+    service = Service(["infer", "--detector", str(packages["detector"]), "--embedder", str(packages["embedder"]),
+                       "--group", f"{settings.prefix}infer"], bootstrap, settings.prefix)  # fmt: skip
+    try:
+        _wait(lambda: _get(service.url("/healthz"))[0] == 200, "/healthz")
+        _wait(lambda: _get(service.url("/readyz"))[0] == 200, "/readyz (engines, gallery, partitions)")
+        ready = json.loads(_get(service.url("/readyz"))[1])
+        assert set(ready["conditions"]) == {"engines_loaded", "gallery_bootstrapped", "partitions_assigned"}
+        assert ready["conditions"]["engines_loaded"]["detail"].startswith("tiny-detector@")
+        _wait(lambda: service.metrics().get(("livetag_frames_out_total", ())) == frames, "all frames processed")
+        exposition = _get(service.url("/metrics"))[1]
+        samples = _samples(exposition)
+    finally:
+        code, out, err = service.stop()
+    assert code == 0, err[-2000:]
+    assert samples[("livetag_frames_in_total", ())] == frames
+    assert samples[("livetag_end_to_end_latency_seconds_count", ())] == frames
+    assert samples[("livetag_stage_latency_seconds_count", (("stage", "detect"),))] >= 1
+    assert sum(v for (name, _), v in samples.items() if name == "livetag_consumer_lag") == 0
+    assert samples[("livetag_gallery_vectors", ())] == len(entries)
+    assert "inference stopped: 8 frames" in out
+    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert lines and all({"ts", "level", "logger", "stream_id", "message"} <= set(d) for d in lines)
+    assert any(d["logger"] == "consumers.kafka.infer" and "partitions assigned" in d["message"] for d in lines)
+    assert SASL_PASSWORD not in err and SASL_PASSWORD not in out and SASL_PASSWORD not in exposition
+
+
+def test_ingest_process_masks_a_credentialed_stream_url_and_counts_its_dead_letter(
+    topics: tuple[KafkaBus, TopicSettings, TopicNames], bootstrap: str
+) -> None:
+    bus, settings, names = topics
+    url = f"rtmp://seller:{RTMP_PASSWORD}@127.0.0.1:{free_port()}/live/cam-9"
+    producer = bus.producer()
+    producer.produce(names.streams, b"cam-9", make_stream_value(url, "shop-9"))
+    producer.flush()
+    service = Service(["ingest", "--max-retries", "0", "--open-timeout", "2", "--group", f"{settings.prefix}ingest"],
+                      bootstrap, settings.prefix)  # fmt: skip
+    dead = ("livetag_dead_letters_total", (("reason", "SourceOpenError"), ("stage", "ingest-source")))
+    try:
+        _wait(lambda: _get(service.url("/readyz"))[0] == 200, "/readyz (partitions assigned)")
+        _wait(lambda: service.metrics().get(dead) == 1, "the stream's dead letter")
+        status, exposition = _get(service.url("/metrics"))
+    finally:
+        code, _, err = service.stop()
+    assert code == 0 and status == 200, err[-2000:]
+    for secret in (RTMP_PASSWORD, SASL_PASSWORD):
+        assert secret not in err
+        assert secret not in exposition
+    lines: list[dict[str, Any]] = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    about = [d for d in lines if "cam-9" in d["message"]]
+    assert any("rtmp://***@127.0.0.1" in d["message"] for d in about), about
+    assert all(d["stream_id"] == "cam-9" for d in about if d["thread"].startswith("ingest-"))
