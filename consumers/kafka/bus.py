@@ -24,7 +24,7 @@ from consumers.bus import (
     TopicPartition,
     TopicSpec,
 )
-from consumers.kafka.producer import KafkaBusProducer
+from consumers.kafka.producer import KafkaBusProducer, connect
 
 if TYPE_CHECKING:
     from consumers.settings import KafkaSettings
@@ -118,7 +118,7 @@ class KafkaBusConsumer:
         self._rebalances: deque[tuple[str, set[TopicPartition]]] = deque()
         self._async_commit = async_commit
         self._pending_commit: _PendingCommit | None = None
-        self._consumer = KafkaConsumer(**config)
+        self._consumer = connect(KafkaConsumer, config, "consumer")
         self._closed = False
         # Metadata first: a group member whose client does not know a topic's partitions yet would be
         # assigned none of them until its next metadata refresh.
@@ -363,7 +363,7 @@ class KafkaBus:
         """A kafka-python ``KafkaAdminClient`` with this bus's connection settings (caller closes it)."""
         from kafka import KafkaAdminClient
 
-        return KafkaAdminClient(**self._client)
+        return connect(KafkaAdminClient, self._client, "admin client")
 
     def create_topics(self, specs: Sequence[TopicSpec]) -> None:
         """Create missing topics; an existing topic must have the partition count asked for."""

@@ -27,6 +27,27 @@ MAX_RECORD_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_PENDING = 10_000
 
 
+def connect(factory: Any, config: Mapping[str, Any], role: str) -> Any:
+    """Build a kafka-python client; an unreachable or refusing broker becomes a one-line BusError.
+
+    Args:
+        factory: ``KafkaProducer``, ``KafkaConsumer`` or ``KafkaAdminClient``.
+        config: Its keyword arguments (``bootstrap_servers`` names the broker in the message).
+        role: What the client is for, e.g. ``"producer"``.
+    """
+    from kafka.errors import KafkaError
+
+    try:
+        return factory(**config)
+    except KafkaError as exc:
+        servers = config.get("bootstrap_servers", "?")
+        servers = ",".join(servers) if isinstance(servers, list | tuple) else servers
+        raise BusError(
+            f"cannot connect the Kafka {role} to {servers}: {type(exc).__name__}: {exc} "
+            "(is the broker running? check --bootstrap / LIVETAG_KAFKA_BOOTSTRAP_SERVERS)"
+        ) from exc
+
+
 class KafkaDelivery:
     """The broker's acknowledgement of one produced record."""
 
@@ -69,7 +90,7 @@ class KafkaBusProducer:
         }
         config.update(client_config)
         config.update(producer_config)
-        self._producer = KafkaProducer(**config)
+        self._producer = connect(KafkaProducer, config, "producer")
         self._max_pending = max_pending
         self._block_s = float(config["max_block_ms"]) / 1000.0
         self._pending: deque[Any] = deque()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -122,3 +123,15 @@ def test_unknown_topic_is_a_clear_error(kafka_bootstrap: str, topic_prefix: str)
         bus.consumer([f"{topic_prefix}missing"], None)
     with pytest.raises(BusError, match="bootstrap"):
         KafkaBus("")
+
+
+def test_unreachable_broker_is_a_one_line_bus_error() -> None:
+    from kafka import KafkaProducer
+
+    from consumers.kafka.producer import connect
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(BusError, match=rf"cannot connect the Kafka producer to 127\.0\.0\.1:{port}: .*is the broker running"):
+        connect(KafkaProducer, {"bootstrap_servers": [f"127.0.0.1:{port}"], "max_block_ms": 1500, "bootstrap_timeout_ms": 1500}, "producer")
