@@ -1,6 +1,6 @@
 """The embedded single-process pipeline.
 
-``EmbeddedPipeline`` wires the same stages over an :class:`~consumers.bus.InProcessBus`::
+``EmbeddedPipeline`` wires the same stages over an :class:`~consumers.in_process_bus.InProcessBus`::
 
     sources (one reader thread per video) -> topic frames -> inference stage -> topic matches -> sink
 
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers.bus import InProcessBus, Record
+from consumers.bus import Record
 from consumers.dead_letter import DeadLetter
+from consumers.in_process_bus import InProcessBus
 from consumers.inference_stage import FRAME_PTS_HEADER
 from consumers.observability.logging_setup import bind_stream
 from consumers.settings import BatchSettings, TopicSettings

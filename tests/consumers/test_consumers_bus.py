@@ -11,7 +11,6 @@ from kafka.partitioner.default import murmur2 as kafka_murmur2
 from consumers.bus import (
     BusError,
     CommitFailedError,
-    InProcessBus,
     Record,
     TopicPartition,
     TopicSpec,
@@ -19,6 +18,7 @@ from consumers.bus import (
     partition_for,
     range_assign,
 )
+from consumers.in_process_bus import InProcessBus
 from stream.clock import FakeClock
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from consumers.bus import InProcessBus, TopicSpec
+from consumers.bus import TopicSpec
 from consumers.dead_letter import DeadLetter, DeadLetterError, send_to_dlq
 from consumers.events import (
     MAX_EVIDENCE,
@@ -19,6 +19,7 @@ from consumers.events import (
     load_schema,
     make_event_id,
 )
+from consumers.in_process_bus import InProcessBus
 from stream.clock import FakeClock
 
 

@@ -13,9 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.bus import InProcessBus, Record, TopicPartition, TopicSpec
+from consumers.bus import Record, TopicPartition, TopicSpec
 from consumers.dead_letter import send_to_dlq
 from consumers.events import SCHEMA_NAME
+from consumers.in_process_bus import InProcessBus
 from consumers.observability.health import (
     HealthServer,
     HealthServerError,

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from consumers_media import export_tiny_models, make_shop_images, make_video
 
-from consumers.bus import BusError, InProcessBus, Record, TopicPartition
+from consumers.bus import BusError, Record, TopicPartition
 from consumers.dead_letter import DeadLetter
 from consumers.embedded import EMBEDDED_TOPICS, make_stage
 from consumers.events import validate_match_event
 from consumers.gallery_builder import LoadedGallery, build_gallery, find_shop_images, to_index
+from consumers.in_process_bus import InProcessBus
 from consumers.inference_stage import InferenceStage
 from consumers.match_summary import Hit
 from consumers.model_loading import ModelChoice, load_models
