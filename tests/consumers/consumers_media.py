@@ -9,9 +9,25 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from consumers.embedded import EMBEDDED_TOPICS
+from consumers.settings import BatchSettings, Settings
 from stream.encode import write_video
 
 ENGINES_TESTS = Path(__file__).resolve().parents[1] / "engines"
+#: Four products, one colour each, for tests with the tiny random models.
+ITEMS: dict[str, str] = {"A": "red", "B": "green", "C": "blue", "D": "yellow"}
+# Loose thresholds: the tiny models are random, so every detection should be allowed to vote.
+LOOSE_SETTINGS = Settings().with_overrides(
+    pipeline__sold_threshold=0.0,
+    pipeline__min_similarity=-1.0,
+    voter__min_similarity=-1.0,
+    voter__start_score=0.2,
+    voter__end_score=0.05,
+    voter__min_votes=2,
+    voter__margin=1.0,
+    batch=BatchSettings(max_batch=4, max_wait_ms=5.0),
+    topics=EMBEDDED_TOPICS,
+)
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40)}
 
 

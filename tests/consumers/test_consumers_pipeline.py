@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from consumers_media import export_tiny_models, make_shop_images, make_video
+from consumers_media import ITEMS, LOOSE_SETTINGS, export_tiny_models, make_shop_images, make_video
 
 from consumers.bus import BusError, Record, TopicPartition
 from consumers.dead_letter import DeadLetter
@@ -27,24 +27,11 @@ from consumers.pipeline import (
     run_stage_loop,
 )
 from consumers.replay import ReplayOptions, file_frame_source, replay
-from consumers.settings import BatchSettings, Settings
 from stream.clock import FakeClock
 from stream.frames import iter_frame_packets
 from stream.packet import FramePacket
 
-ITEMS = {"A": "red", "B": "green", "C": "blue", "D": "yellow"}
-# Loose thresholds: the tiny models are random, so every detection should be allowed to vote.
-SETTINGS = Settings().with_overrides(
-    pipeline__sold_threshold=0.0,
-    pipeline__min_similarity=-1.0,
-    voter__min_similarity=-1.0,
-    voter__start_score=0.2,
-    voter__end_score=0.05,
-    voter__min_votes=2,
-    voter__margin=1.0,
-    batch=BatchSettings(max_batch=4, max_wait_ms=5.0),
-    topics=EMBEDDED_TOPICS,
-)
+SETTINGS = LOOSE_SETTINGS
 
 
 @pytest.fixture(scope="module")

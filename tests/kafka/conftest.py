@@ -1,38 +1,16 @@
-"""Kafka test fixtures: one real broker per test session, unique topic names per test.
-
-Set ``LIVETAG_TEST_KAFKA_BOOTSTRAP=host:port`` to run against a broker that is already up; otherwise
-the session starts a single-node KRaft broker (jars fetched once with Maven, see scripts/kafka/).
-"""
+"""Kafka test fixtures: unique topic names per test on the session's broker (``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from consumers.kafka.broker import KafkaBroker, ensure_jars, kafka_home
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.topics import TopicNames, topic_specs
 from consumers.settings import TopicSettings
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of the session's broker."""
-    named = os.environ.get("LIVETAG_TEST_KAFKA_BOOTSTRAP")
-    if named:
-        yield named
-        return
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-broker"), ensure_jars(kafka_home()))
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

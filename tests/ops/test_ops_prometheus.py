@@ -16,35 +16,23 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_server import PrometheusServer
 
-from consumers.embedded import EMBEDDED_TOPICS, make_stage
+from consumers.embedded import make_stage
 from consumers.gallery_builder import build_gallery, find_shop_images, to_index
 from consumers.model_loading import ModelChoice, load_models
 from consumers.observability.health import INFERENCE_CONDITIONS, HealthServer, Liveness, Readiness
 from consumers.observability.metrics import STAGES, PipelineMetrics
 from consumers.pipeline import SourceSpec
 from consumers.replay import ReplayOptions, replay
-from consumers.settings import BatchSettings, Settings
 from stream.clock import SystemClock
 
 CONSUMER_TESTS = Path(__file__).resolve().parents[1] / "consumers"
 if str(CONSUMER_TESTS) not in sys.path:
     sys.path.insert(0, str(CONSUMER_TESTS))
-from consumers_media import export_tiny_models, make_shop_images, make_video  # noqa: E402
+from consumers_media import ITEMS, LOOSE_SETTINGS, export_tiny_models, make_shop_images, make_video  # noqa: E402
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
-ITEMS = {"A": "red", "B": "green", "C": "blue", "D": "yellow"}
-SETTINGS = Settings().with_overrides(
-    pipeline__sold_threshold=0.0,
-    pipeline__min_similarity=-1.0,
-    voter__min_similarity=-1.0,
-    voter__start_score=0.2,
-    voter__end_score=0.05,
-    voter__min_votes=2,
-    voter__margin=1.0,
-    batch=BatchSettings(max_batch=4, max_wait_ms=5.0),
-    topics=EMBEDDED_TOPICS,
-)
+SETTINGS = LOOSE_SETTINGS
 
 
 @pytest.fixture(scope="module")

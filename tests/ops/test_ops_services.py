@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_server import free_port
 
-from consumers.kafka.broker import KafkaBroker, ensure_jars, kafka_home
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import publish_gallery, read_gallery_folder
 from consumers.kafka.stream_record import make_stream_value
@@ -39,18 +38,10 @@ SASL_PASSWORD = "sasl-Secret-91d2"
 RTMP_PASSWORD = "rtmpS3cret"
 
 
-@pytest.fixture(scope="module")
-def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    named = os.environ.get("LIVETAG_TEST_KAFKA_BOOTSTRAP")
-    if named:
-        yield named
-        return
-    broker = KafkaBroker(tmp_path_factory.mktemp("ops-kafka"), ensure_jars(kafka_home()))
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
+@pytest.fixture
+def bootstrap(kafka_bootstrap: str) -> str:
+    """The session's broker (tests/conftest.py)."""
+    return kafka_bootstrap
 
 
 @pytest.fixture
