@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from local_ports import free_port
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -236,9 +237,7 @@ def test_health_server_serves_probes_and_metrics_then_releases_its_port(metrics:
 
 def test_server_from_settings_is_off_at_port_zero(metrics: PipelineMetrics) -> None:
     assert serve_from_settings(ObservabilitySettings(port=0), metrics.registry, Readiness()) is None
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = free_port()
     server = serve_from_settings(ObservabilitySettings(bind_host="127.0.0.1", port=port), metrics.registry, Readiness())
     assert server is not None
     try:
@@ -252,9 +251,7 @@ def test_service_bundle_serves_probes_beats_on_polls_and_masks_settings_secrets(
     from consumers.observability.service import ServiceObservability
     from consumers.settings import KafkaSettings, SecretStr, Settings
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = free_port()
     kafka = KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
                           sasl_username="u", sasl_password=SecretStr("pw-0123456789"))
     settings = Settings().with_overrides(kafka=kafka, observability__bind_host="127.0.0.1", observability__port=port)

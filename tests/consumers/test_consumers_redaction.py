@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from local_ports import free_port
 from prometheus_client import CollectorRegistry
 
 from consumers.bus import Record
@@ -81,11 +81,6 @@ def log_buffer() -> Iterator[io.StringIO]:
     reset_logging()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 def test_json_lines_carry_the_stream_id_from_context_adapter_or_dash(log_buffer: io.StringIO) -> None:
     setup_logging("json", "INFO", stream=log_buffer)
@@ -124,7 +119,7 @@ class _NoFramesStage:
 def test_credentials_of_a_failing_rtmp_source_and_sasl_never_reach_logs_or_metrics(log_buffer: io.StringIO) -> None:
     settings = Settings().with_overrides(kafka=_sasl_kafka())
     redactor = setup_logging("json", "DEBUG", secrets=secrets_from_settings(settings), stream=log_buffer)
-    url = f"rtmp://seller42:{RTMP_PASSWORD}@127.0.0.1:{_closed_port()}/live/cam1"
+    url = f"rtmp://seller42:{RTMP_PASSWORD}@127.0.0.1:{free_port()}/live/cam1"
     log = logging.getLogger("livetag.ops")
 
     # A live source retrying with backoff (fake clock: no sleeping), then giving up.

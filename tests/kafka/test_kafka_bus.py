@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
+from local_ports import free_port
 
 from consumers.bus import BusError, Record, TopicPartition, TopicSpec, partition_for
 from consumers.kafka.bus import KafkaBus, KafkaBusConsumer
@@ -130,8 +130,6 @@ def test_unreachable_broker_is_a_one_line_bus_error() -> None:
 
     from consumers.kafka.producer import connect
 
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     with pytest.raises(BusError, match=rf"cannot connect the Kafka producer to 127\.0\.0\.1:{port}: .*is the broker running"):
         connect(KafkaProducer, {"bootstrap_servers": [f"127.0.0.1:{port}"], "max_block_ms": 1500, "bootstrap_timeout_ms": 1500}, "producer")

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from local_ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_server import free_port
 
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import publish_gallery, read_gallery_folder

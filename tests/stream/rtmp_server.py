@@ -17,6 +17,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from local_ports import free_port
+
 NGINX = Path("/usr/sbin/nginx")
 RTMP_MODULE = Path("/usr/lib/nginx/modules/ngx_rtmp_module.so")
 
@@ -42,12 +44,6 @@ rtmp {{
 }}
 """
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RtmpServer:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import av
 import numpy as np
 import pytest
+from local_ports import free_port
 from stream_media import DATA, demux_keyframe_count, moving_frames
 
 from stream.encode import push_to_rtmp, remux_clip, write_video
@@ -48,9 +47,7 @@ def test_remux_clip_cuts_whole_gops_and_keeps_audio(tmp_path):
 
 
 def test_push_to_a_closed_rtmp_port_fails_clearly(make_clip):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     url = f"rtmp://127.0.0.1:{port}/live/x"
     with pytest.raises(EncodeError, match=f"publishing to {url} failed after 0 packets: Connection refused"):
         push_to_rtmp(make_clip(), url, open_timeout_s=2)

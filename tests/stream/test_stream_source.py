@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import http.server
 import queue
-import socket
 import threading
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from local_ports import free_port
 from stream_media import DATA, REAL_VIDEOS
 
 from stream.backoff import Backoff
@@ -27,11 +27,6 @@ class MidRandom:
     def uniform(self, a: float, b: float) -> float:
         return (a + b) / 2
 
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -54,9 +49,9 @@ def test_url_scheme_and_liveness(url, scheme, live):
 @pytest.mark.parametrize(
     "make_url",
     [
-        pytest.param(lambda tmp: f"rtmp://127.0.0.1:{closed_port()}/live/x", id="rtmp-closed-port"),
-        pytest.param(lambda tmp: f"rtsp://127.0.0.1:{closed_port()}/cam", id="rtsp-closed-port"),
-        pytest.param(lambda tmp: f"http://127.0.0.1:{closed_port()}/live.m3u8", id="hls-closed-port"),
+        pytest.param(lambda tmp: f"rtmp://127.0.0.1:{free_port()}/live/x", id="rtmp-closed-port"),
+        pytest.param(lambda tmp: f"rtsp://127.0.0.1:{free_port()}/cam", id="rtsp-closed-port"),
+        pytest.param(lambda tmp: f"http://127.0.0.1:{free_port()}/live.m3u8", id="hls-closed-port"),
         pytest.param(lambda tmp: str(tmp / "missing.mp4"), id="missing-file"),
         pytest.param(lambda tmp: str(garbage_file(tmp)), id="not-a-video"),
     ],
