@@ -2,9 +2,10 @@
 
 Rules, per stream (times are stream seconds, pts, unless said otherwise):
 
-* A detection votes for its best gallery item (``votes_per_detection`` items at most) with weight
-  ``similarity * sold * confidence``; hits below ``min_similarity`` do not vote, nor do hits whose
-  item's catalog categories (when known) miss the detection's top categories. One frame gives an
+* A detection votes for its best gallery items (``votes_per_detection`` at most) with weight
+  ``similarity * sold * confidence``; hits below ``min_similarity`` do not vote. A hit whose item's
+  catalog categories (when known) miss the detection's top categories is weighted by
+  ``category_mismatch_weight`` (0 rejects it); items are ranked by these weights. One frame gives an
   item at most one vote (its strongest).
 * Scores decay exponentially with ``half_life_s`` of stream time, applied as pts advances, so frames
   without detections also lower every score.
@@ -217,30 +218,37 @@ class StreamVoter:
             det_weight = _clamp01(obs.sold) * _clamp01(obs.confidence)
             if det_weight <= 0.0:
                 continue
+            weighted: list[tuple[float, GalleryHit]] = []
+            for hit in obs.hits:
+                if not hit.similarity >= self.settings.min_similarity:  # also false for NaN
+                    self.stats["low_similarity"] += 1
+                    continue
+                factor = self._category_factor(hit.item_id, obs.top_categories)
+                if factor < 1.0:
+                    self.stats["category_rejected" if factor <= 0.0 else "category_penalised"] += 1
+                if factor > 0.0:
+                    weighted.append((hit.similarity * det_weight * factor, hit))
             voted: set[str] = set()
-            for hit in sorted(obs.hits, key=lambda h: (-_finite(h.similarity), h.item_id, h.gallery_image_id)):
+            for weight, hit in sorted(weighted, key=lambda w: (-w[0], w[1].item_id, w[1].gallery_image_id)):
                 if len(voted) >= self.settings.votes_per_detection:
                     break
                 if hit.item_id in voted:
                     continue
-                if not hit.similarity >= self.settings.min_similarity:  # also false for NaN
-                    self.stats["low_similarity"] += 1
-                    continue
-                if not self._category_ok(hit.item_id, obs.top_categories):
-                    self.stats["category_rejected"] += 1
-                    continue
                 voted.add(hit.item_id)
-                weight = hit.similarity * det_weight
                 if weight > best.get(hit.item_id, (0.0, None))[0]:
                     evidence = Evidence(pts, obs.frame_box, hit.gallery_image_id, hit.item_box, hit.similarity)
                     best[hit.item_id] = (weight, evidence)
         return best
 
-    def _category_ok(self, item_id: str, top_categories: tuple[int, ...]) -> bool:
+    def _category_factor(self, item_id: str, top_categories: tuple[int, ...]) -> float:
+        """1 when the item's categories meet the detection's top categories (or either is unknown),
+        else ``category_mismatch_weight``."""
         if self._categories is None or not top_categories:
-            return True
+            return 1.0
         known = self._categories(item_id)
-        return not known or not set(known).isdisjoint(top_categories)
+        if not known or not set(known).isdisjoint(top_categories):
+            return 1.0
+        return self.settings.category_mismatch_weight
 
     def _add_vote(self, state: _Stream, item_id: str, weight: float, evidence: Evidence, pts: float) -> None:
         self.stats["votes"] += 1

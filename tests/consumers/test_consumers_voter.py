@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jsonschema
 import pytest
@@ -15,7 +15,8 @@ from stream.clock import FakeClock
 
 STEP = 0.5  # stream seconds between processed frames
 SETTINGS = VoterSettings(
-    half_life_s=2.0, min_votes=3, start_score=1.0, margin=1.5, end_score=0.3, update_interval_s=1000.0
+    half_life_s=2.0, min_votes=3, start_score=1.0, margin=1.5, end_score=0.3, update_interval_s=1000.0,
+    category_mismatch_weight=0.0,  # a hard category check; the soft one has cases of its own
 )
 CATALOG = {"A": {1}, "B": {2}, "C": {1, 2}}
 
@@ -81,6 +82,18 @@ CASES = [
     Case("category match votes count", _span(0, 10, ("A", 0.9, (0, 1))), [("started", "A", 0.0, None)]),
     Case("a hit whose product is in another category is ignored", _span(0, 10, ("B", 0.9, (1,))), []),
     Case(
+        "a soft category check only down-weights a mismatch: alone it still starts",
+        _span(0, 10, ("A", 0.9, (5, 6))),
+        [("started", "A", 0.0, None)],
+        replace(SETTINGS, category_mismatch_weight=0.5),
+    ),
+    Case(
+        "a soft category check: a matching item beats a more similar mismatching one",
+        _span(0, 10, ("A", 0.9, (2,)), ("B", 0.6, (2,))),
+        [("started", "B", 0.0, None)],
+        replace(SETTINGS, category_mismatch_weight=0.3),
+    ),
+    Case(
         "decay ends a match after the item disappears",
         _span(0, 5, A) + _span(5.5, 20),
         [("started", "A", 0.0, None), ("ended", "A", 0.0, 5.0)],
@@ -117,6 +130,16 @@ def test_category_rejections_are_counted_and_a_second_hit_can_vote() -> None:
     events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, [obs])]
     assert _summary(events) == [("started", "C", 0.0, None)]
     assert voter.stats["category_rejected"] == 11
+
+
+def test_soft_category_check_ranks_hits_by_weighted_similarity() -> None:
+    """With a mismatch weight, one detection's vote goes to the best hit after weighting."""
+    voter = StreamVoter(replace(SETTINGS, category_mismatch_weight=0.5), FakeClock(), categories=CATALOG.get)
+    hits = (GalleryHit("B", "b1", 0.95), GalleryHit("C", "c1", 0.6))
+    obs = Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, hits, top_categories=(1,))
+    events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, [obs])]
+    assert _summary(events) == [("started", "C", 0.0, None)]  # B weighs 0.475, C 0.6
+    assert voter.stats["category_penalised"] == 11 and voter.stats["category_rejected"] == 0
 
 
 def test_updates_are_rate_limited_and_carry_the_score() -> None:
