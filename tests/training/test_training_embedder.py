@@ -15,16 +15,14 @@ import torch
 
 from stream.errors import LiveTagError
 from training.commands import train_embedder as command
+from training.embedding_batches import AugmentedBatches, CropAugmenter, PKBatchSampler
 from training.embedding_data import (
     EVAL_CONTEXT,
     SOURCE_FRAME,
     SOURCE_SHOP,
     TRAIN_CONTEXT,
     TRAIN_CROP_SIZE,
-    AugmentedBatches,
-    CropAugmenter,
     CropSet,
-    PKBatchSampler,
 )
 from training.engine import CheckpointError, DistInfo, seed_everything, train_one_epoch
 from training.metric_losses import (

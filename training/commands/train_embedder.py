@@ -182,7 +182,8 @@ def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]
     import torch
 
     from training import engine
-    from training.embedding_data import AugmentedBatches, CropAugmenter, PKBatchSampler, load_or_build_crops
+    from training.embedding_batches import AugmentedBatches, CropAugmenter, PKBatchSampler
+    from training.embedding_data import load_or_build_crops
     from training.metric_losses import EmbedderLoss, EmbedderWithHead, LossSchedule
     from training.models.embedder import EmbedderNet
     from training.plots import plot_curves
