@@ -19,11 +19,15 @@ class OnnxRuntimeBackend:
             ONNX Runtime offers it, else CPU).
         intra_op_threads: Threads inside one operator; None lets ONNX Runtime choose.
         max_batch: Largest batch per call (a fixed batch in the spec wins).
+        spin: Let idle intra-op threads busy-wait for the next operator (ONNX Runtime's default).
+            Off here: in the pipeline a decode thread shares the cores, and spinning workers take
+            its CPU time (benchmarks/pipeline_vs_engine.py).
     """
 
     name = "onnxruntime"
 
-    def __init__(self, package: ModelPackage, device: str = "auto", intra_op_threads: int | None = None, max_batch: int = 32) -> None:
+    def __init__(self, package: ModelPackage, device: str = "auto", intra_op_threads: int | None = None, max_batch: int = 32,
+                 spin: bool = False) -> None:
         import onnxruntime as ort
 
         if device not in DEVICES:
@@ -37,6 +41,7 @@ class OnnxRuntimeBackend:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
             options.inter_op_num_threads = 1

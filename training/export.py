@@ -70,7 +70,9 @@ def export_package(
         output_names: Names of the module's outputs, in the order ``forward`` returns them.
         spec: The rest of the spec (name, version, architecture, input resize/pad, normalization,
             classes or embedding_dim, metrics, training_data, and ``torch`` with ``factory`` and
-            ``config``). It is copied, not modified.
+            ``config``). It is copied, not modified. ``{onnx_sha8}`` in the version is replaced by
+            the first 8 hex digits of the ONNX file's sha256, so two trainings on one day get two
+            versions (match events name the models by ``name@version``).
         opset: ONNX opset.
 
     Returns:
@@ -134,6 +136,7 @@ def export_package(
     ]
     full["opset"] = opset
     full["onnx_sha256"] = sha256_file(onnx_path)
+    full["version"] = str(full.get("version", "0")).replace("{onnx_sha8}", full["onnx_sha256"][:8])
     full["weights_sha256"] = sha256_file(out / "weights.pt")
     spec_path = out / "spec.json"
     spec_path.write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

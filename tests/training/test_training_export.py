@@ -35,6 +35,7 @@ def _export(model: GarmentDetector, out: Path) -> Path:
         output_names=OUTPUT_NAMES,
         spec={
             "name": "livetag-detector",
+            "version": "2026.01.02-{onnx_sha8}",
             "input": {"resize": "letterbox", "pad_value": 114},
             "torch": {"factory": "training.models.detector:build_detector", "config": config_dict(SMALL)},
         },
@@ -55,6 +56,7 @@ def test_spec_is_filled_in(package: tuple[GarmentDetector, Path]) -> None:
     assert spec["format_version"] == 1 and spec["role"] == "detector" and spec["opset"] == 17
     assert spec["onnx_sha256"] == sha256_file(out / "model.onnx")
     assert spec["weights_sha256"] == sha256_file(out / "weights.pt")
+    assert spec["version"] == "2026.01.02-" + spec["onnx_sha256"][:8]  # the placeholder is filled in
     assert spec["input"] == {"resize": "letterbox", "pad_value": 114, "name": "images",
                              "shape": [-1, 3, 256, 256], "layout": "NCHW", "dtype": "float32", "color": "RGB"}
     assert spec["outputs"] == [

@@ -291,7 +291,7 @@ def _export(settings: DetectorTrainSettings, model: Any, test_cache: Any, test_f
     stamp = time.strftime("%Y.%m.%d", time.gmtime(SystemClock().now()))
     spec = {
         "name": "livetag-detector",
-        "version": f"{stamp}-1",
+        "version": f"{stamp}-{{onnx_sha8}}",
         "architecture": "centernet-style anchor-free detector, stride 8, FPN, in-graph 3x3 peak + top-K decode",
         "input": {"resize": "letterbox", "pad_value": PAD_VALUE, "color": "RGB"},
         "normalization": {"scale": 1.0 / 255.0, "mean": list(MEAN), "std": list(STD)},

@@ -289,7 +289,7 @@ def export_embedder(net: Any, package_dir: Path, metrics: dict[str, Any], settin
     net = net.to("cpu").to(memory_format=torch.contiguous_format).eval()
     spec = {
         "name": "livetag-embedder",
-        "version": datetime.date.today().strftime("%Y.%m.%d") + "-1",
+        "version": datetime.date.today().strftime("%Y.%m.%d") + "-{onnx_sha8}",
         "architecture": "ResNet-style CNN from scratch, GeM pooling, BNNeck, 256-d L2-normalised output",
         "input": {"resize": "stretch", "box_expand": 0.1, "color": "RGB"},
         "normalization": {"scale": 1.0 / 255.0, "mean": list(NORM_MEAN), "std": list(NORM_STD)},
