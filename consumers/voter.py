@@ -111,10 +111,6 @@ def _clamp01(value: float) -> float:
     return min(1.0, max(0.0, float(value))) if math.isfinite(value) else 0.0
 
 
-def _finite(value: float) -> float:
-    return float(value) if math.isfinite(value) else -math.inf
-
-
 class StreamVoter:
     """Votes per stream and emits match events (rules in the module docstring).
 
@@ -220,7 +216,7 @@ class StreamVoter:
                 continue
             weighted: list[tuple[float, GalleryHit]] = []
             for hit in obs.hits:
-                if not hit.similarity >= self.settings.min_similarity:  # also false for NaN
+                if not (math.isfinite(hit.similarity) and hit.similarity >= self.settings.min_similarity):
                     self.stats["low_similarity"] += 1
                     continue
                 factor = self._category_factor(hit.item_id, obs.top_categories)

@@ -21,17 +21,17 @@ from stream.packet import FramePacket
 
 SUPPORTED_CODECS = ("h264", "hevc", "mpeg4", "mjpeg")
 
+#: swscale interpolation for the YUV -> RGB conversion. Only the half-resolution chroma planes are
+#: resampled (luma keeps its size), so nearest-neighbour chroma costs the models nothing measurable
+#: and takes the conversion of a 540x960 frame from 2.8 ms to 1.0 ms (benchmarks/pipeline_vs_engine.py).
+CHROMA_UPSAMPLING = "POINT"
+
 
 @dataclass
 class _StreamDecoder:
     codec: str
     extradata: bytes
     context: VideoCodecContext
-
-#: swscale interpolation for the YUV -> RGB conversion. Only the half-resolution chroma planes are
-#: resampled (luma keeps its size), so nearest-neighbour chroma costs the models nothing measurable
-#: and takes the conversion of a 540x960 frame from 2.8 ms to 1.0 ms (benchmarks/pipeline_vs_engine.py).
-CHROMA_UPSAMPLING = "POINT"
 
 
 class PacketDecoder:

@@ -225,6 +225,7 @@ def test_non_finite_scores_do_not_vote() -> None:
     voter = StreamVoter(SETTINGS, FakeClock())
     bad = [
         Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, (GalleryHit("A", "a", float("nan")),)),
+        Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, (GalleryHit("C", "c", float("inf")),)),
         Observation((0.0, 0.0, 1.0, 1.0), float("nan"), 1.0, (GalleryHit("B", "b", 0.9),)),
     ]
     events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, bad)]
