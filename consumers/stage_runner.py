@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from consumers.bus import Consumer, Producer, Record, TopicPartition
 from consumers.settings import BatchSettings
@@ -95,6 +95,7 @@ def run_stage_loop(
             on_committed(records)
 
 
+@runtime_checkable
 class SplitStage(Protocol):
     """A stage whose decoding can run on another thread than its inference."""
 

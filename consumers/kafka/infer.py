@@ -1,14 +1,17 @@
 """The inference consumer: a consumer group on ``frames``, match events to ``matches``.
 
 It is the single-machine inference stage (:class:`consumers.inference_stage.InferenceStage`) run by
-the same loop (:func:`consumers.pipeline.run_stage_loop`: poll a micro-batch across all assigned
-partitions, process, produce, flush, then commit) on a :class:`~consumers.kafka.bus.KafkaBus`:
+the same loop as the embedded pipeline (:func:`consumers.pipeline.run_decoupled_loop`: poll a
+micro-batch across all assigned partitions and decode it while the previous batch is in the models,
+produce, flush, then commit that batch's offsets; a stage without the decode/infer halves runs in
+:func:`consumers.pipeline.run_stage_loop`) on a :class:`~consumers.kafka.bus.KafkaBus`:
 
 * at-least-once: offsets are committed only after the produced events and dead letters were
   acknowledged by the broker; a crash re-delivers the uncommitted batch and the deterministic
   ``event_id`` lets subscribers drop the duplicates;
 * a commit refused because the group rebalanced meanwhile is logged and the loop goes on (the new
-  owner re-processes from the last committed offset: duplicates, never a loss);
+  owner re-processes from the last committed offset: duplicates, never a loss); a batch still in the
+  models when its partition is revoked is likewise published and then committed or refused;
 * the gallery comes from the ``gallery`` topic: read to its end before the first frame, then
   followed in a background thread (images added or removed without a restart);
 * stop (SIGTERM in ``livetag infer``): the current batch is finished, published and committed, no
@@ -28,8 +31,9 @@ from consumers.inference_stage import InferenceStage
 from consumers.kafka.gallery_topic import GalleryFollower
 from consumers.observability.health import Readiness
 from consumers.observability.metrics import PipelineMetrics
-from consumers.pipeline import INFERENCE_GROUP, LoopCounters, RecordStage, run_stage_loop
+from consumers.pipeline import INFERENCE_GROUP, LoopCounters, RecordStage, run_decoupled_loop, run_stage_loop
 from consumers.settings import Settings
+from consumers.stage_runner import SplitStage
 from consumers.voter import StreamVoter
 from engines.gallery import GalleryIndex
 from stream.clock import Clock, SystemClock
@@ -150,7 +154,12 @@ class InferenceConsumer:
         consumer.stats = self.commit_stats
         producer = self.bus.producer()
         try:
-            self.counters = run_stage_loop(consumer, producer, self.stage, stop, self.settings.batch, metrics=self.metrics)
+            if isinstance(self.stage, SplitStage):
+                self.counters = run_decoupled_loop(consumer, producer, self.stage, stop, self.settings.batch,
+                                                   metrics=self.metrics)
+            else:
+                self.counters = run_stage_loop(consumer, producer, self.stage, stop, self.settings.batch,
+                                               metrics=self.metrics)
             return self.counters
         finally:
             consumer.close()
