@@ -14,7 +14,7 @@ produce, flush, then commit that batch's offsets; a stage without the decode/inf
   models when its partition is revoked is likewise published and then committed or refused;
 * the gallery comes from the ``gallery`` topic: read to its end before the first frame, then
   followed in a background thread (images added or removed without a restart);
-* stop (SIGTERM in ``livetag infer``): the current batch is finished, published and committed, no
+* stop (SIGTERM in ``livetag infer``): the batches in hand are finished, published and committed, no
   further batch is taken, and the consumer leaves the group so its partitions move at once.
 """
 
