@@ -43,6 +43,15 @@ class LoopCounters:
     commits: int = 0
 
 
+def _poll(consumer: Consumer, batch: BatchSettings, counters: LoopCounters, metrics: Any) -> list[Record]:
+    """One poll of up to ``max_batch`` records, waiting at most ``max_wait_ms``; counted."""
+    records = consumer.poll(timeout_s=max(batch.max_wait_ms / 1000.0, 0.001), max_records=batch.max_batch)
+    counters.polls += 1
+    if metrics is not None:
+        metrics.record_poll(len(records))
+    return records
+
+
 def run_stage_loop(
     consumer: Consumer,
     producer: Producer,
@@ -69,12 +78,8 @@ def run_stage_loop(
         consumed again by the next owner of the partitions.
     """
     counters = LoopCounters()
-    timeout_s = max(batch.max_wait_ms / 1000.0, 0.001)
     while True:
-        records = consumer.poll(timeout_s=timeout_s, max_records=batch.max_batch)
-        counters.polls += 1
-        if metrics is not None:
-            metrics.record_poll(len(records))
+        records = _poll(consumer, batch, counters, metrics)
         if not records:
             if stop.is_set():
                 return counters
@@ -145,7 +150,6 @@ def run_decoupled_loop(
         failed batch committed.
     """
     counters = LoopCounters()
-    timeout_s = max(batch.max_wait_ms / 1000.0, 0.001)
     work: queue.Queue[_Decoded | None] = queue.Queue(maxsize=max(1, queued_batches))
     done: queue.Queue[tuple[list[Record], dict[TopicPartition, int]] | BaseException] = queue.Queue()
 
@@ -189,10 +193,7 @@ def run_decoupled_loop(
     try:
         while True:
             commit_ready()
-            records = consumer.poll(timeout_s=timeout_s, max_records=batch.max_batch)
-            counters.polls += 1
-            if metrics is not None:
-                metrics.record_poll(len(records))
+            records = _poll(consumer, batch, counters, metrics)
             if not records:
                 if stop.is_set():
                     break

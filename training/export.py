@@ -9,7 +9,6 @@ with the fields that only the export knows filled in: ``format_version``, ``role
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import warnings
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engines.package import sha256_file
 from stream.errors import LiveTagError
 from training.engine import unwrap
 
@@ -29,15 +29,6 @@ INPUT_NAME = "images"
 
 class ExportError(LiveTagError):
     """The module could not be exported, or the exported package is inconsistent."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_factory(spec: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -64,6 +65,26 @@ class LoopThread:
         assert not self.thread.is_alive(), f"{self.thread.name} did not stop"
         if self.error is not None:
             raise self.error
+
+
+def collect_until_match_started(bus: KafkaBus, topic: str, group_id: str, limit_s: float, what: str) -> list[dict]:
+    """Read match events from ``topic`` (a new consumer group) until one is ``match.started``.
+
+    Returns:
+        Every event read, in order. Fails the test naming ``what`` after ``limit_s`` seconds.
+    """
+    subscriber = bus.consumer([topic], group_id)
+    events: list[dict] = []
+    try:
+        wait_for(
+            lambda: any(e["event"] == "match.started" for e in events),
+            limit_s,
+            what,
+            step=lambda: events.extend(json.loads(r.value or b"{}") for r in subscriber.poll(0.5, 100)),
+        )
+    finally:
+        subscriber.close()
+    return events
 
 
 def moving_square_video(path: Path, seconds: float = 4.0, fps: int = 10, gop: int = 5, size: int = 64) -> Path:

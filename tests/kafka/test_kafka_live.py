@@ -11,7 +11,14 @@ import threading
 from pathlib import Path
 
 import pytest
-from kafka_helpers import LoopThread, first_frame, gallery_entries, product_video, read_all, wait_for
+from kafka_helpers import (
+    LoopThread,
+    collect_until_match_started,
+    first_frame,
+    gallery_entries,
+    product_video,
+    read_all,
+)
 
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import publish_gallery
@@ -59,15 +66,10 @@ def test_live_rtmp_stream_is_matched_and_read_by_kcat(
         producer.produce(kafka_topics.streams, b"seller-7", make_stream_value(url, "shop-7", "spring sale"))
         producer.flush(10)
 
-        subscriber = kafka_bus.consumer([kafka_topics.matches], "live-subscriber")
-        events: list[dict] = []
-        wait_for(
-            lambda: any(e["event"] == "match.started" for e in events),
-            40,
+        events = collect_until_match_started(
+            kafka_bus, kafka_topics.matches, "live-subscriber", 40,
             f"a match event from the live stream (nginx log: {server.error_log()[-300:]})",
-            step=lambda: events.extend(json.loads(r.value or b"{}") for r in subscriber.poll(0.5, 100)),
         )
-        subscriber.close()
     finally:
         push_stop.set()
         for loop in reversed(loops):

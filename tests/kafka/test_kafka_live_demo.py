@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka_helpers import LoopThread, read_all, wait_for
+from kafka_helpers import LoopThread, collect_until_match_started, read_all
 
 from consumers.gallery_builder import build_gallery, find_shop_images, to_index
 from consumers.kafka.bus import KafkaBus
@@ -51,7 +51,6 @@ def test_shipped_models_name_the_shown_product_live(
     url = server.url("live", "presenter")
     push_stop = threading.Event()
     loops: list[LoopThread] = []
-    events: list[dict] = []
     try:
         source = SourceOptions(open_timeout_s=5.0, stall_timeout_s=5.0, max_retries=10)
         loops.append(LoopThread(IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="demo-ingest", source=source)).run, "ingest"))
@@ -63,14 +62,10 @@ def test_shipped_models_name_the_shown_product_live(
         pusher.start()
         producer.produce(kafka_topics.streams, b"presenter", make_stream_value(url, "demo-shop", "demo"))
         producer.flush(10)
-        subscriber = kafka_bus.consumer([kafka_topics.matches], "demo-subscriber")
-        wait_for(
-            lambda: any(e["event"] == "match.started" for e in events),
-            45,
+        events = collect_until_match_started(
+            kafka_bus, kafka_topics.matches, "demo-subscriber", 45,
             f"a match from the live demo stream (nginx log: {server.error_log()[-300:]})",
-            step=lambda: events.extend(json.loads(r.value or b"{}") for r in subscriber.poll(0.5, 100)),
         )
-        subscriber.close()
     finally:
         push_stop.set()
         for loop in reversed(loops):
