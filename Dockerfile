@@ -42,7 +42,9 @@ RUN groupadd --gid 10001 livetag \
     && mkdir -p /models /home/livetag/.cache/livetag/tensorrt \
     && chown -R livetag:livetag /models /home/livetag/.cache
 COPY --from=wheels /wheels /tmp/wheels
-RUN python -m pip install --no-cache-dir /tmp/wheels/livetag-*.whl && rm -rf /tmp/wheels
+COPY requirements/runtime-py311.txt /tmp/constraints.txt
+RUN python -m pip install --no-cache-dir -c /tmp/constraints.txt /tmp/wheels/livetag-*.whl \
+    && rm -rf /tmp/wheels /tmp/constraints.txt
 COPY --chown=livetag:livetag models /models
 COPY --chown=livetag:livetag scripts/build_engines.py /opt/livetag/scripts/build_engines.py
 USER 10001:10001
@@ -74,8 +76,9 @@ RUN groupadd --gid 10001 livetag \
     && mkdir -p /models /home/livetag/.cache/livetag/tensorrt \
     && chown -R livetag:livetag /models /home/livetag/.cache
 COPY --from=wheels /wheels /tmp/wheels
-RUN python3 -m pip install --no-cache-dir torch==2.3.1 /tmp/wheels/livetag-*.whl \
-    && rm -rf /tmp/wheels
+COPY requirements/runtime-py310.txt /tmp/constraints.txt
+RUN python3 -m pip install --no-cache-dir -c /tmp/constraints.txt torch==2.3.1 /tmp/wheels/livetag-*.whl \
+    && rm -rf /tmp/wheels /tmp/constraints.txt
 COPY --chown=livetag:livetag models /models
 COPY --chown=livetag:livetag scripts/build_engines.py /opt/livetag/scripts/build_engines.py
 USER 10001:10001

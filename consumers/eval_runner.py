@@ -32,6 +32,7 @@ from consumers.tianchi_truth import (
 )
 from stream.clock import Clock, SystemClock
 from stream.sampling import SamplingSpec
+from stream.source import nominal_frame_rate
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def probe_timing(path: Path) -> VideoTiming | None:
             if not container.streams.video:
                 return None
             stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate
+            rate = nominal_frame_rate(stream)
             start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
             return VideoTiming(float(rate) if rate else 25.0, start)
     except (av.FFmpegError, OSError):

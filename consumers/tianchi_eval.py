@@ -66,9 +66,19 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def answer(summary: MatchSummary) -> str | None:
+    """The video's one answer (the challenge needs an item per video): the item matched longest, else,
+    when the voter never confirmed a match, the item that gathered the most frame similarity."""
+    decided = summary.prediction()
+    if decided is not None:
+        return decided
+    ranked = summary.ranked_items()
+    return ranked[0] if ranked else None
+
+
 def predictions(videos: Sequence[ReplayedVideo], refine: bool, top_k: int = 10) -> dict[str, str | None]:
     """video id -> predicted item; with ``refine`` the many-videos-one-item conflicts are resolved."""
-    plain = {v.video_id: v.summary.prediction() for v in videos}
+    plain = {v.video_id: answer(v.summary) for v in videos}
     if not refine:
         return plain
     candidates: dict[str, list[Candidate]] = {}
@@ -175,6 +185,7 @@ def evaluate(
             "video_id": video.video_id,
             "truth": truth.item_id,
             "predicted": predicted.get(video.video_id),
+            "decided": video.summary.prediction() is not None,
             "ranked": ranked[: max(RECALL_KS)],
             "events": video.summary.events,
             "frames": video.summary.frames,

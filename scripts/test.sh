@@ -16,8 +16,9 @@ if command -v apt-get >/dev/null 2>&1; then
     nginx libnginx-mod-rtmp kcat prometheus openjdk-17-jre-headless maven >/dev/null
 fi
 
+# Exact versions the suite is green with (requirements/lock.txt; README says how to refresh it).
 python3 -m pip install -q --upgrade pip
-python3 -m pip install -q -e ".[train,dev]"
+python3 -m pip install -q -c requirements/lock.txt -e ".[train,dev]"
 
 ruff check .
 mypy

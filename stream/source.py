@@ -50,6 +50,18 @@ class UnsupportedSourceError(SourceOpenError):
     """The source opened but has nothing we can use (no video track); retrying will not help."""
 
 
+def nominal_frame_rate(stream: VideoStream) -> Fraction | None:
+    """The stream's coded frame rate, else its average or guessed rate (None when unknown).
+
+    A sparse file (every n-th frame kept, pts unchanged) has an average rate far below the rate its
+    timestamps count in; the codec's declared rate is the one that maps a pts to the original index.
+    """
+    for rate in (stream.codec_context.framerate, stream.average_rate, stream.guessed_rate):
+        if rate:
+            return Fraction(rate)
+    return None
+
+
 def url_scheme(url: str) -> str:
     """The lower-case scheme of ``url`` (``"file"`` for plain paths)."""
     head, sep, _ = url.partition("://")
@@ -241,7 +253,7 @@ class VideoSource:
     def _start_session(self, container: InputContainer, index: int) -> Session:
         stream = container.streams.video[0]
         ctx = stream.codec_context
-        rate = stream.average_rate or stream.guessed_rate
+        rate = nominal_frame_rate(stream)
         info = SourceInfo(
             codec=ctx.name,
             width=int(ctx.width),

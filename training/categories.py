@@ -73,8 +73,22 @@ REGIONS: tuple[Region, ...] = (
 
 NUM_CATEGORIES = len(CATEGORIES)
 
+#: The spellings of the official Tianchi annotation files, where they differ from the names above.
+OFFICIAL_SPELLINGS: dict[str, str] = {
+    "短袖Top": "短袖上衣",
+    "长袖Top": "长袖上衣",
+    "吊带Top": "吊带上衣",
+    "背心Top": "背心上衣",
+    "无袖Top": "无袖上衣",
+    "长款外套": "长外套",
+    "古装": "古风",
+    "中等半身裙（及膝）": "中等半身裙",
+    "长半身裙（到脚）": "长半身裙",
+}
+
 _INDEX = {name: i for i, name in enumerate(CATEGORIES)}
 _INDEX.update({name: i for i, name in enumerate(ENGLISH)})
+_INDEX.update({spelling: _INDEX[name] for spelling, name in OFFICIAL_SPELLINGS.items()})
 
 
 class UnknownCategoryError(LiveTagError):
@@ -93,6 +107,15 @@ def category_index(name: str) -> int:
         raise UnknownCategoryError(
             f"unknown garment category {name!r}; expected one of the 23 Tianchi labels"
         ) from None
+
+
+def canonical(name: str) -> str:
+    """The Chinese name of :data:`CATEGORIES` for any known spelling (official, alias or canonical).
+
+    Raises:
+        UnknownCategoryError: the name is not a known category.
+    """
+    return CATEGORIES[category_index(name)]
 
 
 def english(name: str) -> str:

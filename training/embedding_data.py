@@ -176,14 +176,17 @@ def build_crops(
 
 
 def load_or_build_crops(
-    root: Path, split: str, *, train: bool, frames_per_instance: int, progress: bool = True
+    root: Path, split: str, *, train: bool, frames_per_instance: int, progress: bool = True,
+    input_size: int = INPUT_SIZE,
 ) -> CropSet:
     """Crops of ``root/split`` from ``root/cache/`` when cached for this data set, else built and cached.
 
-    ``train=True`` gives wide crops (``TRAIN_CONTEXT``, ``TRAIN_CROP_SIZE``) for augmentation;
-    ``train=False`` gives crops exactly as the runtime cuts them (10 %, 128 x 128 stretch).
+    ``train=True`` gives wide crops (``TRAIN_CONTEXT``, ``TRAIN_CROP_SIZE`` for a 128-pixel model,
+    scaled with ``input_size``) for augmentation; ``train=False`` gives crops exactly as the runtime
+    cuts them (10 %, ``input_size`` x ``input_size`` stretch).
     """
-    context, size = (TRAIN_CONTEXT, TRAIN_CROP_SIZE) if train else (EVAL_CONTEXT, INPUT_SIZE)
+    train_size = int(round(TRAIN_CROP_SIZE * input_size / INPUT_SIZE))
+    context, size = (TRAIN_CONTEXT, train_size) if train else (EVAL_CONTEXT, input_size)
     fingerprint = data_fingerprint(root)
     path = root / "cache" / f"embedder-{split}-{size}px-ctx{context:g}-f{frames_per_instance}.npz"
     cached = CropSet.load(path, fingerprint)

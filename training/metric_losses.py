@@ -213,6 +213,51 @@ class EmbedderWithHead(nn.Module):
         return feat, neck, logits, cosine
 
 
+class DistilledEmbedderWithHead(EmbedderWithHead):
+    """:class:`EmbedderWithHead` that also returns the frozen ImageNet feature of each crop.
+
+    ``forward(images, labels)`` returns ``(feat, neck, logits, cosine, teacher)`` where ``teacher``
+    [B, C] is the pooled feature of the frozen pretrained backbone: the student's own pooled feature
+    when the whole backbone is frozen, else that of ``teacher`` (a frozen copy of the initial network).
+    """
+
+    def __init__(self, net: nn.Module, num_classes: int, scale: float = 30.0, margin: float = 0.1,
+                 teacher: nn.Module | None = None) -> None:
+        super().__init__(net, num_classes, scale=scale, margin=margin)
+        self.teacher = teacher
+        if teacher is not None:
+            teacher.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> DistilledEmbedderWithHead:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def forward(  # type: ignore[override]
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        pooled, feat, neck = self.net.forward_all(images)  # type: ignore[operator]
+        if self.teacher is None:
+            teacher = pooled.detach()
+        else:
+            with torch.no_grad():
+                teacher = self.teacher.forward_all(images)[0]  # type: ignore[operator]
+        logits, cosine = self.head.logits_and_cosine(neck, labels)
+        return feat, neck, logits, cosine, teacher
+
+
+def relational_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the in-batch cosine-similarity matrices.
+
+    Keeps the student's neighbourhoods those of the frozen ImageNet features (relational knowledge
+    distillation), whatever the student's dimension: [B, D] and [B, C] -> scalar.
+    """
+    s = F.normalize(student.float(), dim=1)
+    t = F.normalize(teacher.float(), dim=1)
+    return ((s @ s.T - t @ t.T) ** 2).mean()
+
+
 class EmbedderLoss:
     """``loss_fn(model, batch, device) -> (loss, parts)`` for ``training.engine.train_one_epoch``.
 
@@ -221,9 +266,12 @@ class EmbedderLoss:
     by the schedule.
     """
 
-    def __init__(self, triplet_margin: float = 0.3, triplet_weight: float = 0.0) -> None:
+    def __init__(self, triplet_margin: float = 0.3, triplet_weight: float = 0.0, distill_weight: float = 0.0,
+                 arcface_weight: float = 1.0) -> None:
         self.triplet_margin = triplet_margin
         self.triplet_weight = triplet_weight
+        self.distill_weight = distill_weight
+        self.arcface_weight = arcface_weight
 
     def __call__(
         self, model: nn.Module, batch: Any, device: torch.device
@@ -231,13 +279,19 @@ class EmbedderLoss:
         images, labels = batch
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
-        feat, _, logits, cosine = model(images, labels)
+        feat, neck, logits, cosine, *rest = model(images, labels)
         arcface = F.cross_entropy(logits.float(), labels)
         parts: dict[str, float] = {
             "arcface": float(arcface.detach()),
             "acc": float((cosine.argmax(dim=1) == labels).float().mean()),  # nearest class centre
         }
-        loss = arcface
+        loss = self.arcface_weight * arcface
+        if self.distill_weight > 0.0:
+            if not rest:
+                raise ValueError("distillation needs a DistilledEmbedderWithHead (it returns the teacher feature)")
+            distill = relational_distillation_loss(neck, rest[0])
+            loss = loss + self.distill_weight * distill
+            parts["distill"] = float(distill.detach())
         if self.triplet_weight > 0.0:
             triplet, active = batch_hard_triplet_loss(feat, labels, self.triplet_margin)
             loss = loss + self.triplet_weight * triplet

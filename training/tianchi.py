@@ -27,7 +27,7 @@ import numpy as np
 
 from engines.preprocess import expand_box
 from stream.errors import LiveTagError
-from training.categories import CATEGORIES
+from training.categories import UnknownCategoryError, canonical
 
 __all__ = [
     "BoxAnnotation", "FrameAnnotation", "ShopImage", "TianchiDataset", "TianchiFormatError",
@@ -129,9 +129,13 @@ def parse_annotation(item: Any, path: Path) -> BoxAnnotation:
         raise TianchiFormatError(f"{path}: 'box' must hold four numbers, got {box!r}") from None
     if not (np.isfinite([x1, y1, x2, y2]).all() and x2 > x1 and y2 > y1):
         raise TianchiFormatError(f"{path}: 'box' {box!r} is empty or not finite (need x2 > x1, y2 > y1)")
-    label = item.get("label")
-    if label not in CATEGORIES:
-        raise TianchiFormatError(f"{path}: 'label' {label!r} is not one of the 23 Tianchi categories")
+    raw_label = item.get("label")
+    try:
+        label = canonical(raw_label) if isinstance(raw_label, str) else None
+    except UnknownCategoryError:
+        label = None
+    if label is None:
+        raise TianchiFormatError(f"{path}: 'label' {raw_label!r} is not one of the 23 Tianchi categories")
     if "instance_id" not in item:
         raise TianchiFormatError(f"{path}: annotation lacks 'instance_id'")
     instance_id = _int(item.get("instance_id"), "instance_id", path)
@@ -139,7 +143,7 @@ def parse_annotation(item: Any, path: Path) -> BoxAnnotation:
         raise TianchiFormatError(f"{path}: 'instance_id' must be >= 0, got {instance_id}")
     return BoxAnnotation(
         box=(x1, y1, x2, y2),
-        label=str(label),
+        label=label,
         viewpoint=_int(item.get("viewpoint"), "viewpoint", path, default=0),
         display=_int(item.get("display"), "display", path, default=0),
         instance_id=instance_id,
@@ -268,7 +272,12 @@ class TianchiDataset:
 
 
 def read_frames(path: str | Path, indices: Iterable[int]) -> dict[int, np.ndarray]:
-    """Decode the frames with the given indices (counting decoded frames from 0).
+    """Decode the frames with the given indices.
+
+    A frame's index is its timestamp times the stream's nominal frame rate, counted from the first
+    frame: for an ordinary constant-rate file that is the decoded-frame count, and for a sparse file
+    (every n-th frame of the original kept with its timestamp, as the real Tianchi demo set) it is
+    the original frame number that the annotations use.
 
     Args:
         path: a video file.
@@ -283,6 +292,8 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> dict[int, np.ndarra
     """
     import av
 
+    from stream.source import nominal_frame_rate
+
     path = Path(path)
     wanted = sorted({int(i) for i in indices if int(i) >= 0})
     if not path.is_file():
@@ -296,10 +307,16 @@ def read_frames(path: str | Path, indices: Iterable[int]) -> dict[int, np.ndarra
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for i, frame in enumerate(container.decode(stream)):
-                if i in want:
-                    out[i] = frame.to_ndarray(format="rgb24")
-                if i >= last:
+            rate = nominal_frame_rate(stream)
+            first: float | None = None
+            for count, frame in enumerate(container.decode(stream)):
+                index = count
+                if rate is not None and frame.time is not None:
+                    first = frame.time if first is None else first
+                    index = int(round((frame.time - first) * float(rate)))
+                if index in want:
+                    out[index] = frame.to_ndarray(format="rgb24")
+                if index >= last:
                     break
     except (av.error.FFmpegError, IndexError) as exc:
         raise TianchiFormatError(f"{path} cannot be decoded: {exc}") from None

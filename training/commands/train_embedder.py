@@ -49,9 +49,26 @@ class EmbedderTrainSettings:
     stop_after: int | None = None
     amp: bool = True
     progress: bool = True
+    backbone: str = "scratch"
+    input_size: int = 128
+    pool: str = "gem"
+    trainable_blocks: int = 0
+    backbone_lr_scale: float = 0.1
+    distill_weight: float = 0.0
+    arcface_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        from training.models.pretrained import BACKBONES
+
         checks = [
+            (self.backbone == "scratch" or self.backbone in BACKBONES,
+             f"--backbone must be scratch or one of {', '.join(sorted(BACKBONES))}"),
+            (self.input_size >= 64 and self.input_size % 32 == 0, "--input-size must be a multiple of 32, >= 64"),
+            (self.pool in ("gem", "avg"), "--pool must be gem or avg"),
+            (self.trainable_blocks >= 0, "--trainable-blocks must be >= 0"),
+            (0.0 <= self.backbone_lr_scale <= 1.0, "--backbone-lr-scale must lie in [0, 1]"),
+            (self.distill_weight >= 0.0 and math.isfinite(self.distill_weight), "--distill-weight must be >= 0"),
+            (self.arcface_weight >= 0.0, "--arcface-weight must be >= 0"),
             (self.epochs >= 1, "--epochs must be >= 1"),
             (self.batch_p >= 2, "--batch-p must be >= 2 (the triplet loss needs negatives)"),
             (self.batch_k >= 2, "--batch-k must be >= 2 (the triplet loss needs positives)"),
@@ -98,6 +115,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many epochs of this invocation (continue later with --resume)")
     parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--backbone", default=d.backbone,
+                        help="scratch, or an ImageNet backbone shipped in a wheel (efficientnet_lite0, efficientnet_lite2)")
+    parser.add_argument("--input-size", type=int, default=d.input_size, help="side of the square crop input")
+    parser.add_argument("--pool", default=d.pool, choices=("gem", "avg"), help="global pooling")
+    parser.add_argument("--trainable-blocks", type=int, default=d.trainable_blocks,
+                        help="pretrained backbone: blocks trained at the end of it (0: frozen)")
+    parser.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
+                        help="learning rate of the trainable backbone blocks relative to --lr")
+    parser.add_argument("--distill-weight", type=float, default=d.distill_weight,
+                        help="weight of the relational distillation toward the frozen ImageNet features")
+    parser.add_argument("--arcface-weight", type=float, default=d.arcface_weight,
+                        help="weight of the ArcFace term (the triplet joins on its own schedule)")
 
 
 def settings_from_args(args: argparse.Namespace) -> EmbedderTrainSettings:
@@ -117,7 +146,9 @@ def settings_from_args(args: argparse.Namespace) -> EmbedderTrainSettings:
         eval_frames_per_instance=args.eval_frames_per_instance, margins=margins,
         triplet_weight=args.triplet_weight, eval_every=args.eval_every, stop_after=args.stop_after,
         amp=not args.no_amp,
-        progress=not args.no_progress,
+        progress=not args.no_progress, backbone=args.backbone, input_size=args.input_size, pool=args.pool,
+        trainable_blocks=args.trainable_blocks, backbone_lr_scale=args.backbone_lr_scale,
+        distill_weight=args.distill_weight, arcface_weight=args.arcface_weight,
     )
 
 
@@ -176,6 +207,23 @@ def _saved_history(path: Path) -> list[dict[str, float]]:
     return list((state.get("metrics") or {}).get("history") or [])
 
 
+def embedder_config(settings: EmbedderTrainSettings) -> Any:
+    """The network shape the settings ask for."""
+    from training.models.embedder import EmbedderConfig
+
+    return EmbedderConfig(backbone=settings.backbone, input_size=settings.input_size, pool=settings.pool,
+                          trainable_blocks=settings.trainable_blocks)
+
+
+def parameter_groups(model: Any, settings: EmbedderTrainSettings) -> list[dict[str, Any]]:
+    """Trainable parameters: pretrained backbone blocks at ``lr * backbone_lr_scale``, the rest at ``lr``."""
+    backbone = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("net.backbone.")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("net.backbone.")]
+    if settings.backbone == "scratch" or not backbone:
+        return [{"params": backbone + rest}]
+    return [{"params": rest}, {"params": backbone, "lr": settings.lr * settings.backbone_lr_scale}]
+
+
 def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]:
     """Train, evaluate and (on rank 0, with ``settings.export``) export; returns the final metrics."""
     import numpy as np
@@ -184,7 +232,7 @@ def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]
     from training import engine
     from training.embedding_batches import AugmentedBatches, CropAugmenter, PKBatchSampler
     from training.embedding_data import load_or_build_crops
-    from training.metric_losses import EmbedderLoss, EmbedderWithHead, LossSchedule
+    from training.metric_losses import DistilledEmbedderWithHead, EmbedderLoss, LossSchedule
     from training.models.embedder import EmbedderNet
     from training.plots import plot_curves
     from training.retrieval_metrics import plot_cmc
@@ -195,28 +243,38 @@ def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]
     fpi = settings.frames_per_instance
     if info.is_main:  # rank 0 decodes and caches; the others read the cache after the barrier
         train = load_or_build_crops(settings.data, "train", train=True, frames_per_instance=fpi,
-                                    progress=settings.progress)
-        test = load_or_build_crops(settings.data, "test", train=False,
+                                    progress=settings.progress, input_size=settings.input_size)
+        test = load_or_build_crops(settings.data, "test", train=False, input_size=settings.input_size,
                                    frames_per_instance=settings.eval_frames_per_instance, progress=settings.progress)
     if info.distributed:
         torch.distributed.barrier()
     if not info.is_main:
-        train = load_or_build_crops(settings.data, "train", train=True, frames_per_instance=fpi, progress=False)
-        test = load_or_build_crops(settings.data, "test", train=False,
+        train = load_or_build_crops(settings.data, "train", train=True, frames_per_instance=fpi, progress=False,
+                                    input_size=settings.input_size)
+        test = load_or_build_crops(settings.data, "test", train=False, input_size=settings.input_size,
                                    frames_per_instance=settings.eval_frames_per_instance, progress=False)
     log.info("train crops %d (%d products), test crops %d (%d products)", len(train), len(train.item_ids),
              len(test), len(test.item_ids))
 
-    net = EmbedderNet()
-    model = EmbedderWithHead(net, num_classes=len(train.item_ids), scale=settings.arcface_scale).to(device)
+    net = EmbedderNet(embedder_config(settings))
+    net.load_pretrained()
+    teacher = None
+    if settings.distill_weight > 0 and settings.backbone != "scratch" and settings.trainable_blocks > 0:
+        teacher = EmbedderNet(net.config)
+        teacher.load_pretrained()
+    if settings.distill_weight > 0 and settings.backbone == "scratch":
+        raise LiveTagError("--distill-weight needs a pretrained --backbone (it distils its ImageNet features)")
+    model = DistilledEmbedderWithHead(net, num_classes=len(train.item_ids), scale=settings.arcface_scale,
+                                      teacher=teacher).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     schedule = LossSchedule.staged(settings.epochs, settings.margins, triplet_weight=settings.triplet_weight)
     sampler = PKBatchSampler(train.labels, settings.batch_p, settings.batch_k, seed=settings.seed,
                              rank=info.rank, world_size=info.world_size)
-    augmenter = CropAugmenter(seed=settings.seed)
+    augmenter = CropAugmenter(seed=settings.seed, out_size=settings.input_size)
     batches = AugmentedBatches(train.images, train.inner_boxes, train.labels, sampler, augmenter)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.lr,
+                                  weight_decay=settings.weight_decay)
     steps = len(sampler) * settings.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(steps, max(1, round(settings.warmup_epochs * len(sampler)))))
@@ -229,7 +287,7 @@ def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]
         history = [row for row in _saved_history(settings.resume) if row.get("epoch", 0) < start_epoch]
         log.info("resumed from %s at epoch %d", settings.resume, start_epoch)
     ddp_model = engine.wrap_ddp(model, info)
-    loss_fn = EmbedderLoss()
+    loss_fn = EmbedderLoss(distill_weight=settings.distill_weight, arcface_weight=settings.arcface_weight)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and settings.amp else None
     result = None
     end_epoch = settings.epochs if settings.stop_after is None else min(settings.epochs,
@@ -283,14 +341,15 @@ def export_embedder(net: Any, package_dir: Path, metrics: dict[str, Any], settin
     import torch
 
     from training.embedding_data import data_fingerprint
-    from training.export import check_parity, export_package
-    from training.models.embedder import INPUT_SIZE, NORM_MEAN, NORM_STD, to_network_input
+    from training.export import ExportError, check_parity, export_package, remove_package
+    from training.models.embedder import NORM_MEAN, NORM_STD, to_network_input
+    from training.models.pretrained import provenance
 
     net = net.to("cpu").to(memory_format=torch.contiguous_format).eval()
     spec = {
         "name": "livetag-embedder",
         "version": datetime.date.today().strftime("%Y.%m.%d") + "-{onnx_sha8}",
-        "architecture": "ResNet-style CNN from scratch, GeM pooling, BNNeck, 256-d L2-normalised output",
+        "architecture": architecture_text(net.config),
         "input": {"resize": "stretch", "box_expand": 0.1, "color": "RGB"},
         "normalization": {"scale": 1.0 / 255.0, "mean": list(NORM_MEAN), "std": list(NORM_STD)},
         "embedding_dim": net.embedding_dim,
@@ -299,10 +358,25 @@ def export_embedder(net: Any, package_dir: Path, metrics: dict[str, Any], settin
         "metrics": metrics,
         "torch": {"factory": "training.models.embedder:build_embedder", "config": net.config.to_dict()},
     }
-    export_package(net, package_dir, role="embedder", example_input=torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE),
+    if net.config.backbone != "scratch":
+        spec["initial_weights"] = provenance(net.config.backbone)
+    export_package(net, package_dir, role="embedder", example_input=torch.zeros(2, 3, settings.input_size, settings.input_size),
                    output_names=["embeddings"], spec=spec)
-    worst = check_parity(net, package_dir, to_network_input(sample_crops).numpy(), atol=1e-4)
+    try:
+        worst = check_parity(net, package_dir, to_network_input(sample_crops).numpy(), atol=1e-4)
+    except ExportError:
+        remove_package(package_dir)  # never leave an unfaithful package where a runtime would load it
+        raise
     log.info("exported %s (ONNX vs torch max |diff| %.2e)", package_dir, worst)
+
+
+def architecture_text(config: Any) -> str:
+    """One line for spec.json: backbone, pooling, head."""
+    if config.backbone == "scratch":
+        body = "ResNet-style CNN from scratch"
+    else:
+        body = f"ImageNet {config.backbone} (last {config.trainable_blocks} blocks fine-tuned, rest frozen)"
+    return f"{body}, {config.pool.upper()} pooling, BNNeck, {config.embedding_dim}-d L2-normalised output"
 
 
 def copy_figures(run_dir: Path, package_dir: Path) -> None:

