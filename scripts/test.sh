@@ -22,4 +22,5 @@ python3 -m pip install -q -c requirements/lock.txt -e ".[train,dev]"
 
 ruff check .
 mypy
-python3 -m pytest -q -ra "$@"
+# A shuffled but fixed test order (pass --randomly-seed=N to try another one).
+python3 -m pytest -q -ra --randomly-seed=20261203 "$@"

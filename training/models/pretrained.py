@@ -135,6 +135,8 @@ class InputAdapter(nn.Module):
         super().__init__()
         m, s = torch.tensor(mean), torch.tensor(std)
         tm, ts = torch.tensor(target_mean), torch.tensor(target_std)
+        self.scale: torch.Tensor
+        self.shift: torch.Tensor
         self.register_buffer("scale", (s / ts).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", ((m - tm) / ts).view(1, 3, 1, 1), persistent=False)
 
@@ -153,12 +155,12 @@ def feature_stages(net: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
         ``[s8, s16, s32, head]``: [B, C_i, H/8, W/8], [B, C_i, H/16, W/16], [B, C_i, H/32, W/32] and
         [B, 1280, H/32, W/32] (channels in :attr:`BackboneInfo.channels`).
     """
-    x = net.bn1(net.conv_stem(images))  # type: ignore[operator]
+    timm_net: Any = net
+    x = timm_net.bn1(timm_net.conv_stem(images))
     outputs: list[torch.Tensor] = []
-    blocks = list(net.blocks)  # type: ignore[arg-type, call-overload]
-    for i, block in enumerate(blocks):
+    for i, block in enumerate(timm_net.blocks):
         x = block(x)
         if i in (2, 4, 6):  # the last block of stride 8, 16 and 32
             outputs.append(x)
-    outputs.append(net.bn2(net.conv_head(x)))  # type: ignore[operator]
+    outputs.append(timm_net.bn2(timm_net.conv_head(x)))
     return outputs
