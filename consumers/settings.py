@@ -117,6 +117,9 @@ class BatchSettings:
               f"must be one of {', '.join(DROP_POLICIES)}, got {self.drop_policy!r}")
 
 
+VOTE_WEIGHTS = ("similarity", "similarity_sold_confidence")
+
+
 @dataclass(frozen=True)
 class VoterSettings:
     """The per-stream voter (see consumers.voter for the rules).
@@ -137,6 +140,10 @@ class VoterSettings:
         votes_per_detection: Distinct items one detection may vote for (best first).
         category_mismatch_weight: Factor on the vote of a hit whose product categories miss the
             detection's top categories (``pipeline.category_top_k``); 0 rejects such votes outright.
+        vote_weight: ``similarity``: a detection that passed the detector's thresholds votes with its
+            gallery similarity; ``similarity_sold_confidence``: the similarity times the sold-item
+            probability times the objectness (the detector's probabilities are calibrated on the
+            training renders, not on real footage, where they shrink every vote below ``start_score``).
     """
 
     half_life_s: float = 3.0
@@ -153,9 +160,12 @@ class VoterSettings:
     max_evidence: int = 5
     votes_per_detection: int = 1
     category_mismatch_weight: float = 0.5
+    vote_weight: str = "similarity"
 
     def __post_init__(self) -> None:
         check_types(self, "voter")
+        check(self.vote_weight in VOTE_WEIGHTS, "voter.vote_weight",
+              f"must be one of {', '.join(VOTE_WEIGHTS)}, got {self.vote_weight!r}")
         unit_interval("voter.category_mismatch_weight", self.category_mismatch_weight)
         for name in ("half_life_s", "start_score", "end_score", "forget_score", "idle_timeout_s"):
             positive(f"voter.{name}", getattr(self, name))

@@ -3,7 +3,7 @@
 Rules, per stream (times are stream seconds, pts, unless said otherwise):
 
 * A detection votes for its best gallery items (``votes_per_detection`` at most) with weight
-  ``similarity * sold * confidence``; hits below ``min_similarity`` do not vote. A hit whose item's
+  ``similarity`` (``vote_weight``; or ``similarity * sold * confidence``); hits below ``min_similarity`` do not vote. A hit whose item's
   catalog categories (when known) miss the detection's top categories is weighted by
   ``category_mismatch_weight`` (0 rejects it); items are ranked by these weights. One frame gives an
   item at most one vote (its strongest).
@@ -214,6 +214,8 @@ class StreamVoter:
             det_weight = _clamp01(obs.sold) * _clamp01(obs.confidence)
             if det_weight <= 0.0:
                 continue
+            if self.settings.vote_weight == "similarity":
+                det_weight = 1.0  # the detector's thresholds already let this detection through
             weighted: list[tuple[float, GalleryHit]] = []
             for hit in obs.hits:
                 if not (math.isfinite(hit.similarity) and hit.similarity >= self.settings.min_similarity):

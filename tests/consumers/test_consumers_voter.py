@@ -230,3 +230,24 @@ def test_non_finite_scores_do_not_vote() -> None:
     ]
     events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, bad)]
     assert events == [] and voter.stats["votes"] == 0
+
+
+@pytest.mark.parametrize(("vote_weight", "starts"), [("similarity", True), ("similarity_sold_confidence", False)])
+def test_vote_weight_decides_whether_low_detector_probabilities_shrink_the_votes(vote_weight: str,
+                                                                              starts: bool) -> None:
+    """A detection that passed the thresholds with sold 0.4 and objectness 0.4 (as on real footage):
+    voting with the similarity starts a match after ``min_votes`` frames, the product never does."""
+    settings = replace(SETTINGS, vote_weight=vote_weight)
+    voter = StreamVoter(settings, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
+    hits = (GalleryHit("A", "A-img", 0.7, None),)
+    events: list[MatchEvent] = []
+    for pts, _ in _span(0, 5):
+        events += voter.observe("s1", pts, [Observation((0.0, 0.0, 9.0, 9.0), sold=0.4, confidence=0.4, hits=hits)])
+    assert [(e.event, e.item_id) for e in events] == ([("match.started", "A")] if starts else [])
+
+
+def test_an_unknown_vote_weight_is_a_settings_error() -> None:
+    from consumers.setting_checks import SettingsError
+
+    with pytest.raises(SettingsError, match="voter.vote_weight"):
+        VoterSettings(vote_weight="loudest")
