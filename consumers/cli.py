@@ -29,6 +29,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("data", "synth"): ("training.synth.command", "Generate a synthetic live-shop data set."),
     ("train", "detector"): ("training.commands.train_detector", "Train the detector."),
     ("train", "embedder"): ("training.commands.train_embedder", "Train the embedder."),
+    ("train", "fuse-embedders"): ("training.commands.fuse_embedders",
+                                  "Fuse a trained embedder with a frozen ImageNet backbone into one package."),
 }
 
 

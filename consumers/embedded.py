@@ -9,7 +9,7 @@ from typing import Any
 
 from consumers.gallery_builder import LoadedGallery
 from consumers.inference_stage import FrameObserver, InferenceStage, catalog_resolver, category_lookup
-from consumers.settings import BatchSettings, Settings, SettingsError, TopicSettings
+from consumers.settings import VOTE_WEIGHTS, BatchSettings, Settings, SettingsError, TopicSettings
 from consumers.voter import StreamVoter
 from stream.clock import Clock
 
@@ -31,6 +31,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-wait-ms", type=float, default=20.0, help="longest wait for a batch to fill (default 20)")
     group.add_argument("--min-similarity", type=float, default=None, help="gallery hits below this do not vote")
     group.add_argument("--sold-threshold", type=float, default=None, help="least sold-item probability to vote")
+    group.add_argument("--vote-weight", default=None, choices=VOTE_WEIGHTS,
+                       help="what a detection votes with (default similarity; see voter.vote_weight)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -45,6 +47,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["voter__min_similarity"] = args.min_similarity
     if args.sold_threshold is not None:
         overrides["pipeline__sold_threshold"] = args.sold_threshold
+    if getattr(args, "vote_weight", None) is not None:
+        overrides["voter__vote_weight"] = args.vote_weight
     try:
         return Settings().with_overrides(**overrides)
     except (TypeError, ValueError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -159,11 +160,15 @@ def build_torch_module(package_dir: str | Path) -> nn.Module:
 def check_parity(model: nn.Module, package_dir: str | Path, inputs: np.ndarray, atol: float) -> float:
     """Run ``inputs`` through the torch module and the package's ONNX graph and compare.
 
-    Outputs are compared slot by slot, except a detector's decoded slots: its top-K ranks cells by a
-    quantised score, and two runtimes whose scores differ by float rounding can order near-equal cells
-    differently (a different cell is a different box, so a slot-by-slot difference of pixels). There
-    every ONNX slot is compared with the torch slot of the same image whose score is within ``atol``
-    and whose outputs are closest, so a faithful export passes and an unfaithful one does not.
+    Outputs are compared element by element, except a detector's decoded slots. Its decode keeps the
+    cells that equal their 3x3 max-pool and ranks them with top-K: both are discrete choices, and where
+    two neighbouring cells or two ranks differ by less than float rounding, torch and ONNX Runtime
+    may choose differently (one runtime sees 21 peaks, the other 20; a different cell is a different
+    box, so element by element the outputs then differ by pixels, as an untrained network shows on
+    nearly every input). For a detector the check is therefore two-fold: the network's head maps
+    before the decode (exported on their own for the check) must agree within ``atol``; and every
+    decoded ONNX slot must have a torch slot of the same image with a score within ``atol`` and
+    outputs within ``atol``, except at most ``MAX_UNSTABLE_SLOTS`` of the non-empty slots of an image.
 
     Args:
         model: The torch module that was exported.
@@ -177,17 +182,63 @@ def check_parity(model: nn.Module, package_dir: str | Path, inputs: np.ndarray, 
     Raises:
         ExportError: The difference exceeds ``atol``, an output is not finite, or shapes differ.
     """
-    import onnxruntime as ort
-
     package = Path(package_dir)
     spec = json.loads((package / "spec.json").read_text(encoding="utf-8"))
     names = [o["name"] for o in spec["outputs"]]
     batch = np.ascontiguousarray(inputs, dtype=np.float32)
     module = unwrap(model).to("cpu").eval()
+    torch_out, onnx_out = _run_both(module, package / "model.onnx", names, batch)
+    if spec.get("role") == "detector" and hasattr(module, "raw"):
+        with tempfile.TemporaryDirectory() as scratch:
+            raw = _RawMaps(module).eval()
+            raw_path = Path(scratch) / "raw.onnx"
+            _export_onnx(raw, torch.from_numpy(batch[:1]), raw_path, list(_RawMaps.NAMES), opset=int(spec["opset"]))
+            raw_torch, raw_onnx = _run_both(raw, raw_path, list(_RawMaps.NAMES), batch)
+        worst = _elementwise(raw_torch, raw_onnx, list(_RawMaps.NAMES))
+        worst = max(worst, _detection_slot_difference(dict(zip(names, torch_out, strict=True)),
+                                                      dict(zip(names, onnx_out, strict=True)), atol))
+    else:
+        worst = _elementwise(torch_out, onnx_out, names)
+    if not worst <= atol:
+        raise ExportError(f"ONNX and torch outputs differ by {worst:.3g} (> {atol:.3g}); the export is not faithful")
+    return worst
+
+
+#: Decoded detector slots of one image allowed to have no counterpart (peak or rank ties).
+MAX_UNSTABLE_SLOTS = 0.1
+
+
+class _RawMaps(nn.Module):
+    """A detector's head maps before the in-graph decode, as a tuple (for the parity check)."""
+
+    NAMES = ("center", "distances", "classes", "sold")
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        maps = self.detector.raw(images)  # type: ignore[operator]
+        return tuple(maps[name] for name in self.NAMES)
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, output_names: list[str], opset: int) -> None:
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME], output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+
+
+def _run_both(module: nn.Module, onnx_path: Path, names: list[str], batch: np.ndarray
+              ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The outputs of the torch module and of the ONNX graph on ``batch``; non-finite values are an error."""
+    import onnxruntime as ort
+
     with torch.no_grad():
         produced = module(torch.from_numpy(batch))
     torch_out = [t.numpy() for t in (produced if isinstance(produced, tuple | list) else [produced])]
-    session = ort.InferenceSession(str(package / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     onnx_out = session.run(names, {INPUT_NAME: batch})
     for name, a, b in zip(names, torch_out, onnx_out, strict=True):
         if a.shape != b.shape:
@@ -195,25 +246,27 @@ def check_parity(model: nn.Module, package_dir: str | Path, inputs: np.ndarray, 
         for runtime, values in (("torch", a), ("onnx", b)):
             if not np.isfinite(values).all():
                 raise ExportError(f"output {name!r} of {runtime} holds non-finite values; the model is not usable")
-    if spec.get("role") == "detector" and "scores" in names:
-        worst = _detection_slot_difference(dict(zip(names, torch_out, strict=True)),
-                                           dict(zip(names, onnx_out, strict=True)), atol)
-    else:
-        worst = max((float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
-                     for a, b in zip(torch_out, onnx_out, strict=True)), default=0.0)
-    if not worst <= atol:
-        raise ExportError(f"ONNX and torch outputs differ by {worst:.3g} (> {atol:.3g}); the export is not faithful")
-    return worst
+    return torch_out, onnx_out
+
+
+def _elementwise(torch_out: list[np.ndarray], onnx_out: list[np.ndarray], names: list[str]) -> float:
+    return max((float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+                for a, b in zip(torch_out, onnx_out, strict=True)), default=0.0)
 
 
 def _detection_slot_difference(torch_out: dict[str, np.ndarray], onnx_out: dict[str, np.ndarray],
                                atol: float) -> float:
-    """Largest difference between each ONNX detection slot and its closest equal-score torch slot.
+    """Largest difference between the decoded ONNX slots and their closest equal-score torch slots.
 
     Args:
         torch_out: output name -> [B, K, ...] arrays of the torch module.
         onnx_out: the same of ONNX Runtime.
         atol: scores closer than this count as ties that the two runtimes may order differently.
+
+    Returns:
+        The largest difference over the matched slots; when more than ``MAX_UNSTABLE_SLOTS`` of an
+        image's non-empty slots have no torch slot within ``atol`` in every output, the largest
+        difference among those.
     """
     def flat(out: dict[str, np.ndarray], image: int) -> np.ndarray:
         parts = [out[name][image].reshape(out[name].shape[1], -1) for name in out]
@@ -223,10 +276,20 @@ def _detection_slot_difference(torch_out: dict[str, np.ndarray], onnx_out: dict[
     for image in range(torch_out["scores"].shape[0]):
         t_rows, o_rows = flat(torch_out, image), flat(onnx_out, image)
         t_scores = torch_out["scores"][image].astype(np.float64)
-        for slot, o_score in enumerate(onnx_out["scores"][image].astype(np.float64)):
-            candidates = np.flatnonzero(np.abs(t_scores - o_score) <= atol)
+        o_scores = onnx_out["scores"][image].astype(np.float64)
+        filled = np.flatnonzero(o_scores > atol)  # empty slots (non-peaks, score 0) carry no detection
+        unmatched: list[float] = []
+        for slot in filled:
+            gaps = np.abs(t_scores - o_scores[slot])
+            candidates = np.flatnonzero(gaps <= atol)
             if candidates.size == 0:
-                return float(np.min(np.abs(t_scores - o_score)))
-            diffs = np.max(np.abs(t_rows[candidates] - o_rows[slot]), axis=1)
-            worst = max(worst, float(np.min(diffs)))
+                unmatched.append(float(gaps.min()))
+                continue
+            closest = float(np.min(np.max(np.abs(t_rows[candidates] - o_rows[slot]), axis=1)))
+            if closest > atol:  # only other cells share the score: this cell is a peak in ONNX alone
+                unmatched.append(closest)
+            else:
+                worst = max(worst, closest)
+        if len(unmatched) > MAX_UNSTABLE_SLOTS * max(1, filled.size):
+            worst = max(worst, max(unmatched))
     return worst

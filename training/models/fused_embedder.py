@@ -1,0 +1,65 @@
+"""Two embedders in one graph: the synthetic-trained CNN and the frozen ImageNet backbone.
+
+The two see different things. The CNN trained on synthetic crops has learned the catalog's cues of
+shape, colour and pattern layout (synthetic held-out R@1 0.99) but little of real cloth; the frozen
+ImageNet EfficientNet-Lite with centre-weighted pooling describes real texture and material (real
+annotated-crop R@1 0.51 against 0.31) but not the fine colour variants the synthetic catalog is full
+of. Their errors differ, and equal-weight fusion beats both on real crops (docs/models.md).
+
+Input ``images`` [B, 3, 256, 256] (ImageNet mean/std, stretch of the box expanded by 10 %); the
+CNN branch sees it average-pooled 2x2 to its own 128 x 128 (an exact area resize), the ImageNet branch
+the full 256. Output ``embeddings`` [B, D_a + D_b]: the two unit vectors scaled by ``sqrt(w)`` and
+concatenated, so the output has unit norm and the dot product of two outputs is the weighted mean of
+the branches' cosine similarities (as ``engines.fusion`` does for separate packages).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.models.embedder import EmbedderConfig, EmbedderNet
+
+#: The CNN branch's input side; the fused input is twice as large.
+CNN_INPUT = 128
+FUSED_INPUT = 2 * CNN_INPUT
+
+
+class FusedEmbedderNet(nn.Module):
+    """[B, 3, 256, 256] -> [B, D_a + D_b] unit vectors (see the module docstring).
+
+    Args:
+        cnn: config of the synthetic-trained branch (input 128).
+        imagenet: config of the ImageNet branch (input 256, normally ``projection=False``).
+        weights: the two branches' weights (normalised to sum 1).
+    """
+
+    def __init__(self, cnn: EmbedderConfig, imagenet: EmbedderConfig, weights: tuple[float, float] = (0.5, 0.5)) -> None:
+        super().__init__()
+        if not (len(weights) == 2 and all(w >= 0 and math.isfinite(w) for w in weights) and sum(weights) > 0):
+            raise ValueError(f"weights must be two non-negative numbers with a positive sum, got {weights}")
+        total = float(sum(weights))
+        self.weights = (weights[0] / total, weights[1] / total)
+        self.cnn = EmbedderNet(cnn)
+        self.imagenet = EmbedderNet(imagenet)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.cnn.embedding_dim + self.imagenet.embedding_dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, 256, 256] normalised float32 -> [B, D] unit rows."""
+        small = F.avg_pool2d(images, kernel_size=2)
+        a = self.cnn(small) * math.sqrt(self.weights[0])
+        b = self.imagenet(images) * math.sqrt(self.weights[1])
+        return torch.cat([a, b], dim=1)
+
+
+def build_fused_embedder(cnn: dict[str, Any], imagenet: dict[str, Any], weights: list[float]) -> FusedEmbedderNet:
+    """Factory named in spec.json ``torch.factory``."""
+    return FusedEmbedderNet(EmbedderConfig.from_dict(cnn), EmbedderConfig.from_dict(imagenet),
+                            (float(weights[0]), float(weights[1])))
