@@ -7,7 +7,8 @@ Prints, for ``--data DIR`` (e.g. ``../shared/realdev/tianchi-demo-25``, evaluati
 - the embedder alone: crops of the annotated sold-item boxes (+10 %) against crops of the annotated
   shop-image boxes (the whole image where a shop image has no box), item-level R@1 / R@5;
 - the detector alone on the annotated frames: share of sold-item boxes matched (IoU >= 0.5) by any
-  detection, and by the detection with the highest sold-item probability.
+  detection, and by the detection with the highest sold-item probability; and, when the embedder
+  gives a garment probability per crop, by the detection with the highest objectness x sold x garment.
 
 Nothing is tuned here: the packages run with their default settings. ``--json FILE`` writes the figures.
 
@@ -96,9 +97,11 @@ def embedder_figures(embedder: Any, data: TianchiDataset) -> dict[str, float]:
     return item_recall(q, query_items, g, gallery_items)
 
 
-def detector_figures(detector: Any, data: TianchiDataset) -> dict[str, float]:
-    """Sold-item box recall on the annotated frames: by any detection, by the top-``sold`` detection."""
-    total = any_hit = top_hit = 0
+def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) -> dict[str, float]:
+    """Sold-item box recall on the annotated frames: by any detection, by the top-``sold`` detection and
+    (with an embedder that has a ``garment`` output) by the top objectness x sold x garment detection."""
+    garment_prior = bool(getattr(embedder, "has_garment", False))
+    total = any_hit = top_hit = prior_hit = 0
     for video in data.videos():
         frames = read_frames(video.path, [f.frame_index for f in video.frames])
         annotated = [f for f in video.frames if f.frame_index in frames]
@@ -113,11 +116,19 @@ def detector_figures(detector: Any, data: TianchiDataset) -> dict[str, float]:
             overlaps = iou_matrix(sold.reshape(-1, 4), np.asarray(dets.boxes, dtype=np.float32))  # [S, N]
             any_hit += int(np.sum(overlaps.max(axis=1) >= IOU))
             top_hit += int(np.sum(overlaps[:, int(np.argmax(dets.sold))] >= IOU))
-    return {"sold_boxes": total, "any_box_recall": any_hit / total if total else 0.0,
-            "top_sold_box_recall": top_hit / total if total else 0.0}
+            if garment_prior:
+                image = frames[frame.frame_index]
+                _, garment = embedder.embed_scored([crop(image, box, CROP_EXPAND) for box in dets.boxes])
+                ranked = int(np.argmax(dets.scores * dets.sold * garment))
+                prior_hit += int(np.sum(overlaps[:, ranked] >= IOU))
+    figures = {"sold_boxes": total, "any_box_recall": any_hit / total if total else 0.0,
+               "top_sold_box_recall": top_hit / total if total else 0.0}
+    if garment_prior:
+        figures["top_box_recall_with_garment_prior"] = prior_hit / total if total else 0.0
+    return figures
 
 
-def pipeline_figures(root: Path, choice: ModelChoice) -> dict[str, Any]:
+def pipeline_figures(root: Path, choice: ModelChoice, pipeline_args: list[str] | None = None) -> dict[str, Any]:
     """``livetag eval tianchi`` with its default settings."""
     from consumers.embedded import add_pipeline_arguments, settings_from_args
     from consumers.eval_runner import run_tianchi_eval
@@ -125,7 +136,7 @@ def pipeline_figures(root: Path, choice: ModelChoice) -> dict[str, Any]:
 
     parser = argparse.ArgumentParser()
     add_pipeline_arguments(parser)
-    settings = settings_from_args(parser.parse_args([]))
+    settings = settings_from_args(parser.parse_args(pipeline_args or []))
     report, _ = run_tianchi_eval(root, choice, settings, sampling=SamplingSpec.parse("fps:4"), progress=False)
     scored = report["scored_videos"]
     correct = sum(1 for row in report["per_video"] if row.get("correct"))
@@ -140,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="a folder in the Tianchi layout")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--skip-pipeline", action="store_true", help="only the embedder and detector figures")
+    parser.add_argument("--pipeline-args", default="", help="pipeline options for the end-to-end run, e.g. '--votes-per-frame 1'")
     add_model_arguments(parser)
     args = parser.parse_args(argv)
     choice = model_choice(args)
@@ -149,15 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {"data": str(args.data), "detector": detector.spec.version,
                                "embedder": embedder.spec.version}
     figures["embedder_crops"] = embedder_figures(embedder, data)
-    figures["detector_boxes"] = detector_figures(detector, data)
+    figures["detector_boxes"] = detector_figures(detector, data, embedder)
     if not args.skip_pipeline:
-        figures["pipeline"] = pipeline_figures(args.data, choice)
+        figures["pipeline"] = pipeline_figures(args.data, choice, args.pipeline_args.split())
     figures["seconds"] = round(time.perf_counter() - started, 1)
     e, d = figures["embedder_crops"], figures["detector_boxes"]
     print(f"models: detector {figures['detector']}, embedder {figures['embedder']}")
     print(f"embedder alone: annotated-crop R@1 {e['R@1']:.3f}, R@5 {e['R@5']:.3f} ({e['queries']} queries)")
     print(f"detector alone: sold box recall any {d['any_box_recall']:.3f}, top-sold {d['top_sold_box_recall']:.3f} "
           f"({d['sold_boxes']} boxes)")
+    if "top_box_recall_with_garment_prior" in d:
+        print(f"detector + embedder garment prior: top box recall {d['top_box_recall_with_garment_prior']:.3f}")
     if "pipeline" in figures:
         p = figures["pipeline"]
         print(f"pipeline: per-stream top-1 {p['top1']} ({p['correct']}/{p['videos']}), R@5 {p['R@5']}, "

@@ -32,7 +32,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-similarity", type=float, default=None, help="gallery hits below this do not vote")
     group.add_argument("--sold-threshold", type=float, default=None, help="least sold-item probability to vote")
     group.add_argument("--vote-weight", default=None, choices=VOTE_WEIGHTS,
-                       help="what a detection votes with (default similarity; see voter.vote_weight)")
+                       help="what a detection votes with (default similarity_sold_confidence; see voter.vote_weight)")
+    group.add_argument("--votes-per-frame", type=int, default=None,
+                       help="only the frame's N strongest item votes count (default 0: all)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -49,6 +51,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["pipeline__sold_threshold"] = args.sold_threshold
     if getattr(args, "vote_weight", None) is not None:
         overrides["voter__vote_weight"] = args.vote_weight
+    if getattr(args, "votes_per_frame", None) is not None:
+        overrides["voter__votes_per_frame"] = args.votes_per_frame
     try:
         return Settings().with_overrides(**overrides)
     except (TypeError, ValueError) as exc:

@@ -199,7 +199,7 @@ class InferenceStage:
             for di in keep.tolist():
                 crops.append(crop(frame.image, dets.boxes[di], s.crop_expand))
                 owners.append((fi, di))
-        vectors = self.embedder.embed(crops) if crops else np.zeros((0, 0), np.float32)
+        vectors, garment = self._embed(crops)
         per_frame: list[list[Observation]] = [[] for _ in frames]
         by_catalog: dict[str | None, list[int]] = {}
         for ci, (fi, _) in enumerate(owners):
@@ -217,7 +217,8 @@ class InferenceStage:
                 if h.score >= s.min_similarity
             )
             top = tuple(int(c) for c in dets.top_categories(s.category_top_k)[di])
-            per_frame[fi].append(Observation(box, float(dets.sold[di]), float(dets.scores[di]), hits, top))
+            per_frame[fi].append(Observation(box, float(dets.sold[di]), float(dets.scores[di]), hits, top,
+                                             garment=1.0 if garment is None else float(garment[ci])))
         self.counters.frames += len(frames)
         self.counters.detections += len(owners)
         out: list[Record] = []
@@ -227,6 +228,16 @@ class InferenceStage:
                 self.observer(frame.packet.stream_id, pts, _best_hits(observations))
             out += self._events(self.voter.observe(frame.packet.stream_id, pts, observations), pts)
         return out
+
+    def _embed(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(M, D) vectors of the crops and, when the embedder gives one, their (M,) garment probability."""
+        if not crops:
+            return np.zeros((0, 0), np.float32), None
+        scored = getattr(self.embedder, "embed_scored", None)
+        if scored is None:  # an embedder without the optional output (e.g. a fusion of packages)
+            return self.embedder.embed(crops), None
+        vectors, garment = scored(crops)
+        return vectors, garment
 
     def _search(self, vectors: np.ndarray, catalog: str | None) -> list[list[Any]]:
         """Gallery hits per row of (M, D) ``vectors``; an empty gallery (all images removed) gives none."""
@@ -265,7 +276,8 @@ def _best_hits(observations: Sequence[Observation]) -> list[Hit]:
     for obs in observations:
         if obs.hits:
             best = max(obs.hits, key=lambda h: h.similarity)
-            out.append(Hit(best.item_id, best.similarity, best.gallery_image_id, obs.frame_box, best.item_box))
+            out.append(Hit(best.item_id, best.similarity, best.gallery_image_id, obs.frame_box, best.item_box,
+                           obs.garment))
     return out
 
 

@@ -21,6 +21,7 @@ class Hit:
         gallery_image_id: Id of the nearest gallery image.
         frame_box: ``[x1, y1, x2, y2]`` of the detection in frame pixels.
         item_box: Box of the product in the gallery image, or None when unknown.
+        garment: The embedder's probability that the detection shows a garment (1 when unknown).
     """
 
     item_id: str
@@ -28,6 +29,7 @@ class Hit:
     gallery_image_id: str
     frame_box: tuple[float, float, float, float]
     item_box: tuple[float, float, float, float] | None = None
+    garment: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ class MatchSummary:
             self._close(tally, start, end)
 
     def add_frame(self, pts: float, hits: list[Hit]) -> None:
-        """Account the per-detection hits of one frame (each item's best similarity counts once)."""
+        """Account the per-detection hits of one frame (each item's best similarity, times the
+        detection's garment probability, counts once)."""
         self.frames += 1
         self.last_pts = max(self.last_pts, pts)
         best: dict[str, Hit] = {}
@@ -109,7 +112,7 @@ class MatchSummary:
                 best[hit.item_id] = hit
         for item_id, hit in best.items():
             tally = self._tally(item_id)
-            tally.frame_score += max(hit.similarity, 0.0)
+            tally.frame_score += max(hit.similarity, 0.0) * min(1.0, max(0.0, hit.garment))
 
     def _close(self, tally: ItemTally, start: float, end: float) -> None:
         end = max(end, start)

@@ -140,10 +140,12 @@ class VoterSettings:
         votes_per_detection: Distinct items one detection may vote for (best first).
         category_mismatch_weight: Factor on the vote of a hit whose product categories miss the
             detection's top categories (``pipeline.category_top_k``); 0 rejects such votes outright.
-        vote_weight: ``similarity``: a detection that passed the detector's thresholds votes with its
-            gallery similarity; ``similarity_sold_confidence``: the similarity times the sold-item
-            probability times the objectness (the detector's probabilities are calibrated on the
-            training renders, not on real footage, where they shrink every vote below ``start_score``).
+        votes_per_frame: The frame's strongest item votes that count (0: every detection's).
+        vote_weight: ``similarity_sold_confidence`` (default): a detection votes with its gallery
+            similarity times its sold-item probability times its objectness; ``similarity``: with the
+            similarity alone, once it passed the detector's thresholds (for a detector whose
+            probabilities are not calibrated on the footage at hand). Both are multiplied by the
+            embedder's garment probability when it gives one.
     """
 
     half_life_s: float = 3.0
@@ -160,10 +162,12 @@ class VoterSettings:
     max_evidence: int = 5
     votes_per_detection: int = 1
     category_mismatch_weight: float = 0.5
-    vote_weight: str = "similarity"
+    vote_weight: str = "similarity_sold_confidence"
+    votes_per_frame: int = 0
 
     def __post_init__(self) -> None:
         check_types(self, "voter")
+        check(self.votes_per_frame >= 0, "voter.votes_per_frame", f"must be >= 0, got {self.votes_per_frame}")
         check(self.vote_weight in VOTE_WEIGHTS, "voter.vote_weight",
               f"must be one of {', '.join(VOTE_WEIGHTS)}, got {self.vote_weight!r}")
         unit_interval("voter.category_mismatch_weight", self.category_mismatch_weight)

@@ -3,7 +3,10 @@
 Rules, per stream (times are stream seconds, pts, unless said otherwise):
 
 * A detection votes for its best gallery items (``votes_per_detection`` at most) with weight
-  ``similarity`` (``vote_weight``; or ``similarity * sold * confidence``); hits below ``min_similarity`` do not vote. A hit whose item's
+  ``similarity * sold * confidence * garment`` (``vote_weight``; or ``similarity * garment``), where
+  ``garment`` is the embedder's probability that the crop shows clothing (1 when it gives none); with
+  ``votes_per_frame`` = N > 0 only the frame's N strongest item votes count (one product is sold at a
+  time; the garments on the racks behind it vote too otherwise); hits below ``min_similarity`` do not vote. A hit whose item's
   catalog categories (when known) miss the detection's top categories is weighted by
   ``category_mismatch_weight`` (0 rejects it); items are ranked by these weights. One frame gives an
   item at most one vote (its strongest).
@@ -73,6 +76,8 @@ class Observation:
         confidence: The detector's objectness in [0, 1].
         hits: Gallery hits, any order.
         top_categories: The detection's most likely category indices (empty: no check).
+        garment: Probability that the crop shows a garment, from the embedder's ImageNet classes
+            (1 when the embedder does not say); it multiplies the vote in every ``vote_weight`` mode.
     """
 
     frame_box: Box
@@ -80,6 +85,7 @@ class Observation:
     confidence: float
     hits: tuple[GalleryHit, ...]
     top_categories: tuple[int, ...] = ()
+    garment: float = 1.0
 
 
 @dataclass
@@ -171,7 +177,10 @@ class StreamVoter:
             state.candidates.clear()
             state.last_pts = None
         self._decay(state, pts)
-        for item_id, (weight, evidence) in self._frame_votes(observations, pts).items():
+        votes = sorted(self._frame_votes(observations, pts).items(), key=lambda kv: (-kv[1][0], kv[0]))
+        if self.settings.votes_per_frame > 0:
+            votes = votes[: self.settings.votes_per_frame]
+        for item_id, (weight, evidence) in votes:
             self._add_vote(state, item_id, weight, evidence, pts)
         self._prune(state)
         events += self._decide(stream_id, state, pts)
@@ -216,6 +225,9 @@ class StreamVoter:
                 continue
             if self.settings.vote_weight == "similarity":
                 det_weight = 1.0  # the detector's thresholds already let this detection through
+            det_weight *= _clamp01(obs.garment)
+            if det_weight <= 0.0:
+                continue
             weighted: list[tuple[float, GalleryHit]] = []
             for hit in obs.hits:
                 if not (math.isfinite(hit.similarity) and hit.similarity >= self.settings.min_similarity):

@@ -186,6 +186,10 @@ class DetectorEngine(_Engine):
         return self.post_process(self.forward(batch), geometry)
 
 
+#: Optional embedder output: [N] probability that the crop shows a garment.
+GARMENT_OUTPUT = "garment"
+
+
 class EmbedderEngine(_Engine):
     """An :class:`Embedder` over any backend.
 
@@ -220,6 +224,22 @@ class EmbedderEngine(_Engine):
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Embed RGB uint8 crops (sizes may differ) into (N, dim) float32 unit vectors."""
+        return self.embed_scored(crops)[0]
+
+    def embed_scored(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Embed crops, and give the package's ``garment`` output when it has one.
+
+        Returns:
+            ``(vectors, garment)``: (N, dim) float32 unit vectors and (N,) float32 probabilities
+            that each crop shows a garment, or None when the package has no ``garment`` output.
+        """
         if len(crops) == 0:
-            return np.zeros((0, self.dim), np.float32)
-        return self.post_process(self.forward(self.pre_process(crops)))
+            return np.zeros((0, self.dim), np.float32), (np.zeros(0, np.float32) if self.has_garment else None)
+        outputs = self.forward(self.pre_process(crops))
+        garment = outputs.get(GARMENT_OUTPUT)
+        return self.post_process(outputs), (None if garment is None else garment.reshape(-1).astype(np.float32))
+
+    @property
+    def has_garment(self) -> bool:
+        """Whether the package gives a garment probability per crop (``garment`` output)."""
+        return GARMENT_OUTPUT in self.spec.output_names

@@ -51,6 +51,7 @@ def export_package(
     output_names: list[str],
     spec: dict[str, Any],
     opset: int = 17,
+    half_storage: bool = False,
 ) -> Path:
     """Write ``model.onnx``, ``weights.pt`` and ``spec.json`` into ``out_dir``.
 
@@ -66,6 +67,10 @@ def export_package(
             the first 8 hex digits of the ONNX file's sha256, so two trainings on one day get two
             versions (match events name the models by ``name@version``).
         opset: ONNX opset.
+        half_storage: Store the weights in float16 (half the package size): the module's float
+            weights are rounded to float16 first (in place), ``weights.pt`` holds them as float16
+            and the ONNX graph as float16 initializers cast back to float32, so torch and ONNX
+            compute in float32 from the very same values.
 
     Returns:
         The path of ``spec.json``.
@@ -81,6 +86,8 @@ def export_package(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = unwrap(model).to("cpu").eval()
+    if half_storage:
+        round_to_half(module)
     example = example_input.detach().to("cpu", torch.float32)
     with torch.no_grad():
         produced = module(example)
@@ -101,12 +108,18 @@ def export_package(
                 output_names=list(output_names),
                 dynamic_axes=dynamic_axes,
                 opset_version=opset,
-                do_constant_folding=True,
+                # Folding would turn the float16-exact weights into float32 products that the
+                # float16 storage then rounds again; ONNX Runtime folds them at load time instead.
+                do_constant_folding=not half_storage,
                 dynamo=False,
             )
     except Exception as exc:
         raise ExportError(f"ONNX export of the {role} failed: {type(exc).__name__}: {exc}") from exc
-    torch.save(module.state_dict(), out / "weights.pt")
+    state = module.state_dict()
+    if half_storage:
+        _store_initializers_as_half(onnx_path)
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(state, out / "weights.pt")
 
     full = json.loads(json.dumps(spec))
     full["format_version"] = FORMAT_VERSION
@@ -133,6 +146,40 @@ def export_package(
     spec_path = out / "spec.json"
     spec_path.write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return spec_path
+
+
+def round_to_half(module: nn.Module) -> None:
+    """Round every float parameter and buffer of ``module`` to float16 precision, in place (kept float32)."""
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+
+
+def _store_initializers_as_half(onnx_path: Path, min_elements: int = 1024) -> None:
+    """Rewrite large float32 initializers of an ONNX file as float16 with a Cast back to float32.
+
+    ONNX Runtime folds the casts when it loads the graph, so inference runs in float32 as before.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph_model = onnx.load(str(onnx_path))
+    graph = graph_model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(init)
+        if values.size < min_elements:
+            continue
+        name = init.name
+        half = numpy_helper.from_array(values.astype(np.float16), name=f"{name}__fp16")
+        init.CopyFrom(half)
+        casts.append(helper.make_node("Cast", [half.name], [name], to=onnx.TensorProto.FLOAT, name=f"{name}__cast"))
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    onnx.save(graph_model, str(onnx_path))
 
 
 def remove_package(package_dir: str | Path) -> None:

@@ -64,11 +64,18 @@ class MeteredDetector(_Metered):
 
 
 class MeteredEmbedder(_Metered):
-    """``embed(crops) -> (N, D) float32``, timed as ``embed``."""
+    """``embed(crops) -> (N, D) float32`` and ``embed_scored(crops) -> (vectors, garment)``, timed as ``embed``."""
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         with self._metrics.time_stage("embed"):
             return self._inner.embed(crops)  # type: ignore[no-any-return]
+
+    def embed_scored(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        scored = getattr(self._inner, "embed_scored", None)
+        with self._metrics.time_stage("embed"):
+            if scored is None:
+                return self._inner.embed(crops), None
+            return scored(crops)  # type: ignore[no-any-return]
 
 
 class MeteredGallery(_Metered):

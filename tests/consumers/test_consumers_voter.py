@@ -251,3 +251,24 @@ def test_an_unknown_vote_weight_is_a_settings_error() -> None:
 
     with pytest.raises(SettingsError, match="voter.vote_weight"):
         VoterSettings(vote_weight="loudest")
+
+
+@pytest.mark.parametrize(("garment", "starts"), [(1.0, True), (0.3, False), (0.0, False)])
+def test_the_garment_probability_scales_every_vote(garment: float, starts: bool) -> None:
+    """A box the embedder's ImageNet classes call no garment (a banner, a lamp) does not vote."""
+    hits = (GalleryHit("A", "A-img", 0.8, None),)
+    voter = StreamVoter(SETTINGS, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
+    events: list[MatchEvent] = []
+    for pts, _ in _span(0, 1.0):  # three frames: 0.8 each reaches start_score only at full weight
+        events += voter.observe("s1", pts, [Observation((0.0, 0.0, 9.0, 9.0), 1.0, 1.0, hits, garment=garment)])
+    assert bool(events) is starts
+
+
+def test_votes_per_frame_keeps_only_the_frames_strongest_vote() -> None:
+    """Garments on a rack behind the sold one vote for their own items unless one vote a frame counts."""
+    settings = replace(SETTINGS, votes_per_frame=1)
+    frames = _span(0, 5, A, ("B", 0.6, ()))
+    _, all_votes = _run(frames)
+    _, one_vote = _run(frames, settings)
+    assert _summary(all_votes) == []  # B keeps A under the 1.5 margin
+    assert _summary(one_vote) == [("started", "A", 0.0, None)]

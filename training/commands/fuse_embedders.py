@@ -48,6 +48,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class _EmbeddingsOnly:
+    """The fused network seen as a plain embedder (its ``embeddings`` output), for the evaluation."""
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+        self.embedding_dim = net.embedding_dim
+        self.training = False
+
+    def eval(self) -> Any:
+        return self
+
+    def train(self, mode: bool = True) -> Any:
+        return self
+
+    def __call__(self, images: Any) -> Any:
+        return self.net(images)[0]
+
+
 def fuse(cnn_dir: Path, data: Path, export: Path, weights: tuple[float, float], backbone: str, pool: str,
          eval_frames_per_instance: int, progress: bool = True) -> dict[str, Any]:
     """Build, evaluate and export the fused embedder; returns its held-out metrics."""
@@ -58,7 +76,7 @@ def fuse(cnn_dir: Path, data: Path, export: Path, weights: tuple[float, float], 
 
     from training.commands.train_embedder import evaluate
     from training.embedding_data import data_fingerprint, load_or_build_crops
-    from training.export import ExportError, check_parity, export_package, remove_package
+    from training.export import ExportError, check_parity, export_package, remove_package, round_to_half
     from training.models.embedder import NORM_MEAN, NORM_STD, EmbedderConfig, to_network_input
     from training.models.fused_embedder import FUSED_INPUT, FusedEmbedderNet
     from training.models.pretrained import provenance
@@ -68,12 +86,13 @@ def fuse(cnn_dir: Path, data: Path, export: Path, weights: tuple[float, float], 
     imagenet_config = EmbedderConfig(backbone=backbone, input_size=FUSED_INPUT, pool=pool, projection=False)
     net = FusedEmbedderNet(cnn_config, imagenet_config, weights)
     net.cnn.load_state_dict(torch.load(cnn_dir / "weights.pt", map_location="cpu", weights_only=True))
-    net.imagenet.load_pretrained()
+    net.load_pretrained()
     net.eval()
+    round_to_half(net)  # the package stores float16 weights: evaluate exactly what it will hold
     started = time.monotonic()
     test = load_or_build_crops(data, "test", train=False, frames_per_instance=eval_frames_per_instance,
                                progress=progress, input_size=FUSED_INPUT)
-    result = evaluate(net, test, torch.device("cpu"))
+    result = evaluate(_EmbeddingsOnly(net), test, torch.device("cpu"))
     metrics = {**result.to_dict(), "query": "test-split frame crops of the sold item (instance_id > 0)",
                "gallery": "all test-split shop images (products unseen in training)",
                "eval_seconds": round(time.monotonic() - started, 1)}
@@ -82,7 +101,7 @@ def fuse(cnn_dir: Path, data: Path, export: Path, weights: tuple[float, float], 
         "version": datetime.date.today().strftime("%Y.%m.%d") + "-{onnx_sha8}",
         "architecture": (f"fusion ({weights[0]:g}/{weights[1]:g}) of the synthetic-trained CNN "
                          f"{cnn_spec.get('version')} at 128 px and ImageNet {backbone} (frozen, {pool} pooling) "
-                         f"at {FUSED_INPUT} px; unit-norm concatenation"),
+                         f"at {FUSED_INPUT} px; unit-norm concatenation; garment = ImageNet clothing-class probability"),
         "input": {"resize": "stretch", "box_expand": 0.1, "color": "RGB"},
         "normalization": {"scale": 1.0 / 255.0, "mean": list(NORM_MEAN), "std": list(NORM_STD)},
         "embedding_dim": net.embedding_dim,
@@ -96,7 +115,7 @@ def fuse(cnn_dir: Path, data: Path, export: Path, weights: tuple[float, float], 
                              "weights": list(net.weights)}},
     }
     export_package(net, export, role="embedder", example_input=torch.zeros(2, 3, FUSED_INPUT, FUSED_INPUT),
-                   output_names=["embeddings"], spec=spec)
+                   output_names=["embeddings", "garment"], spec=spec, half_storage=True)
     try:
         worst = check_parity(net, export, to_network_input(np.ascontiguousarray(test.images[:8])).numpy(), atol=1e-4)
     except ExportError:

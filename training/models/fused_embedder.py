@@ -8,9 +8,15 @@ of. Their errors differ, and equal-weight fusion beats both on real crops (docs/
 
 Input ``images`` [B, 3, 256, 256] (ImageNet mean/std, stretch of the box expanded by 10 %); the
 CNN branch sees it average-pooled 2x2 to its own 128 x 128 (an exact area resize), the ImageNet branch
-the full 256. Output ``embeddings`` [B, D_a + D_b]: the two unit vectors scaled by ``sqrt(w)`` and
-concatenated, so the output has unit norm and the dot product of two outputs is the weighted mean of
-the branches' cosine similarities (as ``engines.fusion`` does for separate packages).
+the full 256. Outputs:
+
+- ``embeddings`` [B, D_a + D_b]: the two unit vectors scaled by ``sqrt(w)`` and concatenated, so the
+  output has unit norm and the dot product of two outputs is the weighted mean of the branches'
+  cosine similarities (as ``engines.fusion`` does for separate packages);
+- ``garment`` [B]: the ImageNet classifier's probability that the crop shows clothing (the summed
+  softmax of the clothing classes in :data:`GARMENT_CLASSES`). It comes with the ImageNet branch at
+  the cost of one 1280 x 1000 product and tells a garment from the banners, lamps and overlays that
+  a detector trained on renders also boxes in real footage.
 """
 
 from __future__ import annotations
@@ -24,6 +30,12 @@ from torch import nn
 
 from training.models.embedder import EmbedderConfig, EmbedderNet
 
+#: ImageNet-1k classes that are garments (abaya, academic gown, apron, bikini, brassiere, bulletproof
+#: vest, cardigan, cloak, feather boa, fur coat, gown, hoopskirt, jean, jersey/T-shirt, kimono, lab
+#: coat, maillot x2, military uniform, miniskirt, overskirt, pajama, poncho, sarong, stole, suit,
+#: sweatshirt, swimming trunks, trench coat, velvet, vestment, wool), chosen by name, not by data.
+GARMENT_CLASSES = (399, 400, 411, 445, 459, 465, 474, 501, 552, 568, 578, 601, 608, 610, 614, 617, 638, 639,
+                   652, 655, 689, 697, 735, 775, 824, 834, 841, 842, 869, 885, 887, 911)
 #: The CNN branch's input side; the fused input is twice as large.
 CNN_INPUT = 128
 FUSED_INPUT = 2 * CNN_INPUT
@@ -46,17 +58,31 @@ class FusedEmbedderNet(nn.Module):
         self.weights = (weights[0] / total, weights[1] / total)
         self.cnn = EmbedderNet(cnn)
         self.imagenet = EmbedderNet(imagenet)
+        self.classifier = nn.Linear(self.imagenet.embedding_dim, 1000)
+        self.garment_mask: torch.Tensor
+        self.register_buffer("garment_mask", torch.zeros(1000), persistent=False)
+        self.garment_mask[list(GARMENT_CLASSES)] = 1.0
+
+    def load_pretrained(self) -> None:
+        """ImageNet weights into the ImageNet branch and its classifier (the CNN branch is loaded apart)."""
+        from training.models.pretrained import imagenet_state_dict
+
+        self.imagenet.load_pretrained()
+        weights = imagenet_state_dict(self.imagenet.config.backbone)
+        self.classifier.load_state_dict({"weight": weights["classifier.weight"], "bias": weights["classifier.bias"]})
 
     @property
     def embedding_dim(self) -> int:
         return self.cnn.embedding_dim + self.imagenet.embedding_dim
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, 3, 256, 256] normalised float32 -> [B, D] unit rows."""
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, 3, 256, 256] normalised float32 -> ([B, D] unit rows, [B] garment probability)."""
         small = F.avg_pool2d(images, kernel_size=2)
         a = self.cnn(small) * math.sqrt(self.weights[0])
-        b = self.imagenet(images) * math.sqrt(self.weights[1])
-        return torch.cat([a, b], dim=1)
+        features = self.imagenet.backbone(self.imagenet.adapter(images))  # [B, 1280, 8, 8]
+        b = F.normalize(self.imagenet.pool(features), p=2.0, dim=1, eps=1e-12) * math.sqrt(self.weights[1])
+        probs = torch.softmax(self.classifier(features.mean(dim=(2, 3))), dim=1)
+        return torch.cat([a, b], dim=1), (probs * self.garment_mask).sum(dim=1)
 
 
 def build_fused_embedder(cnn: dict[str, Any], imagenet: dict[str, Any], weights: list[float]) -> FusedEmbedderNet:
