@@ -13,7 +13,12 @@ import torch
 import engines
 from training.export import check_parity, export_package
 from training.models.embedder import EmbedderConfig, to_network_input
-from training.models.fused_embedder import FUSED_INPUT, GARMENT_CLASSES, FusedEmbedderNet, build_fused_embedder
+from training.models.fused_embedder import (
+    FUSED_INPUT,
+    GARMENT_CLASSES,
+    FusedEmbedderNet,
+    build_fused_embedder,
+)
 from training.models.pretrained import pretrained_network
 
 TINY = EmbedderConfig(widths=(8, 16, 32), blocks=(0, 1), head_channels=32, embedding_dim=16)
