@@ -143,9 +143,9 @@ class VoterSettings:
         votes_per_frame: The frame's strongest item votes that count (0: every detection's).
         vote_weight: ``similarity_sold_confidence`` (default): a detection votes with its gallery
             similarity times its sold-item probability times its objectness; ``similarity``: with the
-            similarity alone, once it passed the detector's thresholds (for a detector whose
-            probabilities are not calibrated on the footage at hand). Both are multiplied by the
-            embedder's garment probability when it gives one.
+            similarity times the embedder's garment probability (1 when it gives none), once it
+            passed the detector's thresholds: for a detector whose probabilities are not calibrated
+            on the footage at hand.
     """
 
     half_life_s: float = 3.0

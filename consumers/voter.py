@@ -3,8 +3,9 @@
 Rules, per stream (times are stream seconds, pts, unless said otherwise):
 
 * A detection votes for its best gallery items (``votes_per_detection`` at most) with weight
-  ``similarity * sold * confidence * garment`` (``vote_weight``; or ``similarity * garment``), where
-  ``garment`` is the embedder's probability that the crop shows clothing (1 when it gives none); with
+  ``similarity * sold * confidence`` (``vote_weight``), or ``similarity * garment`` where the detector's
+  probabilities are not calibrated on the footage (``garment``: the embedder's probability that the
+  crop shows clothing, 1 when it gives none); with
   ``votes_per_frame`` = N > 0 only the frame's N strongest item votes count (one product is sold at a
   time; the garments on the racks behind it vote too otherwise); hits below ``min_similarity`` do not vote. A hit whose item's
   catalog categories (when known) miss the detection's top categories is weighted by
@@ -77,7 +78,7 @@ class Observation:
         hits: Gallery hits, any order.
         top_categories: The detection's most likely category indices (empty: no check).
         garment: Probability that the crop shows a garment, from the embedder's ImageNet classes
-            (1 when the embedder does not say); it multiplies the vote in every ``vote_weight`` mode.
+            (1 when the embedder does not say); the vote's weight with ``vote_weight="similarity"``.
     """
 
     frame_box: Box
@@ -220,12 +221,12 @@ class StreamVoter:
         """item_id -> (weight, evidence) of the strongest vote of this frame for each item."""
         best: dict[str, tuple[float, Evidence]] = {}
         for obs in observations:
-            det_weight = _clamp01(obs.sold) * _clamp01(obs.confidence)
-            if det_weight <= 0.0:
-                continue
             if self.settings.vote_weight == "similarity":
-                det_weight = 1.0  # the detector's thresholds already let this detection through
-            det_weight *= _clamp01(obs.garment)
+                # The detector's thresholds let this detection through; its probabilities are not
+                # trusted on this footage, the embedder's ImageNet garment probability stands in.
+                det_weight = _clamp01(obs.garment)
+            else:
+                det_weight = _clamp01(obs.sold) * _clamp01(obs.confidence)
             if det_weight <= 0.0:
                 continue
             weighted: list[tuple[float, GalleryHit]] = []

@@ -254,10 +254,12 @@ def test_an_unknown_vote_weight_is_a_settings_error() -> None:
 
 
 @pytest.mark.parametrize(("garment", "starts"), [(1.0, True), (0.3, False), (0.0, False)])
-def test_the_garment_probability_scales_every_vote(garment: float, starts: bool) -> None:
-    """A box the embedder's ImageNet classes call no garment (a banner, a lamp) does not vote."""
+def test_the_garment_probability_weighs_similarity_votes(garment: float, starts: bool) -> None:
+    """With similarity votes, a box the embedder's ImageNet classes call no garment (a banner, a lamp)
+    does not vote."""
     hits = (GalleryHit("A", "A-img", 0.8, None),)
-    voter = StreamVoter(SETTINGS, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
+    settings = replace(SETTINGS, vote_weight="similarity")
+    voter = StreamVoter(settings, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
     events: list[MatchEvent] = []
     for pts, _ in _span(0, 1.0):  # three frames: 0.8 each reaches start_score only at full weight
         events += voter.observe("s1", pts, [Observation((0.0, 0.0, 9.0, 9.0), 1.0, 1.0, hits, garment=garment)])
