@@ -243,6 +243,11 @@ def test_resume_from_an_unrelated_file_is_a_clear_error(tmp_path: Path) -> None:
         (["--batch-k", "1"], "--batch-k"),
         (["--margins", "0.1,x"], "--margins"),
         (["--lr", "-1"], "--lr"),
+        (["--backbone", "resnet9000"], "--backbone must be scratch or one of efficientnet_lite0"),
+        (["--backbone", "efficientnet_lite0", "--trainable-blocks", "-1"], "--trainable-blocks"),
+        (["--backbone-lr-scale", "2"], "--backbone-lr-scale"),
+        (["--no-projection"], "--no-projection"),
+        (["--pool", "center", "--distill-weight", "1"], "--distill-weight needs a pretrained --backbone"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(tmp_path: Path, argv: list[str], message: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import LiveTagError
+from training.commands.backbone_options import add_backbone_arguments, backbone_checks
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,8 @@ class DetectorTrainSettings:
     camera_effects: bool = True
 
     def __post_init__(self) -> None:
-        from training.models.pretrained import BACKBONES
 
         checks = [
-            (self.backbone == "scratch" or self.backbone in BACKBONES,
-             f"--backbone must be scratch or one of {', '.join(sorted(BACKBONES))}"),
-            (self.trainable_blocks >= 0, "--trainable-blocks must be >= 0"),
-            (0.0 <= self.backbone_lr_scale <= 1.0, "--backbone-lr-scale must lie in [0, 1]"),
             (self.epochs >= 1, "--epochs must be >= 1"),
             (self.batch_size >= 2, "--batch-size must be >= 2 (batch norm needs more than one sample)"),
             (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
@@ -80,6 +76,7 @@ class DetectorTrainSettings:
             (self.threads >= 0, "--threads must be >= 0 (0 = torch default)"),
             (0.25 <= self.width <= 4.0, "--width must lie in [0.25, 4]"),
         ]
+        checks += backbone_checks(self.backbone, self.trainable_blocks, self.backbone_lr_scale)
         for ok, message in checks:
             if not ok:
                 raise LiveTagError(message)
@@ -117,12 +114,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=float, default=d.width, help="channel multiplier of the network")
     parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("--backbone", default=d.backbone,
-                        help="scratch, or an ImageNet backbone shipped in a wheel (efficientnet_lite0, efficientnet_lite2)")
-    parser.add_argument("--trainable-blocks", type=int, default=d.trainable_blocks,
-                        help="pretrained backbone: blocks trained at its end (0: frozen, only FPN and heads learn)")
-    parser.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
-                        help="learning rate of the trainable backbone blocks relative to --lr")
+    add_backbone_arguments(parser, d, "only FPN and heads learn")
     parser.add_argument("--no-camera-effects", action="store_true",
                         help="train without the photographic degradations (shading, noise, blur, JPEG)")
 

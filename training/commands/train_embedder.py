@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import LiveTagError
+from training.commands.backbone_options import add_backbone_arguments, backbone_checks
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +61,13 @@ class EmbedderTrainSettings:
 
     def __post_init__(self) -> None:
         from training.models.embedder import POOLS
-        from training.models.pretrained import BACKBONES
 
         checks = [
-            (self.backbone == "scratch" or self.backbone in BACKBONES,
-             f"--backbone must be scratch or one of {', '.join(sorted(BACKBONES))}"),
             (self.input_size >= 64 and self.input_size % 32 == 0, "--input-size must be a multiple of 32, >= 64"),
             (self.pool in POOLS, f"--pool must be one of {', '.join(POOLS)}"),
-            (self.trainable_blocks >= 0, "--trainable-blocks must be >= 0"),
-            (0.0 <= self.backbone_lr_scale <= 1.0, "--backbone-lr-scale must lie in [0, 1]"),
             (self.distill_weight >= 0.0 and math.isfinite(self.distill_weight), "--distill-weight must be >= 0"),
+            (self.distill_weight == 0.0 or self.backbone != "scratch",
+             "--distill-weight needs a pretrained --backbone (it distils its ImageNet features)"),
             (self.arcface_weight >= 0.0, "--arcface-weight must be >= 0"),
             (self.epochs >= 1 or not self.projection, "--epochs must be >= 1"),
             (self.projection or (self.epochs == 0 and self.backbone != "scratch"),
@@ -82,6 +80,7 @@ class EmbedderTrainSettings:
             (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),
             (all(0.0 <= m < math.pi / 2 for m in self.margins), "--margins must lie in [0, 1.57)"),
         ]
+        checks += backbone_checks(self.backbone, self.trainable_blocks, self.backbone_lr_scale)
         for ok, message in checks:
             if not ok:
                 raise LiveTagError(message)
@@ -121,15 +120,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many epochs of this invocation (continue later with --resume)")
     parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--backbone", default=d.backbone,
-                        help="scratch, or an ImageNet backbone shipped in a wheel (efficientnet_lite0, efficientnet_lite2)")
+    add_backbone_arguments(parser, d, "only the head learns")
     parser.add_argument("--input-size", type=int, default=d.input_size, help="side of the square crop input")
     parser.add_argument("--pool", default=d.pool, choices=POOLS,
                         help="global pooling (center: Gaussian-weighted toward the middle of the crop)")
-    parser.add_argument("--trainable-blocks", type=int, default=d.trainable_blocks,
-                        help="pretrained backbone: blocks trained at the end of it (0: frozen)")
-    parser.add_argument("--backbone-lr-scale", type=float, default=d.backbone_lr_scale,
-                        help="learning rate of the trainable backbone blocks relative to --lr")
     parser.add_argument("--distill-weight", type=float, default=d.distill_weight,
                         help="weight of the relational distillation toward the frozen ImageNet features")
     parser.add_argument("--no-projection", action="store_true",
@@ -271,8 +265,6 @@ def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]
     if settings.distill_weight > 0 and settings.backbone != "scratch" and settings.trainable_blocks > 0:
         teacher = EmbedderNet(net.config)
         teacher.load_pretrained()
-    if settings.distill_weight > 0 and settings.backbone == "scratch":
-        raise LiveTagError("--distill-weight needs a pretrained --backbone (it distils its ImageNet features)")
     model = DistilledEmbedderWithHead(net, num_classes=len(train.item_ids), scale=settings.arcface_scale,
                                       teacher=teacher).to(device)
     if device.type == "cpu":
