@@ -16,6 +16,7 @@ from training.tianchi import (
     TianchiFormatError,
     TianchiMissingFileError,
     expand_box,
+    parse_annotation,
     read_frames,
 )
 
@@ -171,3 +172,30 @@ def test_instance_shared_by_two_items_is_rejected(root: Path) -> None:
 )
 def test_expand_box(box: tuple[float, ...], expected: tuple[int, ...]) -> None:
     assert expand_box(box, 0.1, 100, 100) == expected
+
+
+@pytest.mark.parametrize(("official", "canonical"), [("长款外套", "长外套"), ("短袖Top", "短袖上衣"),
+                                                    ("中等半身裙（及膝）", "中等半身裙"), ("长裤", "长裤")])
+def test_official_tianchi_spellings_read_as_the_23_categories(tmp_path: Path, official: str, canonical: str) -> None:
+    item = {"box": [1, 2, 30, 40], "label": official, "instance_id": 7}
+    assert parse_annotation(item, tmp_path / "a.json").label == canonical
+
+
+def test_a_sparse_video_is_indexed_by_its_timestamps(tmp_path: Path) -> None:
+    """Every 40th frame of a 20 fps original, kept with its timestamp (as the real demo set): the
+    annotations' frame 80 is the third decoded frame, found by pts, not by counting."""
+    path = tmp_path / "sparse.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=20)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 20)
+        for i, original in enumerate((0, 40, 80, 120)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i + 20, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = original, Fraction(1, 20)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    frames = read_frames(path, [40, 80, 2])
+    assert sorted(frames) == [40, 80]
+    assert abs(int(frames[80].mean()) - 100) <= 3 and abs(int(frames[40].mean()) - 60) <= 3
