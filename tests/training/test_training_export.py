@@ -118,26 +118,29 @@ def test_spec_without_torch_factory_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "model.onnx").exists()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 28, 31, 32])
-def test_untrained_detector_with_tied_peaks_passes_the_parity_check(tmp_path: Path, seed: int) -> None:
+def test_untrained_detectors_with_tied_peaks_pass_the_parity_check(tmp_path: Path) -> None:
     """An untrained detector (objectness prior 0.01 everywhere) has neighbouring cells whose heat ties to
     float rounding: torch and ONNX Runtime then keep different peaks, and slot by slot the outputs differ
-    by pixels (these seeds did, by 8-88). The export is faithful: the head maps agree, and so do the slots."""
+    by pixels (17 of 40 seeds did when measured). The exports are faithful: the head maps agree, and
+    so do the slots up to those ties."""
     import onnxruntime as ort
 
-    torch.manual_seed(seed)
-    model = GarmentDetector(DetectorConfig()).eval()
-    out = tmp_path / "detector"
-    spec = {"name": "d", "version": "1", "input": {"resize": "letterbox", "pad_value": 114},
-            "torch": {"factory": "training.models.detector:build_detector", "config": config_dict(model.config)}}
-    export_package(model, out, role="detector", example_input=torch.zeros(1, 3, 96, 96), output_names=OUTPUT_NAMES,
-                   spec=spec)
-    inputs = np.random.default_rng(seed).normal(size=(8, 3, 96, 96)).astype(np.float32)
-    with torch.no_grad():
-        torch_boxes = model(torch.from_numpy(inputs))[0].numpy()
-    onnx_boxes = ort.InferenceSession(str(out / "model.onnx")).run(["boxes"], {"images": inputs})[0]
-    assert np.abs(torch_boxes - onnx_boxes).max() > 1.0  # slot by slot, other cells: pixels apart
-    assert check_parity(model, out, inputs, atol=1e-2) <= 1e-2
+    slot_by_slot_failures = 0
+    for seed in range(16):
+        torch.manual_seed(seed)
+        model = GarmentDetector(DetectorConfig()).eval()
+        out = tmp_path / f"detector-{seed}"
+        spec = {"name": "d", "version": "1", "input": {"resize": "letterbox", "pad_value": 114},
+                "torch": {"factory": "training.models.detector:build_detector", "config": config_dict(model.config)}}
+        export_package(model, out, role="detector", example_input=torch.zeros(1, 3, 96, 96),
+                       output_names=OUTPUT_NAMES, spec=spec)
+        inputs = np.random.default_rng(seed).normal(size=(8, 3, 96, 96)).astype(np.float32)
+        with torch.no_grad():
+            torch_boxes = model(torch.from_numpy(inputs))[0].numpy()
+        onnx_boxes = ort.InferenceSession(str(out / "model.onnx")).run(["boxes"], {"images": inputs})[0]
+        slot_by_slot_failures += int(np.abs(torch_boxes - onnx_boxes).max() > 1.0)
+        assert check_parity(model, out, inputs, atol=1e-2) <= 1e-2, f"seed {seed}"
+    assert slot_by_slot_failures >= 1  # the case the check must tolerate did occur
 
 
 def test_non_finite_outputs_fail_the_parity_check(package: tuple[GarmentDetector, Path]) -> None:
