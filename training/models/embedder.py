@@ -6,8 +6,9 @@ only the last ``trainable_blocks`` blocks are fine-tuned: the frozen ImageNet fe
 transfers to real footage (docs/models.md).
 
 Input: ``images`` [B, 3, S, S] float32, RGB, normalised as in the package's spec.json (a stretch
-resize of the box expanded by 10 %; S = ``input_size``). Output: ``embeddings`` [B, 256] float32 with
-unit L2 norm; the normalisation is part of :meth:`EmbedderNet.forward`, so it is inside the ONNX graph.
+resize of the box expanded by 10 %; S = ``input_size``). Output: ``embeddings`` [B, D] float32
+(D = 256, or the backbone's 1280 without a projection) with unit L2 norm; the normalisation is part
+of :meth:`EmbedderNet.forward`, so it is inside the ONNX graph.
 
 Training uses :meth:`EmbedderNet.forward_features`, which returns both sides of the BNNeck: the
 pre-BN feature (metric losses such as the triplet loss) and the post-BN feature (ArcFace, inference).
