@@ -96,23 +96,10 @@ def export_package(
         raise ExportError(f"module returned {len(produced_list)} outputs but {len(output_names)} names were given")
 
     onnx_path = out / "model.onnx"
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (example,),
-                str(onnx_path),
-                input_names=[INPUT_NAME],
-                output_names=list(output_names),
-                dynamic_axes=dynamic_axes,
-                opset_version=opset,
-                # Folding would turn the float16-exact weights into float32 products that the
-                # float16 storage then rounds again; ONNX Runtime folds them at load time instead.
-                do_constant_folding=not half_storage,
-                dynamo=False,
-            )
+        # Folding would turn the float16-exact weights into float32 products that the float16
+        # storage then rounds again; ONNX Runtime folds them at load time instead.
+        _export_onnx(module, example, onnx_path, list(output_names), opset, fold=not half_storage)
     except Exception as exc:
         raise ExportError(f"ONNX export of the {role} failed: {type(exc).__name__}: {exc}") from exc
     state = module.state_dict()
@@ -269,12 +256,14 @@ class _RawMaps(nn.Module):
         return tuple(maps[name] for name in self.NAMES)
 
 
-def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, output_names: list[str], opset: int) -> None:
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, output_names: list[str], opset: int,
+                 fold: bool = True) -> None:
+    """TorchScript-based ONNX export with the input ``images`` and a dynamic batch axis everywhere."""
     dynamic_axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), str(path), input_names=[INPUT_NAME], output_names=output_names,
-                          dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+                          dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=fold, dynamo=False)
 
 
 def _run_both(module: nn.Module, onnx_path: Path, names: list[str], batch: np.ndarray

@@ -32,3 +32,16 @@ def add_backbone_arguments(parser: argparse.ArgumentParser, defaults: Any, froze
                         help=f"pretrained backbone: blocks trained at its end (0: frozen, {frozen_means})")
     parser.add_argument("--backbone-lr-scale", type=float, default=defaults.backbone_lr_scale,
                         help="learning rate of the trainable backbone blocks relative to --lr")
+
+
+def parameter_groups(model: Any, backbone_prefix: str | None, lr: float,
+                     backbone_lr_scale: float) -> list[dict[str, Any]]:
+    """The optimizer's groups: trainable pretrained-backbone parameters (names starting with
+    ``backbone_prefix``) at ``lr * backbone_lr_scale``, the rest at ``lr``; one group when there is
+    no pretrained backbone (``None``) or it has nothing to train."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    backbone = [p for n, p in named if backbone_prefix is not None and n.startswith(backbone_prefix)]
+    rest = [p for n, p in named if backbone_prefix is None or not n.startswith(backbone_prefix)]
+    if not backbone:
+        return [{"params": rest}]
+    return [{"params": rest}, {"params": backbone, "lr": lr * backbone_lr_scale}]

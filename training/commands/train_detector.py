@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import LiveTagError
-from training.commands.backbone_options import add_backbone_arguments, backbone_checks
+from training.commands.backbone_options import add_backbone_arguments, backbone_checks, parameter_groups
 
 log = logging.getLogger(__name__)
 
@@ -232,11 +232,7 @@ def train(settings: DetectorTrainSettings) -> dict[str, Any]:
     net.load_pretrained()
     # channels-last convolutions run 2-3x faster on CPU (oneDNN) and suit CUDA tensor cores too.
     model = net.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    trunk = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("trunk.")]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("trunk.")]
-    groups: list[dict[str, Any]] = [{"params": rest}]
-    if trunk:
-        groups.append({"params": trunk, "lr": settings.lr * settings.backbone_lr_scale})
+    groups = parameter_groups(model, "trunk.", settings.lr, settings.backbone_lr_scale)
     optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     total_steps = settings.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total_steps, settings.warmup_steps))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import LiveTagError
-from training.commands.backbone_options import add_backbone_arguments, backbone_checks
+from training.commands.backbone_options import add_backbone_arguments, backbone_checks, parameter_groups
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +218,6 @@ def embedder_config(settings: EmbedderTrainSettings) -> Any:
                           trainable_blocks=settings.trainable_blocks, projection=settings.projection)
 
 
-def parameter_groups(model: Any, settings: EmbedderTrainSettings) -> list[dict[str, Any]]:
-    """Trainable parameters: pretrained backbone blocks at ``lr * backbone_lr_scale``, the rest at ``lr``."""
-    backbone = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("net.backbone.")]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("net.backbone.")]
-    if settings.backbone == "scratch" or not backbone:
-        return [{"params": backbone + rest}]
-    return [{"params": rest}, {"params": backbone, "lr": settings.lr * settings.backbone_lr_scale}]
-
-
 def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]:
     """Train, evaluate and (on rank 0, with ``settings.export``) export; returns the final metrics."""
     import numpy as np
@@ -274,7 +265,9 @@ def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]
                              rank=info.rank, world_size=info.world_size)
     augmenter = CropAugmenter(seed=settings.seed, out_size=settings.input_size)
     batches = AugmentedBatches(train.images, train.inner_boxes, train.labels, sampler, augmenter)
-    optimizer = torch.optim.AdamW(parameter_groups(model, settings), lr=settings.lr,
+    backbone_prefix = None if settings.backbone == "scratch" else "net.backbone."
+    optimizer = torch.optim.AdamW(parameter_groups(model, backbone_prefix, settings.lr, settings.backbone_lr_scale),
+                                  lr=settings.lr,
                                   weight_decay=settings.weight_decay)
     steps = len(sampler) * settings.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -12,7 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.models.pretrained import InputAdapter, backbone_info, create_network, imagenet_state_dict
+from training.models.pretrained import (
+    InputAdapter,
+    backbone_info,
+    create_network,
+    freeze_leading,
+    imagenet_state_dict,
+    pyramid,
+)
 
 #: The normalisation the detector's packages declare (the runtime pre-processing is unchanged).
 DETECTOR_MEAN = (0.485, 0.456, 0.406)
@@ -46,19 +53,9 @@ class PretrainedPyramid(nn.Module):
         self.stem.load_state_dict({prefixes[p] + k[len(p):]: v for k, v in weights.items()
                                    for p in prefixes if k.startswith(p)})
         self.blocks.load_state_dict({k[len("blocks."):]: v for k, v in weights.items() if k.startswith("blocks.")})
-        stages: list[nn.Module] = [self.stem, *list(self.blocks)]
-        frozen = stages[: max(0, len(stages) - trainable_blocks)]
-        for module in frozen:
-            module.requires_grad_(False)
-            module.eval()
-        return frozen
+        return freeze_leading([self.stem, *list(self.blocks)], trainable_blocks)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.stem(self.adapter(images))
-        outputs = []
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i in (2, 4, 6):  # last block of stride 8, 16 and 32
-                outputs.append(x)
-        return outputs[0], outputs[1], outputs[2]
+        s8, s16, s32 = pyramid(self.blocks, self.stem(self.adapter(images)))
+        return s8, s16, s32
 

@@ -155,14 +155,6 @@ class _PretrainedTrunk(nn.Module):
         net: Any = self.net  # a timm EfficientNet
         return [nn.Sequential(net.conv_stem, net.bn1), *list(net.blocks), nn.Sequential(net.conv_head, net.bn2)]
 
-    def freeze_all_but(self, trainable: int) -> list[nn.Module]:
-        """Freeze every stage but the last ``trainable``; returns the frozen ones."""
-        stages = self.stages()
-        frozen = stages[: max(0, len(stages) - trainable)]
-        for module in frozen:
-            module.requires_grad_(False)
-            module.eval()
-        return frozen
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net: Any = self.net
@@ -224,14 +216,14 @@ class EmbedderNet(nn.Module):
 
     def load_pretrained(self) -> None:
         """Load the ImageNet weights into a pretrained backbone and freeze all but the last blocks."""
-        from training.models.pretrained import imagenet_state_dict
+        from training.models.pretrained import freeze_leading, imagenet_state_dict
 
         if self.config.backbone == "scratch":
             return
         assert isinstance(self.backbone, _PretrainedTrunk)
         own = self.backbone.net.state_dict()
         self.backbone.net.load_state_dict({k: v for k, v in imagenet_state_dict(self.config.backbone).items() if k in own})
-        self.frozen = self.backbone.freeze_all_but(self.config.trainable_blocks)
+        self.frozen = freeze_leading(self.backbone.stages(), self.config.trainable_blocks)
 
     def train(self, mode: bool = True) -> EmbedderNet:
         """Train mode everywhere except the frozen backbone parts (their BatchNorm keeps ImageNet stats)."""

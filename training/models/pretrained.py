@@ -144,6 +144,41 @@ class InputAdapter(nn.Module):
         return x * self.scale + self.shift
 
 
+#: Index of the last block of stride 8, 16 and 32 in a timm EfficientNet's ``blocks``.
+PYRAMID_BLOCKS = (2, 4, 6)
+
+
+def pyramid(blocks: Any, x: torch.Tensor) -> list[torch.Tensor]:
+    """Run the blocks of a timm EfficientNet on the stem output and keep the stride-8, -16, -32 maps.
+
+    Args:
+        blocks: the network's ``blocks`` (an ``nn.Sequential`` of stages).
+        x: [B, C, H/2, W/2], the stem's output.
+
+    Returns:
+        ``[s8, s16, s32]``: [B, C_i, H/8, W/8], [B, C_i, H/16, W/16], [B, C_i, H/32, W/32].
+    """
+    outputs: list[torch.Tensor] = []
+    for i, block in enumerate(blocks):
+        x = block(x)
+        if i in PYRAMID_BLOCKS:
+            outputs.append(x)
+    return outputs
+
+
+def freeze_leading(stages: list[nn.Module], trainable: int) -> list[nn.Module]:
+    """Freeze all but the last ``trainable`` of ``stages`` (no gradient, eval-mode BatchNorm).
+
+    Returns:
+        The frozen stages, for the owner's ``train`` to keep in eval mode.
+    """
+    frozen = stages[: max(0, len(stages) - trainable)]
+    for module in frozen:
+        module.requires_grad_(False)
+        module.eval()
+    return frozen
+
+
 def feature_stages(net: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
     """Run a timm EfficientNet and keep the stride-8, -16 and -32 maps and the final 1x1 head output.
 
@@ -156,11 +191,5 @@ def feature_stages(net: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
         [B, 1280, H/32, W/32] (channels in :attr:`BackboneInfo.channels`).
     """
     timm_net: Any = net
-    x = timm_net.bn1(timm_net.conv_stem(images))
-    outputs: list[torch.Tensor] = []
-    for i, block in enumerate(timm_net.blocks):
-        x = block(x)
-        if i in (2, 4, 6):  # the last block of stride 8, 16 and 32
-            outputs.append(x)
-    outputs.append(timm_net.bn2(timm_net.conv_head(x)))
-    return outputs
+    maps = pyramid(timm_net.blocks, timm_net.bn1(timm_net.conv_stem(images)))
+    return [*maps, timm_net.bn2(timm_net.conv_head(maps[-1]))]
