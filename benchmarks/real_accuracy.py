@@ -3,7 +3,9 @@
 Prints, for ``--data DIR`` (e.g. ``../shared/realdev/tianchi-demo-25``, evaluation only):
 
 - the pipeline end to end (``livetag eval tianchi`` defaults, ``fps:4``): per-stream top-1 (k/n), R@5
-  and the median time to the first correct match;
+  and the median time to the first correct match, twice in one run: with the visual votes alone
+  (``--no-text``), and with the set's item titles (``image_text/``) and transcripts (``video_text/``)
+  as text cues;
 - the embedder alone: crops of the annotated sold-item boxes (+10 %) against crops of the annotated
   shop-image boxes (the whole image where a shop image has no box), item-level R@1 / R@5;
 - the detector alone on the annotated frames: share of sold-item boxes matched (IoU >= 0.5) by any
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     figures["embedder_crops"] = embedder_figures(embedder, data)
     figures["detector_boxes"] = detector_figures(detector, data, embedder)
     if not args.skip_pipeline:
+        # Side by side: the visual votes alone, then with the set's titles and transcripts (if any).
+        figures["pipeline_no_text"] = pipeline_figures(args.data, choice, [*args.pipeline_args.split(), "--no-text"])
         figures["pipeline"] = pipeline_figures(args.data, choice, args.pipeline_args.split())
     figures["seconds"] = round(time.perf_counter() - started, 1)
     e, d = figures["embedder_crops"], figures["detector_boxes"]
@@ -172,10 +176,12 @@ def main(argv: list[str] | None = None) -> int:
           f"({d['sold_boxes']} boxes)")
     if "top_box_recall_with_garment_prior" in d:
         print(f"detector + embedder garment prior: top box recall {d['top_box_recall_with_garment_prior']:.3f}")
-    if "pipeline" in figures:
-        p = figures["pipeline"]
-        print(f"pipeline: per-stream top-1 {p['top1']} ({p['correct']}/{p['videos']}), R@5 {p['R@5']}, "
-              f"no match event in {p['undecided']} (answered from frame votes), first correct {p['first_correct_median_s']} s (median)")
+    for key, label in (("pipeline_no_text", "pipeline, no text"), ("pipeline", "pipeline + text")):
+        if key in figures:
+            p = figures[key]
+            print(f"{label}: per-stream top-1 {p['top1']} ({p['correct']}/{p['videos']}), R@5 {p['R@5']}, "
+                  f"no match event in {p['undecided']} (answered from frame votes), "
+                  f"first correct {p['first_correct_median_s']} s (median)")
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -10,6 +10,9 @@ from typing import Any
 from consumers.gallery_builder import LoadedGallery
 from consumers.inference_stage import FrameObserver, InferenceStage, catalog_resolver, category_lookup
 from consumers.settings import VOTE_WEIGHTS, BatchSettings, Settings, SettingsError, TopicSettings
+from consumers.text.ocr import OcrScheduler, RapidOcrReader
+from consumers.text.text_prior import CategoryLookup, TextPriors
+from consumers.text.text_settings import TextSettings
 from consumers.voter import StreamVoter
 from stream.clock import Clock
 
@@ -35,6 +38,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                        help="what a detection votes with (default similarity_sold_confidence; see voter.vote_weight)")
     group.add_argument("--votes-per-frame", type=int, default=None,
                        help="only the frame's N strongest item votes count (default 0: all)")
+    group.add_argument("--no-text", action="store_true",
+                       help="ignore titles, transcripts and on-screen text (votes are visual alone)")
+    group.add_argument("--ocr", default=None, choices=("off", "inline", "background"),
+                       help="read on-screen text with OCR (default off; see text.ocr_mode)")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -53,6 +60,10 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["voter__vote_weight"] = args.vote_weight
     if getattr(args, "votes_per_frame", None) is not None:
         overrides["voter__votes_per_frame"] = args.votes_per_frame
+    if getattr(args, "no_text", False):
+        overrides["text__enabled"] = False
+    if getattr(args, "ocr", None) is not None:
+        overrides["text__ocr_mode"] = args.ocr
     try:
         return Settings().with_overrides(**overrides)
     except (TypeError, ValueError) as exc:
@@ -73,6 +84,27 @@ def single_thread_search(gallery: LoadedGallery) -> None:
         faiss.omp_set_num_threads(1)
 
 
+def make_text_priors(
+    settings: TextSettings,
+    classes: tuple[str, ...],
+    gallery: LoadedGallery,
+    categories: CategoryLookup,
+    clock: Clock,
+) -> TextPriors | None:
+    """The text cues over the gallery's item titles and categories, or None when text is off."""
+    if not settings.enabled:
+        return None
+    titles = {str(i): str(m["title"]) for i, m in zip(gallery.item_ids, gallery.metadata, strict=True) if m.get("title")}
+    return TextPriors(settings, classes, titles, categories, clock, items=set(gallery.item_ids))
+
+
+def make_ocr(settings: TextSettings, text: TextPriors | None) -> OcrScheduler | None:
+    """The OCR cadence and reader, or None when ``text.ocr_mode`` is off (or text cues are)."""
+    if text is None or settings.ocr_mode == "off":
+        return None
+    return OcrScheduler(settings, RapidOcrReader(), text)
+
+
 def make_stage(
     detector: Any,
     embedder: Any,
@@ -87,12 +119,15 @@ def make_stage(
     the gallery's metadata). Small galleries are searched on one thread (:func:`single_thread_search`).
     With ``metrics`` (a ``PipelineMetrics``), the stage's collaborators are timed into it."""
     single_thread_search(gallery)
+    categories = category_lookup(gallery.item_ids, gallery.metadata)
+    text = make_text_priors(settings.text, tuple(getattr(detector.spec, "classes", ())), gallery, categories, clock)
     voter = StreamVoter(
         settings.voter,
         clock,
-        categories=category_lookup(gallery.item_ids, gallery.metadata),
+        categories=categories,
         detector_version=detector.spec.label,
         embedder_version=embedder.spec.label,
+        text=text,
     )
     stage = InferenceStage(
         detector,
@@ -105,6 +140,7 @@ def make_stage(
         catalogs=catalog_resolver(gallery.item_ids, gallery.metadata),
         items=items,
         observer=observer,
+        ocr=make_ocr(settings.text, text),
     )
     if metrics is not None:
         from consumers.observability.instrument import instrument_stage

@@ -1,5 +1,9 @@
 """``livetag eval tianchi``: build the gallery from ROOT/image, replay every ROOT/video, score.
 
+With text cues on (``settings.text.enabled``), item titles come from ROOT/image_text/<item>.txt and
+each video's transcript from ROOT/video_text/<video>.txt, as a deployment would get them from the
+catalog and from a speech-to-text service.
+
 The replay is the embedded pipeline at full speed (the same stages as production); the match
 events and per-frame hits of each video are gathered into a :class:`MatchSummary`, then scored by
 :func:`consumers.tianchi_eval.evaluate`.
@@ -20,6 +24,7 @@ from consumers.match_summary import Hit, MatchSummary
 from consumers.model_loading import ModelChoice, load_models
 from consumers.replay import ReplayOptions, replay, source_specs
 from consumers.settings import Settings
+from consumers.text.transcripts import read_titles, read_transcripts
 from consumers.tianchi_eval import GalleryImageRef, ReplayedVideo, evaluate
 from consumers.tianchi_truth import (
     DatasetLayoutError,
@@ -88,7 +93,9 @@ def run_tianchi_eval(
     shop = find_shop_images(root / "image", annotations if annotations.is_dir() else None)
     detector, embedder = load_models(models, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
     started = time.perf_counter()
-    gallery = to_index(build_gallery(shop, detector, embedder, progress=progress))
+    text_on = settings.text.enabled
+    titles = read_titles(root / "image_text") if text_on and (root / "image_text").is_dir() else {}
+    gallery = to_index(build_gallery(shop, detector, embedder, progress=progress, titles=titles))
     gallery_s = time.perf_counter() - started
 
     summaries = {path.stem: MatchSummary(path.stem) for path in videos}
@@ -103,6 +110,10 @@ def run_tianchi_eval(
             summaries[event["stream_id"]].add_event(event)
 
     stage = make_stage(detector, embedder, gallery, settings, clock, observer=on_frame)
+    transcripts = read_transcripts(root / "video_text") if text_on and (root / "video_text").is_dir() else {}
+    for segments in transcripts.values():
+        for segment in segments:
+            stage.add_text(segment)
     specs = source_specs([str(p) for p in videos])
     started = time.perf_counter()
     options = ReplayOptions(speed="max", sampling=sampling or SamplingSpec())
@@ -130,6 +141,8 @@ def run_tianchi_eval(
         "dead_letters": run.dead_letters,
         "source_errors": run.source_errors,
         "sampling": str(options.sampling),
+        "text": {"titles": len(titles), "transcripts": len(transcripts), "ocr": settings.text.ocr_mode}
+        if text_on else None,
         "models": {"detector": detector.spec.label, "embedder": embedder.spec.label},
     }
     return report, result

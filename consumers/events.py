@@ -1,7 +1,9 @@
-"""Match events v1: what the pipeline publishes on the ``matches`` topic.
+"""Match events: what the pipeline publishes on the ``matches`` topic.
 
 The wire form is JSON, described by ``consumers/schemas/match_event.v1.json`` (extra fields are
-rejected). ``event_id`` is derived from the stream, the segment start, the item, the event kind and
+rejected). An event whose match the stream's text supported is v2
+(``consumers/schemas/match_event.v2.json``): v1 plus a ``text`` list quoting that text; every other
+event stays v1, so a stream without text publishes exactly what it did before. ``event_id`` is derived from the stream, the segment start, the item, the event kind and
 a per-segment sequence number, so an event re-emitted after a replay has the same id and a
 subscriber can de-duplicate on it.
 """
@@ -20,11 +22,15 @@ from typing import Any, Literal
 from stream.errors import LiveTagError
 
 SCHEMA_NAME = "livetag.match/v1"
-SCHEMA_FILE = "match_event.v1.json"
+SCHEMA_NAME_V2 = "livetag.match/v2"
+SCHEMA_FILES = {SCHEMA_NAME: "match_event.v1.json", SCHEMA_NAME_V2: "match_event.v2.json"}
+SCHEMA_FILE = SCHEMA_FILES[SCHEMA_NAME]
 EventKind = Literal["match.started", "match.updated", "match.ended"]
 EVENT_KINDS: tuple[str, ...] = ("match.started", "match.updated", "match.ended")
 #: Evidence items kept per event (the most similar ones).
 MAX_EVIDENCE = 5
+#: Text snippets kept per event (the newest).
+MAX_TEXT = 8
 _ID_NAMESPACE = uuid.UUID("6f1c1a52-3d55-5b8e-9a43-1e2f4c0b7d21")
 
 Box = tuple[float, float, float, float]
@@ -110,6 +116,8 @@ class MatchEvent:
         detector_version: Version of the detector model package.
         embedder_version: Version of the embedder model package.
         emitted_at: Unix seconds when the event was made.
+        text: Text snippets that supported the match (``source``, ``text``, ``pts``,
+            ``title_score``); non-empty makes the document v2.
     """
 
     event: EventKind
@@ -125,6 +133,7 @@ class MatchEvent:
     detector_version: str = ""
     embedder_version: str = ""
     emitted_at: float = 0.0
+    text: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.event not in EVENT_KINDS:
@@ -134,11 +143,16 @@ class MatchEvent:
         if not math.isfinite(self.score) or self.score < 0:
             raise MatchEventError(f"score must be a finite number >= 0, got {self.score}")
 
+    @property
+    def schema(self) -> str:
+        """``livetag.match/v2`` when text supported the match, else ``livetag.match/v1``."""
+        return SCHEMA_NAME_V2 if self.text else SCHEMA_NAME
+
     def to_dict(self) -> dict[str, Any]:
-        """The v1 JSON document (evidence sorted by similarity, best first, and bounded)."""
+        """The JSON document (evidence sorted by similarity, best first, and bounded)."""
         best = sorted(self.evidence, key=lambda e: -e.similarity)[:MAX_EVIDENCE]
-        return {
-            "schema": SCHEMA_NAME,
+        doc: dict[str, Any] = {
+            "schema": self.schema,
             "event": self.event,
             "event_id": self.event_id,
             "stream_id": self.stream_id,
@@ -151,6 +165,9 @@ class MatchEvent:
             "models": {"detector": self.detector_version, "embedder": self.embedder_version},
             "emitted_at": float(self.emitted_at),
         }
+        if self.text:
+            doc["text"] = [dict(t) for t in self.text[-MAX_TEXT:]]
+        return doc
 
     def to_json(self) -> str:
         """Compact JSON text of :meth:`to_dict`."""
@@ -158,12 +175,12 @@ class MatchEvent:
 
     def to_record(self) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
         """``(key, value, headers)`` for the ``matches`` topic; key = stream id."""
-        headers = [("lt-schema", SCHEMA_NAME.encode()), ("event", self.event.encode())]
+        headers = [("lt-schema", self.schema.encode()), ("event", self.event.encode())]
         return self.stream_id.encode(), self.to_json().encode(), headers
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> MatchEvent:
-        """Parse a v1 document; raises MatchEventError naming the first problem."""
+        """Parse a v1 or v2 document; raises MatchEventError naming the first problem."""
         validate_match_event(doc)
         segment, models = doc["segment"], doc["models"]
         return cls(
@@ -180,6 +197,7 @@ class MatchEvent:
             detector_version=models["detector"],
             embedder_version=models["embedder"],
             emitted_at=float(doc["emitted_at"]),
+            text=tuple(dict(t) for t in doc.get("text", ())),
         )
 
     @classmethod
@@ -198,26 +216,28 @@ def _opt_float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-@lru_cache(maxsize=1)
-def load_schema() -> dict[str, Any]:
-    """The v1 JSON schema shipped in ``consumers/schemas``."""
-    text = resources.files("consumers").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8")
+@lru_cache(maxsize=2)
+def load_schema(name: str = SCHEMA_NAME) -> dict[str, Any]:
+    """The JSON schema of ``name`` (``livetag.match/v1`` or ``/v2``) shipped in ``consumers/schemas``."""
+    text = resources.files("consumers").joinpath("schemas", SCHEMA_FILES[name]).read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Any:
+@lru_cache(maxsize=2)
+def _validator(name: str) -> Any:
     import jsonschema
 
-    return jsonschema.Draft202012Validator(load_schema())
+    return jsonschema.Draft202012Validator(load_schema(name))
 
 
 def validate_match_event(doc: Mapping[str, Any]) -> None:
-    """Raise MatchEventError (one line, naming the field) unless ``doc`` follows the v1 schema."""
+    """Raise MatchEventError (one line, naming the field) unless ``doc`` follows the schema it names
+    (v1 unless it says v2)."""
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator().iter_errors(doc))
+    name = SCHEMA_NAME_V2 if doc.get("schema") == SCHEMA_NAME_V2 else SCHEMA_NAME
+    error = best_match(_validator(name).iter_errors(doc))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         raise MatchEventError(f"invalid match event at {where}: {error.message}")

@@ -7,15 +7,16 @@ else the detector's most confident box; with neither, the whole image. Crops are
 before embedding, as at inference time.
 
 Gallery image ids are ``<item_id>/<img_name>``; each entry's metadata holds ``item_id``,
-``img_name``, ``box`` (the crop box in the shop image, for the evidence's ``item_box``) and
-``catalog``.
+``img_name``, ``box`` (the crop box in the shop image, for the evidence's ``item_box``),
+``catalog``, ``category`` (index in the detector's classes, from the annotation's label in any
+official spelling, else the detector's) and ``title`` (the item's catalog title, when given).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,21 @@ def _most_confident(detections: Any) -> tuple[Box | None, int | None]:
     return (x1, y1, x2, y2), int(np.argmax(detections.class_probs[best]))
 
 
+def _label_index(classes: Sequence[str]) -> dict[str, int]:
+    """Annotation label (canonical, English or official Tianchi spelling) -> index in ``classes``."""
+    from training.categories import OFFICIAL_SPELLINGS, UnknownCategoryError, canonical
+
+    index = {name: i for i, name in enumerate(classes)}
+    for label in [*classes, *OFFICIAL_SPELLINGS]:
+        try:
+            name = canonical(label)
+        except UnknownCategoryError:
+            continue
+        if name in index:
+            index[label] = index[name]
+    return index
+
+
 def build_gallery(
     images: Sequence[ShopImage],
     detector: Any,
@@ -153,6 +169,7 @@ def build_gallery(
     catalog: str | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    titles: Mapping[str, str] | None = None,
 ) -> GalleryBuild:
     """Embed shop images.
 
@@ -161,6 +178,7 @@ def build_gallery(
         detector: A Detector, used for images without an annotated box.
         embedder: An Embedder.
         catalog: Catalog id written into every entry's metadata.
+        titles: item id -> catalog title, written into its entries' metadata (for text cues).
         batch_size: Images per detector / embedder call.
         progress: Show a tqdm bar.
 
@@ -173,7 +191,8 @@ def build_gallery(
     from engines.preprocess import crop
 
     build = GalleryBuild()
-    class_index = {name: i for i, name in enumerate(getattr(detector.spec, "classes", ()))}
+    class_index = _label_index(tuple(getattr(detector.spec, "classes", ())))
+    titles = titles or {}
     chunks: list[np.ndarray] = []
     bar = tqdm(total=len(images), desc="gallery", unit="img", disable=None if progress else True)
     for start in range(0, len(images), batch_size):
@@ -208,6 +227,7 @@ def build_gallery(
                     "box": [round(v, 2) for v in box],
                     "catalog": catalog,
                     "category": category,
+                    **({"title": titles[shop.item_id]} if titles.get(shop.item_id) else {}),
                 }
             )
         if crops:

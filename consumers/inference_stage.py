@@ -30,6 +30,9 @@ from consumers.dead_letter import DeadLetter
 from consumers.events import MatchEvent
 from consumers.match_summary import Hit
 from consumers.settings import PipelineSettings, TopicSettings
+from consumers.text.ocr import OcrScheduler
+from consumers.text.text_prior import TextPriors
+from consumers.text.transcripts import TranscriptSegment
 from consumers.voter import GalleryHit, Observation, StreamVoter
 from stream.clock import Clock
 from stream.errors import LiveTagError
@@ -82,6 +85,7 @@ class InferenceStage:
         catalogs: Catalog id -> item ids, for the ``catalog`` header.
         items: Fixed item ids allowed for every stream (overrides the header).
         observer: Optional per-frame callback (evaluation ranks items with it).
+        ocr: Reads on-screen text of sampled frames into the voter's text cues (None: no OCR).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class InferenceStage:
         catalogs: CatalogResolver | None = None,
         items: Collection[str] | None = None,
         observer: FrameObserver | None = None,
+        ocr: OcrScheduler | None = None,
     ) -> None:
         if decoder is None:
             from stream.decode import PacketDecoder
@@ -112,6 +117,7 @@ class InferenceStage:
         self.catalogs = catalogs
         self.items = frozenset(items) if items is not None else None
         self.observer = observer
+        self.ocr = ocr
         self.matches_topic = topics.name("matches")
         self.dlq_topic = topics.name("dlq")
         self.counters = StageCounters()
@@ -159,12 +165,19 @@ class InferenceStage:
         outputs += self._events(self.voter.evict_idle(), None)
         return outputs
 
+    def add_text(self, segment: TranscriptSegment) -> None:
+        """A stream's title, transcript piece or on-screen text (ignored when text cues are off)."""
+        if self.voter.text is not None:
+            self.voter.text.add(segment.stream_id, segment.text, segment.source, segment.start)
+
     def end_streams(self, stream_ids: Sequence[str], end_pts: Mapping[str, float] | None = None) -> list[Record]:
         """The streams stopped: end their running matches; returns the ``match.ended`` records."""
         out: list[Record] = []
         for stream_id in stream_ids:
             out += self._events(self.voter.end_stream(stream_id), (end_pts or {}).get(stream_id))
             self.decoder.drop(stream_id)
+            if self.ocr is not None:
+                self.ocr.forget(stream_id)
         return out
 
     # -- steps -------------------------------------------------------------------------------------
@@ -191,43 +204,91 @@ class InferenceStage:
 
         s = self.settings
         detections = self.detector.detect([f.image for f in frames])
+        named = self._named_items(frames)
         crops: list[np.ndarray] = []
-        owners: list[tuple[int, int]] = []  # (frame index, detection index) per crop
+        owners: list[tuple[int, int, bool]] = []  # (frame index, detection index, named only) per crop
         for fi, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
             keep = np.flatnonzero(dets.sold >= s.sold_threshold)
             keep = keep[np.argsort(-dets.sold[keep], kind="stable")][: s.max_detections_per_frame]
-            for di in keep.tolist():
+            chosen = [(di, False) for di in keep.tolist()]
+            if named.get(frame.packet.stream_id):
+                # The text names items: every other box may show one of them (the sold head is not
+                # trusted to find the named product); those boxes are compared with named items only.
+                rest = [di for di in np.argsort(-dets.scores, kind="stable").tolist() if di not in set(keep.tolist())]
+                chosen += [(di, True) for di in rest[: s.max_detections_per_frame - len(chosen)]]
+            for di, named_only in chosen:
                 crops.append(crop(frame.image, dets.boxes[di], s.crop_expand))
-                owners.append((fi, di))
+                owners.append((fi, di, named_only))
         vectors, garment = self._embed(crops)
+        hits_of_crop = self._hits(frames, owners, vectors, named)
         per_frame: list[list[Observation]] = [[] for _ in frames]
-        by_catalog: dict[str | None, list[int]] = {}
-        for ci, (fi, _) in enumerate(owners):
-            by_catalog.setdefault(frames[fi].catalog, []).append(ci)
-        hits_of_crop: dict[int, list[Any]] = {}
-        for catalog, crop_indices in by_catalog.items():
-            hits_of_crop.update(zip(crop_indices, self._search(vectors[crop_indices], catalog), strict=True))
-        for ci, (fi, di) in enumerate(owners):
+        for ci, (fi, di, named_only) in enumerate(owners):
             dets = detections[fi]
             x1, y1, x2, y2 = (float(v) for v in dets.boxes[di])
-            box = (x1, y1, x2, y2)
             hits = tuple(
                 GalleryHit(h.item_id, h.image_id, float(h.score), h.item_box)
                 for h in hits_of_crop[ci]
                 if h.score >= s.min_similarity
             )
             top = tuple(int(c) for c in dets.top_categories(s.category_top_k)[di])
-            per_frame[fi].append(Observation(box, float(dets.sold[di]), float(dets.scores[di]), hits, top,
-                                             garment=1.0 if garment is None else float(garment[ci])))
+            per_frame[fi].append(Observation((x1, y1, x2, y2), float(dets.sold[di]), float(dets.scores[di]), hits, top,
+                                             garment=1.0 if garment is None else float(garment[ci]),
+                                             named_only=named_only))
         self.counters.frames += len(frames)
         self.counters.detections += len(owners)
         out: list[Record] = []
         for frame, observations in zip(frames, per_frame, strict=True):
             pts = frame.packet.pts_seconds
+            if self.ocr is not None:
+                self.ocr.offer(frame.packet.stream_id, pts, frame.image)
             if self.observer is not None:
-                self.observer(frame.packet.stream_id, pts, _best_hits(observations))
+                self.observer(frame.packet.stream_id, pts, _best_hits(frame.packet.stream_id, observations, self.voter.text))
             out += self._events(self.voter.observe(frame.packet.stream_id, pts, observations), pts)
         return out
+
+    def _named_items(self, frames: Sequence[DecodedFrame]) -> dict[str, frozenset[str]]:
+        """stream id -> the items its text names within its catalog (empty without text cues).
+
+        The text is first brought to each frame's pts, so only what was said by then counts."""
+        text = self.voter.text
+        out: dict[str, frozenset[str]] = {}
+        if text is None:
+            return out
+        for frame in frames:
+            stream_id = frame.packet.stream_id
+            text.seen(stream_id, frame.packet.pts_seconds)
+            named = text.candidates(stream_id)
+            allowed = self._allowed(frame.catalog)
+            out[stream_id] = named if allowed is None else named & frozenset(allowed)
+        return out
+
+    def _hits(
+        self,
+        frames: Sequence[DecodedFrame],
+        owners: Sequence[tuple[int, int, bool]],
+        vectors: np.ndarray,
+        named: Mapping[str, frozenset[str]],
+    ) -> dict[int, list[Any]]:
+        """Gallery hits per crop (rows of (M, D) ``vectors``), best first: a crop of a box the sold head
+        chose is searched in its stream's catalog; every crop of a stream whose text names items is
+        also compared with those items (a ``named only`` crop with them alone)."""
+        hits: dict[int, list[Any]] = {ci: [] for ci in range(len(owners))}
+        by_scope: dict[tuple[str, str | frozenset[str] | None], list[int]] = {}
+        for ci, (fi, _, named_only) in enumerate(owners):
+            frame = frames[fi]
+            if not named_only:
+                by_scope.setdefault(("catalog", frame.catalog), []).append(ci)
+            if named.get(frame.packet.stream_id):
+                by_scope.setdefault(("named", named[frame.packet.stream_id]), []).append(ci)
+        for (kind, scope), crop_indices in by_scope.items():
+            if kind == "catalog":
+                found = self._search(vectors[crop_indices], scope if isinstance(scope, str) else None)
+            else:
+                found = self._search(vectors[crop_indices], None, scope=scope if isinstance(scope, frozenset) else None)
+            for ci, more in zip(crop_indices, found, strict=True):
+                have = {h.image_id for h in hits[ci]}
+                hits[ci] = sorted(hits[ci] + [h for h in more if h.image_id not in have], key=lambda h: -float(h.score))
+        return hits
 
     def _embed(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """(M, D) vectors of the crops and, when the embedder gives one, their (M,) garment probability."""
@@ -239,12 +300,14 @@ class InferenceStage:
         vectors, garment = scored(crops)
         return vectors, garment
 
-    def _search(self, vectors: np.ndarray, catalog: str | None) -> list[list[Any]]:
-        """Gallery hits per row of (M, D) ``vectors``; an empty gallery (all images removed) gives none."""
+    def _search(self, vectors: np.ndarray, catalog: str | None, scope: Collection[str] | None = None) -> list[list[Any]]:
+        """Gallery hits per row of (M, D) ``vectors`` within ``catalog``'s items (or exactly the items
+        of ``scope``); an empty gallery (all images removed) gives none."""
         from engines.gallery import EmptyGalleryError
 
         try:
-            return list(self.gallery.search(vectors, k=self.settings.top_k, catalog=self._allowed(catalog)))
+            allowed = scope if scope is not None else self._allowed(catalog)
+            return list(self.gallery.search(vectors, k=self.settings.top_k, catalog=allowed))
         except EmptyGalleryError:
             return [[] for _ in range(vectors.shape[0])]
 
@@ -271,13 +334,24 @@ class FrameRecordError(LiveTagError):
     """A record on the frames topic is not a frame packet."""
 
 
-def _best_hits(observations: Sequence[Observation]) -> list[Hit]:
+def _best_hits(stream_id: str, observations: Sequence[Observation], text: TextPriors | None) -> list[Hit]:
+    """The best hit of every detection; with text cues, best by similarity times the text factors
+    (which the hit carries as ``prior``)."""
     out = []
+    use_text = text is not None and text.has_text(stream_id)
     for obs in observations:
-        if obs.hits:
-            best = max(obs.hits, key=lambda h: h.similarity)
-            out.append(Hit(best.item_id, best.similarity, best.gallery_image_id, obs.frame_box, best.item_box,
-                           obs.garment))
+        if not obs.hits:
+            continue
+        if use_text:
+            assert text is not None
+            box = text.box_factor(stream_id, obs.top_categories)
+            priors = [box * text.item_factor(stream_id, h.item_id)
+                      * (text.strength(stream_id, h.item_id) if obs.named_only else 1.0) for h in obs.hits]
+        else:
+            priors = [1.0] * len(obs.hits)
+        best, prior = max(zip(obs.hits, priors, strict=True), key=lambda hp: hp[0].similarity * hp[1])
+        out.append(Hit(best.item_id, best.similarity, best.gallery_image_id, obs.frame_box, best.item_box,
+                       obs.garment, prior))
     return out
 
 

@@ -22,6 +22,7 @@ class Hit:
         frame_box: ``[x1, y1, x2, y2]`` of the detection in frame pixels.
         item_box: Box of the product in the gallery image, or None when unknown.
         garment: The embedder's probability that the detection shows a garment (1 when unknown).
+        prior: The stream's text factor on this hit (1 without text cues).
     """
 
     item_id: str
@@ -30,6 +31,7 @@ class Hit:
     frame_box: tuple[float, float, float, float]
     item_box: tuple[float, float, float, float] | None = None
     garment: float = 1.0
+    prior: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -103,16 +105,16 @@ class MatchSummary:
 
     def add_frame(self, pts: float, hits: list[Hit]) -> None:
         """Account the per-detection hits of one frame (each item's best similarity, times the
-        detection's garment probability, counts once)."""
+        detection's garment probability and the hit's text prior, counts once)."""
         self.frames += 1
         self.last_pts = max(self.last_pts, pts)
         best: dict[str, Hit] = {}
         for hit in hits:
-            if hit.item_id not in best or hit.similarity > best[hit.item_id].similarity:
+            if hit.item_id not in best or hit.similarity * hit.prior > best[hit.item_id].similarity * best[hit.item_id].prior:
                 best[hit.item_id] = hit
         for item_id, hit in best.items():
             tally = self._tally(item_id)
-            tally.frame_score += max(hit.similarity, 0.0) * min(1.0, max(0.0, hit.garment))
+            tally.frame_score += max(hit.similarity, 0.0) * min(1.0, max(0.0, hit.garment)) * max(0.0, hit.prior)
 
     def _close(self, tally: ItemTally, start: float, end: float) -> None:
         end = max(end, start)

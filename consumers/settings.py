@@ -25,6 +25,7 @@ from consumers.setting_checks import (
     positive,
     unit_interval,
 )
+from consumers.text.text_settings import TextSettings
 
 __all__ = [
     "BatchSettings",
@@ -34,6 +35,7 @@ __all__ = [
     "SecretStr",
     "Settings",
     "SettingsError",
+    "TextSettings",
     "TopicSettings",
     "VoterSettings",
 ]
@@ -334,6 +336,7 @@ class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
     voter: VoterSettings = field(default_factory=VoterSettings)
+    text: TextSettings = field(default_factory=TextSettings)
     topics: TopicSettings = field(default_factory=TopicSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)

@@ -11,6 +11,12 @@ Rules, per stream (times are stream seconds, pts, unless said otherwise):
   catalog categories (when known) miss the detection's top categories is weighted by
   ``category_mismatch_weight`` (0 rejects it); items are ranked by these weights. One frame gives an
   item at most one vote (its strongest).
+* Text cues (optional, :class:`~consumers.text.text_prior.TextPriors`): each vote is multiplied by
+  the stream's ``item_factor`` (title and named-category evidence for the item) and the detection's
+  ``box_factor`` (its top categories are the named ones). When the text names items, boxes the
+  sold head did not choose are compared with those items too (``named_only``) and vote with the
+  text's strength for the item instead of the sold probability. A stream without text has factors
+  of exactly 1; events of a match that text supported quote the snippets (``text``, schema v2).
 * Scores decay exponentially with ``half_life_s`` of stream time, applied as pts advances, so frames
   without detections also lower every score.
 * A candidate's *run* starts at its first vote and restarts when it has had no vote for
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 
 from consumers.events import Box, EventKind, Evidence, MatchEvent, make_event_id
 from consumers.settings import VoterSettings
+from consumers.text.text_prior import TextPriors
 from stream.clock import Clock
 from stream.errors import LiveTagError
 
@@ -79,6 +86,9 @@ class Observation:
         top_categories: The detection's most likely category indices (empty: no check).
         garment: Probability that the crop shows a garment, from the embedder's ImageNet classes
             (1 when the embedder does not say); the vote's weight with ``vote_weight="similarity"``.
+        named_only: The box was not chosen by the sold head but because the stream's text names
+            items; its hits are those items only, and the text's strength for the item
+            (:meth:`TextPriors.strength`) stands in for the sold probability.
     """
 
     frame_box: Box
@@ -87,6 +97,7 @@ class Observation:
     hits: tuple[GalleryHit, ...]
     top_categories: tuple[int, ...] = ()
     garment: float = 1.0
+    named_only: bool = False
 
 
 @dataclass
@@ -127,6 +138,7 @@ class StreamVoter:
         categories: Catalog lookup item_id -> category indices; None turns the category check off.
         detector_version: Reported in every event.
         embedder_version: Reported in every event.
+        text: Per-stream text cues; None: votes are the visual ones alone.
     """
 
     def __init__(
@@ -137,8 +149,10 @@ class StreamVoter:
         categories: CategoryLookup | None = None,
         detector_version: str = "",
         embedder_version: str = "",
+        text: TextPriors | None = None,
     ) -> None:
         self.settings = settings
+        self.text = text
         self._clock = clock
         self._categories = categories
         self._versions = (detector_version, embedder_version)
@@ -178,7 +192,9 @@ class StreamVoter:
             state.candidates.clear()
             state.last_pts = None
         self._decay(state, pts)
-        votes = sorted(self._frame_votes(observations, pts).items(), key=lambda kv: (-kv[1][0], kv[0]))
+        if self.text is not None:
+            self.text.seen(stream_id, pts)
+        votes = sorted(self._frame_votes(stream_id, observations, pts).items(), key=lambda kv: (-kv[1][0], kv[0]))
         if self.settings.votes_per_frame > 0:
             votes = votes[: self.settings.votes_per_frame]
         for item_id, (weight, evidence) in votes:
@@ -186,6 +202,11 @@ class StreamVoter:
         self._prune(state)
         events += self._decide(stream_id, state, pts)
         return events
+
+    def seen_text(self, stream_id: str, pts: float) -> None:
+        """Bring the stream's text cues to ``pts`` (what :meth:`observe` does first)."""
+        if self.text is not None:
+            self.text.seen(stream_id, pts)
 
     def evict_idle(self) -> list[MatchEvent]:
         """Evict streams without frames for ``idle_timeout_s`` wall seconds; returns their ended events."""
@@ -198,16 +219,23 @@ class StreamVoter:
             del self._streams[stream_id]
             self.stats["evicted_idle"] += 1
             events += self._close(stream_id, state)
+        if self.text is not None:
+            self.text.evict_idle()
         return events
 
     def end_stream(self, stream_id: str) -> list[MatchEvent]:
         """The stream stopped: forget it and end its running match."""
         state = self._streams.pop(stream_id, None)
-        return [] if state is None else self._close(stream_id, state)
+        events = [] if state is None else self._close(stream_id, state)
+        if self.text is not None:
+            self.text.drop_stream(stream_id)
+        return events
 
     def drop_stream(self, stream_id: str) -> None:
         """Forget a stream without events (its partition moved to another consumer)."""
         self._streams.pop(stream_id, None)
+        if self.text is not None:
+            self.text.drop_stream(stream_id)
 
     # -- voting ----------------------------------------------------------------------------------
     def _decay(self, state: _Stream, pts: float) -> None:
@@ -217,18 +245,25 @@ class StreamVoter:
                 cand.score *= factor
         state.last_pts = pts if state.last_pts is None else max(pts, state.last_pts)
 
-    def _frame_votes(self, observations: Sequence[Observation], pts: float) -> dict[str, tuple[float, Evidence]]:
+    def _frame_votes(
+        self, stream_id: str, observations: Sequence[Observation], pts: float
+    ) -> dict[str, tuple[float, Evidence]]:
         """item_id -> (weight, evidence) of the strongest vote of this frame for each item."""
         best: dict[str, tuple[float, Evidence]] = {}
+        text = self.text if self.text is not None and self.text.has_text(stream_id) else None
         for obs in observations:
             if self.settings.vote_weight == "similarity":
                 # The detector's thresholds let this detection through; its probabilities are not
                 # trusted on this footage, the embedder's ImageNet garment probability stands in.
                 det_weight = _clamp01(obs.garment)
+            elif obs.named_only:  # the text, not the sold head, chose this box (strength per hit below)
+                det_weight = _clamp01(obs.confidence)
             else:
                 det_weight = _clamp01(obs.sold) * _clamp01(obs.confidence)
             if det_weight <= 0.0:
                 continue
+            if text is not None:
+                det_weight *= text.box_factor(stream_id, obs.top_categories)
             weighted: list[tuple[float, GalleryHit]] = []
             for hit in obs.hits:
                 if not (math.isfinite(hit.similarity) and hit.similarity >= self.settings.min_similarity):
@@ -237,6 +272,10 @@ class StreamVoter:
                 factor = self._category_factor(hit.item_id, obs.top_categories)
                 if factor < 1.0:
                     self.stats["category_rejected" if factor <= 0.0 else "category_penalised"] += 1
+                if factor > 0.0 and text is not None:
+                    factor *= text.item_factor(stream_id, hit.item_id)
+                    if obs.named_only:
+                        factor *= text.strength(stream_id, hit.item_id)
                 if factor > 0.0:
                     weighted.append((hit.similarity * det_weight * factor, hit))
             voted: set[str] = set()
@@ -351,4 +390,5 @@ class StreamVoter:
             detector_version=self._versions[0],
             embedder_version=self._versions[1],
             emitted_at=self._clock.now(),
+            text=tuple(self.text.evidence(stream_id, match.item_id)) if self.text is not None else (),
         )

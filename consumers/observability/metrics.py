@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from consumers.bus import Consumer, Record, TopicPartition
-from consumers.events import SCHEMA_NAME
+from consumers.events import SCHEMA_NAME, SCHEMA_NAME_V2
 from consumers.observability.health import Liveness
 from consumers.observability.redact import Redactor
 from stream.clock import Clock, SystemClock
@@ -55,7 +55,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 DLQ_CLASS_HEADER = "lt-dlq-error-class"
 DLQ_STAGE_HEADER = "lt-dlq-stage"
 SCHEMA_HEADER = "lt-schema"
-MATCH_SCHEMA = SCHEMA_NAME.encode()
+MATCH_SCHEMAS = (SCHEMA_NAME.encode(), SCHEMA_NAME_V2.encode())
 
 
 class PipelineMetrics:
@@ -195,7 +195,7 @@ class PipelineMetrics:
             if error_class is not None:
                 stage = out.header(DLQ_STAGE_HEADER) or b"unknown"
                 self.dead_letter(stage.decode(errors="replace"), error_class.decode(errors="replace"))
-            elif out.header(SCHEMA_HEADER) == MATCH_SCHEMA:
+            elif out.header(SCHEMA_HEADER) in MATCH_SCHEMAS:
                 event = out.header("event")
                 self.matches_published.labels(self._label(event.decode() if event else "match")).inc()
 

@@ -1,0 +1,1 @@
+"""Text cues: stream titles, speech transcripts and on-screen text as a prior over the catalog."""
