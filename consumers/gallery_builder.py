@@ -149,7 +149,7 @@ def _most_confident(detections: Any) -> tuple[Box | None, int | None]:
 
 def _label_index(classes: Sequence[str]) -> dict[str, int]:
     """Annotation label (canonical, English or official Tianchi spelling) -> index in ``classes``."""
-    from training.categories import OFFICIAL_SPELLINGS, UnknownCategoryError, canonical
+    from engines.categories import OFFICIAL_SPELLINGS, UnknownCategoryError, canonical
 
     index = {name: i for i, name in enumerate(classes)}
     for label in [*classes, *OFFICIAL_SPELLINGS]:

@@ -252,6 +252,8 @@ class StreamVoter:
         best: dict[str, tuple[float, Evidence]] = {}
         text = self.text if self.text is not None and self.text.has_text(stream_id) else None
         for obs in observations:
+            if obs.named_only and text is None:  # chosen for text that is no longer there
+                continue
             if self.settings.vote_weight == "similarity":
                 # The detector's thresholds let this detection through; its probabilities are not
                 # trusted on this footage, the embedder's ImageNet garment probability stands in.

@@ -73,7 +73,7 @@ def test_event_validates_and_round_trips(kind: str) -> None:
         (lambda d: d.update(extra=1), "(root)"),
         (lambda d: d.pop("item_id"), "(root)"),
         (lambda d: d.update(event="match.paused"), "event"),
-        (lambda d: d.update(schema="livetag.match/v2"), "schema"),
+        (lambda d: d.update(schema="livetag.match/v3"), "schema"),
         (lambda d: d.update(vote_share=1.5), "vote_share"),
         (lambda d: d["segment"].update(end="soon"), "segment/end"),
         (lambda d: d["evidence"][0].update(frame_box=[1, 2, 3]), "evidence/0/frame_box"),
