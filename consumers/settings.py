@@ -189,7 +189,11 @@ def _default_topic_configs() -> dict[str, dict[str, str]]:
         "frames": {"retention.ms": "3600000"},
         "matches": {"retention.ms": "604800000"},
         "dlq": {"retention.ms": "1209600000"},
+        "transcripts": {"retention.ms": "3600000"},
     }
+
+
+TOPIC_BASES = ("streams", "frames", "gallery", "matches", "dlq", "transcripts")
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ class TopicSettings:
 
     Attributes:
         prefix: Prepended to every name (e.g. ``prod.``).
-        streams, frames, gallery, matches, dlq: Base names of the five topics.
+        streams, frames, gallery, matches, dlq, transcripts: Base names of the six topics.
         partitions: Partitions of every topic (the unit of parallelism).
         replication: Replication factor.
         configs: Extra broker configs per base name, e.g. ``{"frames": {"retention.ms": "3600000"}}``.
@@ -210,29 +214,30 @@ class TopicSettings:
     gallery: str = "gallery"
     matches: str = "matches"
     dlq: str = "dlq"
+    transcripts: str = "transcripts"
     partitions: int = 6
     replication: int = 1
     configs: Mapping[str, Mapping[str, str]] = field(default_factory=_default_topic_configs)
 
     def __post_init__(self) -> None:
         check_types(self, "topics")
-        for name in ("streams", "frames", "gallery", "matches", "dlq"):
+        for name in TOPIC_BASES:
             value = getattr(self, name)
             check(bool(value) and all(c.isalnum() or c in "._-" for c in self.prefix + value),
                   f"topics.{name}", f"must be letters, digits, '.', '_' or '-', got {self.prefix + value!r}")
         check(self.partitions >= 1, "topics.partitions", f"must be >= 1, got {self.partitions}")
         check(self.replication >= 1, "topics.replication", f"must be >= 1, got {self.replication}")
-        unknown = set(self.configs) - {"streams", "frames", "gallery", "matches", "dlq"}
+        unknown = set(self.configs) - set(TOPIC_BASES)
         check(not unknown, "topics.configs", f"names unknown topics: {', '.join(sorted(unknown))}")
 
     def name(self, base: str) -> str:
-        """The full name of ``base`` (one of streams, frames, gallery, matches, dlq)."""
+        """The full name of ``base`` (one of :data:`TOPIC_BASES`)."""
         return self.prefix + str(getattr(self, base))
 
     def specs(self) -> list[TopicSpec]:
-        """The five topics; ``streams`` and ``gallery`` are compacted."""
+        """The six topics; ``streams`` and ``gallery`` are compacted."""
         out = []
-        for base in ("streams", "frames", "gallery", "matches", "dlq"):
+        for base in TOPIC_BASES:
             compacted = base in ("streams", "gallery")
             configs = dict(self.configs.get(base, {}))
             if compacted:

@@ -14,6 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="Tianchi image annotations <item_id>/<n>.json; their product box is the crop")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the gallery into")
     parser.add_argument("--catalog", default=None, help="catalog id stored with every image (for per-stream search)")
+    parser.add_argument("--titles", type=Path, default=None, metavar="DIR",
+                        help="item titles for text cues: DIR/<item_id>.txt (Tianchi image_text/)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per model call (default 16)")
     add_model_arguments(parser)
 
@@ -27,7 +29,11 @@ def run(args: argparse.Namespace) -> int:
 
     images = find_shop_images(args.images, args.annotations)
     detector, embedder = load_models(model_choice(args))
-    build = build_gallery(images, detector, embedder, catalog=args.catalog, batch_size=max(1, args.batch_size))
+    from consumers.text.transcripts import read_titles
+
+    titles = read_titles(args.titles) if args.titles is not None else None
+    build = build_gallery(images, detector, embedder, catalog=args.catalog, batch_size=max(1, args.batch_size),
+                          titles=titles)
     gallery = to_index(build)
     gallery.index.save(args.out)
     print(f"gallery: {len(build.ids)} images of {len(build.items)} items -> {args.out}"

@@ -18,6 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="JSONL file of match events (required unless --to-kafka)")
     parser.add_argument("--speed", choices=("realtime", "max"), default="max", help="replay pace (default max)")
     parser.add_argument("--sampling", default="keyframes", help="'keyframes' (default) or 'fps:N'")
+    parser.add_argument("--transcripts", type=Path, default=None, metavar="DIR",
+                        help="speech transcripts: DIR/<stream>.txt (whole stream) or .jsonl ({text, start, end} a line)")
     add_model_arguments(parser)
     add_pipeline_arguments(parser)
     from consumers.kafka.replay_to_kafka import add_to_kafka_arguments
@@ -57,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
     detector, embedder = load_models(model_choice(args), settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
     clock = SystemClock()
     stage = make_stage(detector, embedder, gallery, settings, clock, items=items)
+    if args.transcripts is not None:
+        from consumers.text.transcripts import read_transcripts
+
+        known = {spec.stream_id for spec in specs}
+        for stream_id, segments in read_transcripts(args.transcripts).items():
+            for segment in segments if stream_id in known else ():
+                stage.add_text(segment)
     write, close = write_jsonl(args.out)
     try:
         report = replay(stage, specs, options, lambda event, _pts: write(event), batch=settings.batch, clock=clock)

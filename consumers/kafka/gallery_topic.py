@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,15 @@ from typing import Any
 import numpy as np
 
 from consumers.bus import Bus, Producer, Record
+from consumers.kafka.topic_follower import TopicFollower
 from engines.gallery import GalleryIndex
 from stream.errors import LiveTagError
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "livetag.gallery/v1"
+#: Characters of an item title kept (metadata ``title``).
+MAX_TITLE_CHARS = 500
 
 
 class GalleryRecordError(LiveTagError):
@@ -147,7 +150,7 @@ def publish_gallery(
     return added, removed
 
 
-class GalleryFollower:
+class GalleryFollower(TopicFollower):
     """Keeps a :class:`GalleryIndex` equal to the ``gallery`` topic.
 
     ``load`` reads the topic to the end offsets seen at start; ``start`` then follows it in a daemon
@@ -160,13 +163,13 @@ class GalleryFollower:
     """
 
     def __init__(self, bus: Bus, topic: str, gallery: GalleryIndex | None = None) -> None:
-        self.topic = topic
+        super().__init__(bus, topic)
         self.gallery = gallery
         self.applied = 0
         self.malformed = 0
-        self._consumer = bus.consumer([topic], None)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: Called with item id -> title after records changed a title (the text cues' catalog).
+        self.on_titles: Callable[[dict[str, str]], None] | None = None
+        self._titles: dict[str, dict[str, str]] = {}  # item id -> image id -> title
         self._catalogs: dict[str, dict[str, str]] = {}  # catalog -> image id -> item id
         self._categories: dict[str, dict[str, int]] = {}  # item id -> image id -> category index
         self._lock = threading.Lock()
@@ -182,15 +185,25 @@ class GalleryFollower:
             found = set(self._categories.get(item_id, {}).values())
         return found or None
 
+    def item_titles(self) -> dict[str, str]:
+        """item id -> catalog title (from its images' metadata ``title``)."""
+        with self._lock:
+            return {item: next(iter(by_image.values())) for item, by_image in self._titles.items() if by_image}
+
+    def item_ids(self) -> set[str]:
+        """Items with at least one image now."""
+        return set(self.gallery.item_ids()) if self.gallery is not None else set()
+
     def _forget(self, image_id: str) -> None:
-        for images in self._catalogs.values():
-            images.pop(image_id, None)
-        for by_image in self._categories.values():
-            by_image.pop(image_id, None)
+        for table in (self._titles, self._catalogs):
+            for images in table.values():
+                images.pop(image_id, None)
+        for categories in self._categories.values():
+            categories.pop(image_id, None)
 
     def apply(self, records: Iterable[Record]) -> int:
         """Apply gallery records in order; returns how many changed the index."""
-        changed = 0
+        changed = titled = 0
         for record in records:
             try:
                 found = decode_gallery_record(record)
@@ -222,8 +235,14 @@ class GalleryFollower:
                         self._catalogs.setdefault(found.catalog, {})[found.image_id] = found.item_id
                     if isinstance(category, int) and category >= 0:
                         self._categories.setdefault(found.item_id, {})[found.image_id] = category
+                    title = found.metadata.get("title")
+                    if isinstance(title, str) and title:
+                        self._titles.setdefault(found.item_id, {})[found.image_id] = title[:MAX_TITLE_CHARS]
+                        titled += 1
             changed += 1
         self.applied += changed
+        if titled and self.on_titles is not None:
+            self.on_titles(self.item_titles())
         return changed
 
     def load(self, timeout_s: float = 60.0) -> int:
@@ -236,32 +255,3 @@ class GalleryFollower:
                 raise GalleryRecordError(f"gallery topic {self.topic!r} not read to its end within {timeout_s:.0f} s")
             self.apply(self._consumer.poll(0.5, 1000))
         return 0 if self.gallery is None else len(self.gallery)
-
-    def poll_once(self, timeout_s: float = 0.5) -> int:
-        """Apply whatever arrived within ``timeout_s``."""
-        return self.apply(self._consumer.poll(timeout_s, 1000))
-
-    def start(self) -> None:
-        """Follow the topic in a daemon thread until ``close``.
-
-        The thread polls without waiting and sleeps between polls: kafka-python serves every client of
-        the process from one network loop, and a blocking poll here would hold up the frames consumer.
-        """
-
-        def follow() -> None:
-            while not self._stop.is_set():
-                try:
-                    if not self.poll_once(0.0):
-                        self._stop.wait(0.5)
-                except LiveTagError as exc:
-                    log.error("following the gallery failed: %s; retrying", exc)
-                    self._stop.wait(1.0)
-
-        self._thread = threading.Thread(target=follow, name="gallery-follower", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._consumer.close()

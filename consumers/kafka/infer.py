@@ -13,7 +13,10 @@ produce, flush, then commit that batch's offsets; a stage without the decode/inf
   owner re-processes from the last committed offset: duplicates, never a loss); a batch still in the
   models when its partition is revoked is likewise published and then committed or refused;
 * the gallery comes from the ``gallery`` topic: read to its end before the first frame, then
-  followed in a background thread (images added or removed without a restart);
+  followed in a background thread (images added or removed without a restart); item titles in its
+  metadata feed the text cues;
+* the ``transcripts`` topic (speech, titles, on-screen text per stream) is followed likewise into the
+  stage's text cues, when ``text.enabled``;
 * stop (SIGTERM in ``livetag infer``): the batches in hand are finished, published and committed, no
   further batch is taken, and the consumer leaves the group so its partitions move at once.
 """
@@ -27,13 +30,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.bus import Bus, CommitFailedError, Consumer, Record, TopicPartition
+from consumers.embedded import make_ocr
 from consumers.inference_stage import InferenceStage
 from consumers.kafka.gallery_topic import GalleryFollower
+from consumers.kafka.transcript_topic import TranscriptFollower
 from consumers.observability.health import Readiness
 from consumers.observability.metrics import PipelineMetrics
 from consumers.pipeline import INFERENCE_GROUP, LoopCounters, RecordStage, run_decoupled_loop, run_stage_loop
 from consumers.settings import Settings
 from consumers.stage_runner import SplitStage
+from consumers.text.text_prior import TextPriors
 from consumers.voter import StreamVoter
 from engines.gallery import GalleryIndex
 from stream.clock import Clock, SystemClock
@@ -133,6 +139,7 @@ class InferenceConsumer:
         topics = self.settings.topics
         if self.follower is not None:
             self.follower.start()
+        texts = self._text_follower()
 
         def revoked(tps: set[TopicPartition]) -> None:
             self.commit_stats.revoked += len(tps)
@@ -166,7 +173,17 @@ class InferenceConsumer:
             producer.close()
             if self.follower is not None:
                 self.follower.close()
+            if texts is not None:
+                texts.close()
 
+    def _text_follower(self) -> TranscriptFollower | None:
+        """Follow ``transcripts`` into the stage's text cues (None when text cues are off)."""
+        add_text = getattr(self.stage, "add_text", None)
+        if add_text is None or not self.settings.text.enabled:
+            return None
+        follower = TranscriptFollower(self.bus, self.settings.topics.name("transcripts"), add_text)
+        follower.start()
+        return follower
 
     def _report_assignment(self) -> None:
         if self.readiness is not None:
@@ -192,16 +209,24 @@ def build_stage(
     follower = GalleryFollower(bus, settings.topics.name("gallery"), GalleryIndex(dim))
     images = follower.load(gallery_timeout_s)
     log.info("gallery loaded from %s: %d images", follower.topic, images)
+    text = None
+    if settings.text.enabled:
+        classes = tuple(getattr(getattr(detector, "spec", None), "classes", ()))
+        text = TextPriors(settings.text, classes, follower.item_titles(), follower.item_categories, the_clock,
+                          items=follower.item_ids())
+        priors = text
+        follower.on_titles = lambda titles: priors.set_titles(titles, follower.item_ids())
     voter = StreamVoter(
         settings.voter,
         the_clock,
         categories=follower.item_categories,
         detector_version=_label(detector),
         embedder_version=_label(embedder),
+        text=text,
     )
     stage = InferenceStage(
         detector, embedder, follower.gallery, voter, settings.pipeline, settings.topics, the_clock,
-        catalogs=follower.catalog_items,
+        catalogs=follower.catalog_items, ocr=make_ocr(settings.text, text),
     )  # fmt: skip
     return stage, follower
 

@@ -34,6 +34,7 @@ from consumers.observability.health import Readiness
 from consumers.observability.instrument import SourceMeter
 from consumers.observability.logging_setup import bind_stream
 from consumers.observability.metrics import PipelineMetrics
+from consumers.text.transcripts import MAX_TEXT_CHARS, TranscriptSegment
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
 from stream.frames import FrameReader
@@ -277,6 +278,9 @@ class IngestWorker:
             self._tasks[spec.stream_id] = task
         self.stats.started += 1
         log.info("stream %s: start %s (catalog %s, %s)", spec.stream_id, spec.url, spec.catalog, spec.sampling)
+        if spec.title.strip():  # the title is text about the product: the inference side's text cues read it
+            key, value = TranscriptSegment(spec.stream_id, spec.title.strip()[:MAX_TEXT_CHARS], source="title").to_record()
+            self._producer.produce(self.topics.transcripts, key, value)
         task.thread.start()
 
     def _stop(self, stream_id: str, why: str) -> None:

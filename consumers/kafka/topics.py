@@ -8,6 +8,7 @@ frames     stream id  packet bytes, metadata in headers (stream.packet); delete 
 gallery    image id   gallery vector record (consumers.kafka.gallery_topic); compacted
 matches    stream id  match event v1 JSON; delete after retention
 dlq        original   the original value and headers plus ``lt-dlq-*`` headers with the reason
+transcr.   stream id  JSON {text, start, end, source} (consumers.text.transcripts); 1 h retention
 =========  =========  =============================================================================
 """
 
@@ -19,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.bus import BusError, TopicSpec
-from consumers.settings import TopicSettings
+from consumers.settings import TOPIC_BASES, TopicSettings
 
 log = logging.getLogger(__name__)
 
-ROLES = ("streams", "frames", "gallery", "matches", "dlq")
+ROLES = TOPIC_BASES
 
 #: Record size limits the broker needs for frames (a 1080p keyframe can pass 1 MiB) and for dead
 #: letters that carry a frame; set unless the settings give the config.
@@ -43,6 +44,7 @@ class TopicNames:
     gallery: str
     matches: str
     dlq: str
+    transcripts: str
 
     @classmethod
     def from_settings(cls, settings: TopicSettings) -> TopicNames:
@@ -53,7 +55,7 @@ class TopicNames:
 
 
 def topic_specs(settings: TopicSettings) -> list[TopicSpec]:
-    """The five topic specs of the settings (``streams`` and ``gallery`` compacted), with size limits."""
+    """The six topic specs of the settings (``streams`` and ``gallery`` compacted), with size limits."""
     names = {settings.name(role): role for role in ROLES}
     out = []
     for spec in settings.specs():

@@ -38,7 +38,7 @@ def test_topics_create_lists_and_is_idempotent(kafka_bootstrap: str, topic_prefi
     first = livetag("topics", "create", "--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "--partitions", "2")
     assert first.returncode == 0, first.stderr
     rows = {line.split()[0]: line.split()[1:] for line in first.stdout.splitlines()}
-    assert set(rows) == {f"{topic_prefix}{t}" for t in ("streams", "frames", "gallery", "matches", "dlq")}
+    assert set(rows) == {f"{topic_prefix}{t}" for t in ("streams", "frames", "gallery", "matches", "dlq", "transcripts")}
     assert all(r[0] == "created" and "partitions=2" in r for r in rows.values())
     assert "cleanup=compact" in rows[f"{topic_prefix}streams"] and "cleanup=compact" in rows[f"{topic_prefix}gallery"]
     again = livetag("topics", "create", "--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "--partitions", "2")
