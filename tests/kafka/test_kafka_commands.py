@@ -42,7 +42,7 @@ def test_topics_create_lists_and_is_idempotent(kafka_bootstrap: str, topic_prefi
     assert all(r[0] == "created" and "partitions=2" in r for r in rows.values())
     assert "cleanup=compact" in rows[f"{topic_prefix}streams"] and "cleanup=compact" in rows[f"{topic_prefix}gallery"]
     again = livetag("topics", "create", "--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "--partitions", "2")
-    assert again.returncode == 0 and again.stdout.count(" exists ") == 5
+    assert again.returncode == 0 and again.stdout.count(" exists ") == 6
     clash = livetag("topics", "create", "--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "--partitions", "3")
     assert clash.returncode == 1
     assert clash.stderr.strip().splitlines() == [

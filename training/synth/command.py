@@ -22,6 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--crf", type=int, default=23, help="x264 CRF quality, lower is larger (default 23)")
     parser.add_argument("--jpeg-quality", type=int, default=90, help="shop image JPEG quality (default 90)")
+    parser.add_argument("--text-banners", action="store_true",
+                        help="draw each shown product's banner (model number, garment word) for OCR")
     parser.add_argument("--flat", action="store_true",
                         help="write one split straight into --out (needs --test-fraction 0 or 1)")
     parser.add_argument("--overwrite", action="store_true", help="write into a folder that already holds a data set (same-named files are replaced, "
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, products=args.products, streams=args.streams, seed=args.seed,
         test_fraction=args.test_fraction, seconds=args.seconds, fps=args.fps, segments=args.segments,
         annotate_every=args.annotate_every, workers=args.workers, crf=args.crf, jpeg_quality=args.jpeg_quality,
-        flat=args.flat, overwrite=args.overwrite,
+        flat=args.flat, overwrite=args.overwrite, text_banners=args.text_banners,
         progress=not args.no_progress,
     ).validate()
     print(json.dumps(generate(config)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from training.categories import CATEGORIES
 from training.synth.catalog import Product, make_catalog
 from training.synth.shop_images import render_shop_images
 from training.synth.streams import StreamJob, render_stream
+from training.synth.texts import product_title, stream_transcript
 from training.synth.writer import split_dirs, write_jpeg, write_json
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class SynthConfig:
         workers: worker processes.
         crf: x264 quality (lower = larger files).
         jpeg_quality: shop image JPEG quality.
+        text_banners: draw each shown product's banner (model number and garment word) for OCR.
         flat: write the split folder's content straight into ``out`` (one split only: test_fraction
             0 or 1), the layout of the shipped demo sample.
         overwrite: allow writing into a folder that already holds catalog.json.
@@ -62,6 +65,7 @@ class SynthConfig:
     workers: int = 2
     crf: int = 23
     jpeg_quality: int = 90
+    text_banners: bool = False
     flat: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -130,7 +134,8 @@ def plan_streams(config: SynthConfig, catalog: list[Product]) -> list[tuple[str,
         landscape = (seen[split] + offset) % 3 == 1
         seen[split] += 1
         jobs.append((split, StreamJob(f"v{index:06d}", index, tuple(chosen), config.seconds, config.fps,
-                                      config.annotate_every, config.seed, landscape, config.crf)))
+                                      config.annotate_every, config.seed, landscape, config.crf,
+                                      config.text_banners)))
     return jobs
 
 
@@ -143,6 +148,7 @@ def _cycle(rng: np.random.Generator, products: list[Product]) -> Iterator[Produc
 def _shop_task(args: tuple[Product, int, str, int]) -> tuple[str, str, int]:
     product, seed, root, quality = args
     dirs = split_dirs(Path(root))
+    (dirs["image_text"] / f"{product.item_id}.txt").write_text(product_title(product, seed) + "\n", encoding="utf-8")
     images = render_shop_images(product, seed)
     for n, (img, ann) in enumerate(images):
         name = f"{n}.jpg"
@@ -206,6 +212,10 @@ def generate(config: SynthConfig, clock: Clock | None = None) -> dict:
     bar.close()
     streams = {r[1]: r[2] for r in results if r[0] == "stream"}
     images = {r[1]: r[2] for r in results if r[0] == "shop"}
+    for index, (split, job) in enumerate(jobs):
+        lines = stream_transcript(index, streams[job.video_id]["segments"], job.products, catalog, config.seed)
+        text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+        (root_of(split) / "video_text" / f"{job.video_id}.jsonl").write_text(text, encoding="utf-8")
     for split in used_splits:
         split_streams = {vid: s for vid, s in sorted(streams.items()) if s["split"] == split}
         write_json(root_of(split) / "segments.json", {vid: s["segments"] for vid, s in split_streams.items()})

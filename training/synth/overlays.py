@@ -16,7 +16,8 @@ def _word(rng: np.random.Generator, lo: int, hi: int) -> str:
     return "".join(rng.choice(letters, int(rng.integers(lo, hi))))
 
 
-def _text_patch(text: str, scale: float, fg: tuple[int, int, int], bg: tuple[int, int, int, int]) -> np.ndarray:
+def text_patch(text: str, scale: float, fg: tuple[int, int, int], bg: tuple[int, int, int, int]) -> np.ndarray:
+    """An RGBA (h, w, 4) bar with ``text`` in OpenCV's Hershey font (Latin script only)."""
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, int(scale * 2)))
     pad = int(6 * scale) + 4
     patch = np.zeros((th + base + 2 * pad, tw + 2 * pad, 4), np.uint8)
@@ -48,10 +49,10 @@ def make_overlay(rng: np.random.Generator, width: int, height: int) -> Overlay:
     """Build the UI of a stream (all drawing that does not change per frame)."""
     s = min(width, height) / 540.0
     title = f"LIVE  {_word(rng, 4, 9)}  {int(rng.integers(100, 99999))} watching"
-    banner = _text_patch(title, 0.7 * s, (255, 255, 255), (20, 20, 20, 150))
+    banner = text_patch(title, 0.7 * s, (255, 255, 255), (20, 20, 20, 150))
     cv2.rectangle(banner, (2, 2), (int(8 * s), banner.shape[0] - 3), (230, 30, 50, 255), -1)
     comments = [
-        _text_patch(f"{_word(rng, 3, 7)}: {_word(rng, 3, 12)} {_word(rng, 2, 8)}", 0.5 * s, (255, 255, 255),
+        text_patch(f"{_word(rng, 3, 7)}: {_word(rng, 3, 12)} {_word(rng, 2, 8)}", 0.5 * s, (255, 255, 255),
                     (0, 0, 0, 110))
         for _ in range(12)
     ]
@@ -74,7 +75,7 @@ def make_overlay(rng: np.random.Generator, width: int, height: int) -> Overlay:
         # (sticker, x as share of width, start y share, speed in heights per second, phase)
         stickers.append((st, float(rng.uniform(0.82, 0.94)), float(rng.uniform(0.5, 0.9)),
                          float(rng.uniform(0.05, 0.15)), float(rng.uniform(0, 1))))
-    tag = _text_patch(f"SALE -{int(rng.integers(1, 8)) * 10}%", 0.8 * s, (255, 255, 255), (210, 30, 40, 230))
+    tag = text_patch(f"SALE -{int(rng.integers(1, 8)) * 10}%", 0.8 * s, (255, 255, 255), (210, 30, 40, 230))
     stickers.append((tag, float(rng.uniform(0.02, 0.1)), float(rng.uniform(0.55, 0.7)), 0.0, 0.0))
     pip = None
     if rng.random() < 0.7:

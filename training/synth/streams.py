@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 
 from training.synth.catalog import Product
-from training.synth.compose import box_of, paste, project, similarity
-from training.synth.overlays import draw_overlay, make_overlay
+from training.synth.compose import box_of, paste, paste_at, project, similarity
+from training.synth.overlays import draw_overlay, make_overlay, text_patch
 from training.synth.scenes import Actor, Room, make_actor, make_room
+from training.synth.texts import banner_text
 
 PORTRAIT = (540, 960)
 LANDSCAPE = (1280, 720)
@@ -33,6 +34,7 @@ class StreamJob:
         seed: data set seed.
         landscape: 1280x720 when true, else portrait 540x960.
         crf: x264 constant rate factor.
+        banners: draw each shown product's banner (``texts.banner_text``) while it is shown.
     """
 
     video_id: str
@@ -44,6 +46,7 @@ class StreamJob:
     seed: int
     landscape: bool = False
     crf: int = 23
+    banners: bool = False
 
 
 @dataclass
@@ -164,6 +167,12 @@ def render_stream(job: StreamJob, out_path: Path) -> tuple[dict, list[dict], dic
     sigma = float(rng.uniform(0.8, 2.5))
     noise = [np.abs(rng.normal(0, sigma, (height, width, 3))).astype(np.uint8) for _ in range(4)]
     motions = [_SegmentMotion(rng, seg, width, height) for seg in segments]
+    scale = min(width, height) / 540.0
+    banners = [
+        text_patch(banner_text(seg.product), 0.8 * scale, (255, 255, 255), (190, 25, 45, 230))
+        if job.banners and seg.product is not None else None
+        for seg in segments
+    ]
 
     frames_json: list[dict] = []
     container = av.open(str(out_path), mode="w", format="mp4")
@@ -213,6 +222,9 @@ def render_stream(job: StreamJob, out_path: Path) -> tuple[dict, list[dict], dic
             cv2.add(frame, nz, dst=frame)
             cv2.subtract(frame, noise[(i + 1) % len(noise)], dst=frame)
             draw_overlay(frame, overlay, t)
+            banner = banners[seg_i]
+            if banner is not None:
+                paste_at(frame, banner, int(width * 0.04), int(height * 0.2))
             if i % job.annotate_every == 0:
                 frames_json.append({"frame_index": i, "annotations": _frame_boxes(mo, hom, held_hom, room, ox, oy,
                                                                                   width, height)})

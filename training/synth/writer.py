@@ -11,7 +11,8 @@ import numpy as np
 
 def split_dirs(root: Path) -> dict[str, Path]:
     """The folders of one split (``OUT/train``, ``OUT/test``, or ``OUT`` itself when flat), created if missing."""
-    dirs = {name: root / name for name in ("image", "image_annotation", "video", "video_annotation")}
+    dirs = {name: root / name for name in ("image", "image_annotation", "image_text", "video", "video_annotation",
+                                           "video_text")}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     dirs["root"] = root
