@@ -211,7 +211,7 @@ class InferenceStage:
             keep = np.flatnonzero(dets.sold >= s.sold_threshold)
             keep = keep[np.argsort(-dets.sold[keep], kind="stable")][: s.max_detections_per_frame]
             chosen = [(di, False) for di in keep.tolist()]
-            if named.get(frame.packet.stream_id):
+            if named.get(frame.packet.stream_id) and self.voter.text is not None and self.voter.text.settings.named_boxes:
                 # The text names items: every other box may show one of them (the sold head is not
                 # trusted to find the named product); those boxes are compared with named items only.
                 rest = [di for di in np.argsort(-dets.scores, kind="stable").tolist() if di not in set(keep.tolist())]
@@ -269,15 +269,15 @@ class InferenceStage:
         vectors: np.ndarray,
         named: Mapping[str, frozenset[str]],
     ) -> dict[int, list[Any]]:
-        """Gallery hits per crop (rows of (M, D) ``vectors``), best first: a crop of a box the sold head
-        chose is searched in its stream's catalog; every crop of a stream whose text names items is
-        also compared with those items (a ``named only`` crop with them alone)."""
+        """Gallery hits per crop (rows of (M, D) ``vectors``), best first, within the stream's catalog;
+        a crop of a stream whose text names items is also compared with those items. A ``named only``
+        crop keeps its hits only when its best match is a named item, and then only the named ones:
+        the text chooses the box, the picture still chooses the item."""
         hits: dict[int, list[Any]] = {ci: [] for ci in range(len(owners))}
         by_scope: dict[tuple[str, str | frozenset[str] | None], list[int]] = {}
-        for ci, (fi, _, named_only) in enumerate(owners):
+        for ci, (fi, _, _) in enumerate(owners):
             frame = frames[fi]
-            if not named_only:
-                by_scope.setdefault(("catalog", frame.catalog), []).append(ci)
+            by_scope.setdefault(("catalog", frame.catalog), []).append(ci)
             if named.get(frame.packet.stream_id):
                 by_scope.setdefault(("named", named[frame.packet.stream_id]), []).append(ci)
         for (kind, scope), crop_indices in by_scope.items():
@@ -288,6 +288,11 @@ class InferenceStage:
             for ci, more in zip(crop_indices, found, strict=True):
                 have = {h.image_id for h in hits[ci]}
                 hits[ci] = sorted(hits[ci] + [h for h in more if h.image_id not in have], key=lambda h: -float(h.score))
+        for ci, (fi, _, named_only) in enumerate(owners):
+            if named_only:
+                mine = named.get(frames[fi].packet.stream_id, frozenset())
+                found = hits[ci]
+                hits[ci] = [h for h in found if h.item_id in mine] if found and found[0].item_id in mine else []
         return hits
 
     def _embed(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
