@@ -117,7 +117,10 @@ def run_tianchi_eval(
     specs = source_specs([str(p) for p in videos])
     started = time.perf_counter()
     options = ReplayOptions(speed="max", sampling=sampling or SamplingSpec())
-    run = replay(stage, specs, options, on_event, batch=settings.batch, clock=clock, progress=progress)
+    try:
+        run = replay(stage, specs, options, on_event, batch=settings.batch, clock=clock, progress=progress)
+    finally:
+        stage.close()
     replay_s = time.perf_counter() - started
 
     replayed = []

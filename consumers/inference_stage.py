@@ -165,6 +165,11 @@ class InferenceStage:
         outputs += self._events(self.voter.evict_idle(), None)
         return outputs
 
+    def close(self) -> None:
+        """Stop the stage's background work (the OCR worker)."""
+        if self.ocr is not None:
+            self.ocr.close()
+
     def add_text(self, segment: TranscriptSegment) -> None:
         """A stream's title, transcript piece or on-screen text (ignored when text cues are off)."""
         if self.voter.text is not None:
@@ -291,8 +296,8 @@ class InferenceStage:
         for ci, (fi, _, named_only) in enumerate(owners):
             if named_only:
                 mine = named.get(frames[fi].packet.stream_id, frozenset())
-                found = hits[ci]
-                hits[ci] = [h for h in found if h.item_id in mine] if found and found[0].item_id in mine else []
+                ranked = hits[ci]
+                hits[ci] = [h for h in ranked if h.item_id in mine] if ranked and ranked[0].item_id in mine else []
         return hits
 
     def _embed(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:

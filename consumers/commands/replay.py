@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         report = replay(stage, specs, options, lambda event, _pts: write(event), batch=settings.batch, clock=clock)
     finally:
         close()
+        stage.close()
     print(f"replay: {report.frames_consumed} frames, {report.events} events -> {args.out}"
           + (f", {report.dead_letters} dead letters" if report.dead_letters else ""))
     if report.source_errors:

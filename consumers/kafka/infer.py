@@ -175,6 +175,9 @@ class InferenceConsumer:
                 self.follower.close()
             if texts is not None:
                 texts.close()
+            close_stage = getattr(self.stage, "close", None)
+            if close_stage is not None:
+                close_stage()
 
     def _text_follower(self) -> TranscriptFollower | None:
         """Follow ``transcripts`` into the stage's text cues (None when text cues are off)."""

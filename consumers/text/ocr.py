@@ -4,9 +4,9 @@
 and run on ONNX Runtime) reads about one 720p frame per 0.6 s on one CPU core, so a stream is
 read at most every ``text.ocr_interval_s`` stream seconds. ``ocr_mode``:
 
-* ``background``: a worker thread behind a bounded queue of ``ocr_queue`` frames; a full queue
-  drops its oldest frame (policy ``drop_oldest``, counted in ``stats["dropped"]``), so OCR is the
-  first thing shed under load and never delays detection;
+* ``background``: a worker thread at the lowest CPU priority (nice 19, one ONNX Runtime thread)
+  behind a bounded queue of ``ocr_queue`` frames; a full queue drops its oldest frame (policy
+  ``drop_oldest``, counted in ``stats["dropped"]``), so OCR is the first thing shed under load;
 * ``inline``: read on the calling thread (deterministic: replay and evaluation);
 * ``off``: nothing is read.
 
@@ -16,7 +16,9 @@ What is read goes to :meth:`TextPriors.add` as source ``ocr`` at the frame's pts
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 TextReader = Callable[[np.ndarray], Sequence[str]]
 #: Recognised lines below this confidence are ignored.
 MIN_LINE_SCORE = 0.5
+#: Frames are scaled down to this long side before OCR: banners and captions stay legible, and a
+#: 1080p frame costs what a 720p one does.
+MAX_SIDE = 1280
 
 
 class OcrUnavailableError(LiveTagError):
@@ -40,7 +45,9 @@ class OcrUnavailableError(LiveTagError):
 
 
 class RapidOcrReader:
-    """rapidocr's PP-OCR pipeline (text detection, angle classification, recognition) on ONNX Runtime."""
+    """rapidocr's PP-OCR pipeline (text detection, angle classification, recognition) on ONNX Runtime,
+    on the calling thread alone (one ONNX Runtime thread), so a background worker's low priority holds
+    for all of its work."""
 
     def __init__(self) -> None:
         try:
@@ -49,11 +56,20 @@ class RapidOcrReader:
             raise OcrUnavailableError(
                 "text.ocr_mode needs the rapidocr package: pip install 'livetag[ocr]', or set LIVETAG_TEXT_OCR_MODE=off"
             ) from exc
-        logging.getLogger("RapidOCR").setLevel(logging.WARNING)
-        self._engine = RapidOCR()
+        self._engine = RapidOCR(params={
+            "EngineConfig.onnxruntime.intra_op_num_threads": 1,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        })
+        logging.getLogger("RapidOCR").setLevel(logging.WARNING)  # its start-up chatter (set up by RapidOCR())
 
     def __call__(self, image: np.ndarray) -> list[str]:
         """Text lines of an RGB frame (H, W, 3) uint8, confident ones only, in reading order."""
+        scale = MAX_SIDE / max(image.shape[:2])
+        if scale < 1.0:
+            import cv2
+
+            size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         result: Any = self._engine(np.ascontiguousarray(image[:, :, ::-1]))  # rapidocr reads BGR
         texts = getattr(result, "txts", None) or ()
         scores = getattr(result, "scores", None) or [1.0] * len(texts)
@@ -82,6 +98,8 @@ class OcrScheduler:
         if settings.ocr_mode == "background":
             self._worker = threading.Thread(target=self._run, name="livetag-ocr", daemon=True)
             self._worker.start()
+            # A worker killed inside ONNX Runtime at interpreter exit aborts the process: stop it first.
+            weakref.finalize(self, _stop_worker, self._ready, self._worker)
 
     def offer(self, stream_id: str, pts: float, image: np.ndarray) -> bool:
         """A decoded frame (H, W, 3) RGB; returns True when it was taken for OCR (its turn came)."""
@@ -118,6 +136,7 @@ class OcrScheduler:
         """Stop the worker (queued frames are dropped)."""
         with self._ready:
             self._closed = True
+            self._queue.clear()
             self._ready.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
@@ -134,10 +153,11 @@ class OcrScheduler:
             self._priors.add(stream_id, " ".join(lines), "ocr", pts)
 
     def _run(self) -> None:
+        _lower_priority()
         while True:
             with self._ready:
-                self._ready.wait_for(lambda: self._queue or self._closed)
-                if self._closed:
+                self._ready.wait_for(lambda: self._queue or self._closed or _stopping(self._ready))
+                if self._closed or _stopping(self._ready):
                     return
                 stream_id, pts, image = self._queue.popleft()
                 self.stats["busy"] = 1
@@ -145,3 +165,27 @@ class OcrScheduler:
             with self._ready:
                 self.stats["busy"] = 0
                 self._ready.notify_all()
+
+
+def _lower_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux: a thread has its own nice value), so
+    OCR takes only the CPU the models leave: under load it falls behind and its queue drops frames."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError) as exc:  # not Linux, or not permitted
+        log.info("OCR worker keeps its priority: %s", exc)
+
+
+_STOPPED: weakref.WeakSet[threading.Condition] = weakref.WeakSet()
+
+
+def _stopping(ready: threading.Condition) -> bool:
+    return ready in _STOPPED
+
+
+def _stop_worker(ready: threading.Condition, worker: threading.Thread) -> None:
+    """Finaliser of a background scheduler (also run at exit): wake the worker and wait for it."""
+    with ready:
+        _STOPPED.add(ready)
+        ready.notify_all()
+    worker.join(timeout=10.0)

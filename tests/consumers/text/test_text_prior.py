@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from consumers.settings import SettingsError
 from consumers.text.text_prior import MAX_PENDING, TextPriors
 from consumers.text.text_settings import TextSettings
-from consumers.settings import SettingsError
 from engines.categories import CATEGORIES
 from stream.clock import FakeClock
 
