@@ -278,8 +278,8 @@ class IngestWorker:
             self._tasks[spec.stream_id] = task
         self.stats.started += 1
         log.info("stream %s: start %s (catalog %s, %s)", spec.stream_id, spec.url, spec.catalog, spec.sampling)
-        if spec.title.strip():  # the title is text about the product: the inference side's text cues read it
-            key, value = TranscriptSegment(spec.stream_id, spec.title.strip()[:MAX_TEXT_CHARS], source="title").to_record()
+        if spec.text:  # title and description are text about the products: the text cues read them
+            key, value = TranscriptSegment(spec.stream_id, spec.text[:MAX_TEXT_CHARS], source="title").to_record()
             self._producer.produce(self.topics.transcripts, key, value)
         task.thread.start()
 

@@ -12,6 +12,7 @@ from consumers.dead_letter import DeadLetter
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.ingest import IngestConfig, IngestWorker
 from consumers.kafka.stream_record import make_stream_value
+from consumers.text.transcripts import parse_record
 from consumers.kafka.topics import TopicNames
 from stream.backoff import Backoff
 from stream.packet import FramePacket
@@ -31,7 +32,7 @@ def test_streams_record_starts_ingest_and_bad_records_go_to_dlq(
     kafka_bus: KafkaBus, kafka_topics: TopicNames, clip: Path
 ) -> None:
     producer = kafka_bus.producer()
-    producer.produce(kafka_topics.streams, b"good", make_stream_value(str(clip), "shop-1", "demo"))
+    producer.produce(kafka_topics.streams, b"good", make_stream_value(str(clip), "shop-1", "demo", description="西装短裤"))
     producer.produce(kafka_topics.streams, b"bad-json", b"{not json")
     producer.produce(kafka_topics.streams, b"bad-field", json.dumps({"url": str(clip), "catalog": "c", "colour": "red"}).encode())
     producer.produce(kafka_topics.streams, b"dead-url", make_stream_value("rtmp://127.0.0.1:9/live/none", "shop-2"))
@@ -57,6 +58,8 @@ def test_streams_record_starts_ingest_and_bad_records_go_to_dlq(
     assert "cannot open rtmp://127.0.0.1:9/live/none" in letters[b"dead-url"].reason
     assert letters[b"bad-json"].value == b"{not json", "the original record is kept"
     assert letters[b"bad-json"].topic == kafka_topics.streams
+    [title] = [parse_record(r.key, r.value) for r in read_all(kafka_bus, kafka_topics.transcripts, 1)]
+    assert (title.stream_id, title.text, title.source, title.start) == ("good", "demo 西装短裤", "title", None)
 
 
 def test_tombstone_stops_a_stream_and_ownership_moves_with_the_group(

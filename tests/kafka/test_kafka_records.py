@@ -21,6 +21,15 @@ def test_stream_value_round_trip_and_defaults() -> None:
     assert (spec.url, spec.catalog, spec.title, str(spec.sampling)) == ("rtmp://h/live/x", "shop-1", "title", "fps:2,max_rate=1")
     minimal = parse_stream_value("s1", json.dumps({"url": "a.mp4", "catalog": "c"}).encode())
     assert minimal.title == "" and str(minimal.sampling) == "keyframes"
+    assert json.loads(spec.to_value()).get("schema") is None, "a record without a description stays v1"
+
+
+def test_v2_stream_values_carry_a_description() -> None:
+    value = make_stream_value("rtmp://h/live/x", "shop-1", "春季上新", description="西装短裤 连衣裙")
+    assert json.loads(value)["schema"] == "livetag.stream/v2"
+    spec = parse_stream_value("s1", value)
+    assert spec.description == "西装短裤 连衣裙" and spec.text == "春季上新 西装短裤 连衣裙"
+    assert parse_stream_value("s1", spec.to_value()) == spec
 
 
 @pytest.mark.parametrize(
@@ -32,6 +41,9 @@ def test_stream_value_round_trip_and_defaults() -> None:
         (json.dumps({"url": "a"}).encode(), "missing fields catalog"),
         (json.dumps({"url": 5, "catalog": "c"}).encode(), "must be strings"),
         (json.dumps({"url": "a", "catalog": "c", "sampling": "every-frame"}).encode(), "sampling"),
+        (json.dumps({"url": "a", "catalog": "c", "description": "x"}).encode(), "description is a livetag.stream/v2 field"),
+        (json.dumps({"url": "a", "catalog": "c", "schema": "livetag.stream/v9"}).encode(), "schema must be"),
+        (json.dumps({"url": "a", "catalog": "c", "title": "x" * 2001}).encode(), "title longer than 2000"),
     ],
 )
 def test_malformed_stream_values_name_the_problem(value: bytes, reason: str) -> None:
