@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from kafka_helpers import wait_for
@@ -9,6 +12,7 @@ from kafka_helpers import wait_for
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import GalleryEntry, GalleryFollower, publish_gallery
 from consumers.kafka.topics import TopicNames
+from consumers.settings import TopicSettings
 from consumers.kafka.transcript_topic import TranscriptFollower, publish_segments
 from consumers.text.text_prior import TextPriors
 from consumers.text.text_settings import TextSettings
@@ -40,7 +44,8 @@ def test_transcripts_reach_the_text_cues_and_bad_records_are_skipped(kafka_bus: 
         assert follower.malformed == 2 and follower.applied == 2
         assert sorted(received, key=lambda s: s.stream_id) == sent
         priors.seen("s1", 2.0)
-        assert priors.item_factor("s1", "shorts") == pytest.approx(1.0 + 0.5 ** (1.0 / 60.0))  # said at 1 s, seen at 2 s
+        fade = 0.5 ** (1.0 / TextSettings().half_life_s)  # said at 1 s, seen at 2 s
+        assert priors.item_factor("s1", "shorts") == pytest.approx(1.0 + fade)
         assert priors.item_factor("s2", "shorts") == 1.0
     finally:
         follower.close()
@@ -66,3 +71,44 @@ def test_item_titles_follow_the_gallery_topic(kafka_bus: KafkaBus, kafka_topics:
     finally:
         follower.close()
         producer.close()
+
+
+def test_a_transcript_on_kafka_reaches_the_match_event(
+    kafka_bus: KafkaBus, kafka_topics: TopicNames, topic_settings: TopicSettings, tiny_models: tuple, tmp_path: Path
+) -> None:
+    """Gallery titles, a transcript and frames on the real broker; the inference consumer publishes
+    a v2 match event quoting the transcript for the stream it was said on, and v1 for the other."""
+    from dataclasses import replace
+
+    from kafka_helpers import LoopThread, first_frame, gallery_entries, product_video, read_all
+
+    from consumers.kafka.infer import InferenceConsumer, build_stage
+    from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
+    from consumers.settings import BatchSettings, Settings
+
+    detector, embedder = tiny_models
+    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=4, max_wait_ms=50, queue_capacity=64))
+    video = product_video(tmp_path / "item-A.mp4", 1, seconds=6.0)
+    producer = kafka_bus.producer()
+    entries = [replace(e, metadata={**e.metadata, "title": "西装短裤 8302114"})
+               for e in gallery_entries(detector, embedder, first_frame(video), "item-A", "shop", settings.pipeline)]
+    publish_gallery(producer, kafka_topics.gallery, entries)
+    publish_segments(producer, kafka_topics.transcripts, [TranscriptSegment("told", "看一下 8302114 这条", 0.0, 1.0)])
+    stage, follower = build_stage(kafka_bus, settings, detector, embedder)
+    consumer = InferenceConsumer(kafka_bus, stage, settings, follower, group_id="infer-text")
+    loop = LoopThread(consumer.run, "infer-text")
+    try:
+        wait_for(lambda: consumer.commit_stats.assigned > 0, 30, "the consumer to get partitions")
+        files = [ReplayFile(sid, str(video), "shop") for sid in ("told", "silent")]
+        replay_to_kafka(producer, kafka_topics.frames, files, speed="max", progress=False)
+        wait_for(lambda: len(read_all(kafka_bus, kafka_topics.matches, 0)) >= 2, 60, "match events of both streams")
+    finally:
+        loop.stop()
+        producer.close()
+    events = [(r.header("lt-schema"), json.loads(r.value or b"{}")) for r in read_all(kafka_bus, kafka_topics.matches, 2)]
+    started = {doc["stream_id"]: (schema, doc) for schema, doc in events if doc["event"] == "match.started"}
+    assert set(started) == {"told", "silent"} and all(doc["item_id"] == "item-A" for _, doc in started.values())
+    schema, told = started["told"]
+    assert schema == b"livetag.match/v2" and told["text"][0]["source"] == "speech"
+    assert told["text"][0]["title_score"] >= 0.3  # the model number is the one shared term
+    assert started["silent"][0] == b"livetag.match/v1" and "text" not in started["silent"][1]
