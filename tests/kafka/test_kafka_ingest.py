@@ -12,8 +12,8 @@ from consumers.dead_letter import DeadLetter
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.ingest import IngestConfig, IngestWorker
 from consumers.kafka.stream_record import make_stream_value
-from consumers.text.transcripts import parse_record
 from consumers.kafka.topics import TopicNames
+from consumers.text.transcripts import parse_record
 from stream.backoff import Backoff
 from stream.packet import FramePacket
 from stream.source import SourceOptions

@@ -12,8 +12,8 @@ from kafka_helpers import wait_for
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import GalleryEntry, GalleryFollower, publish_gallery
 from consumers.kafka.topics import TopicNames
-from consumers.settings import TopicSettings
 from consumers.kafka.transcript_topic import TranscriptFollower, publish_segments
+from consumers.settings import TopicSettings
 from consumers.text.text_prior import TextPriors
 from consumers.text.text_settings import TextSettings
 from consumers.text.transcripts import TranscriptSegment
