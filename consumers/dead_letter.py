@@ -3,19 +3,32 @@
 Nothing is lost: the dead-letter record keeps the original key and value bytes, and its headers are
 the dead-letter metadata (``lt-dlq-*``, always first and always the same set) followed by the
 original headers in order. ``DeadLetter.from_record`` restores all of it.
+
+Except where it cannot fit: a dead letter must itself fit the ``dlq`` topic's record limit, or
+publishing it would fail and stop the consumer. Original headers of more than
+``MAX_ORIGINAL_HEADER_BYTES`` are dropped (the reason says how many), and a value that does not fit
+``MAX_DEAD_LETTER_BYTES`` is cut; ``lt-dlq-value-null`` then reads ``truncated:<size>:<sha256>`` of
+the whole original value.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from consumers.bus import Delivery, HeaderList, Producer, Record
+from consumers.observability.redact import redact_text
 from stream.clock import Clock
 from stream.errors import LiveTagError
 
 DLQ_TOPIC = "dlq"
 #: Longest reason kept, in characters (the reason is one line).
 MAX_REASON = 1000
+#: Largest dead-letter record (key + value + headers), below the ``dlq`` topic's 8 MiB limit.
+MAX_DEAD_LETTER_BYTES = 7 * 1024 * 1024
+#: Original headers beyond this many bytes in all are dropped from a dead letter.
+MAX_ORIGINAL_HEADER_BYTES = 256 * 1024
+_TRUNCATED = "truncated:"
 _META = (
     "lt-dlq-topic",
     "lt-dlq-partition",
@@ -50,10 +63,12 @@ class DeadLetter:
         key: Its key.
         value: Its value (None for a tombstone).
         headers: Its headers, in order.
-        reason: One-line description of the failure.
+        reason: One-line description of the failure (credentials masked).
         error_class: Class name of the exception.
         stage: Pipeline stage that failed (e.g. ``decode``, ``detect``, ``publish``).
         failed_at: Unix seconds of the failure.
+        value_size: Size of the original value when ``value`` holds only its beginning, else None.
+        value_sha256: SHA-256 (hex) of the whole original value when it was cut, else None.
     """
 
     topic: str
@@ -66,6 +81,8 @@ class DeadLetter:
     error_class: str = ""
     stage: str = ""
     failed_at: float = 0.0
+    value_size: int | None = None
+    value_sha256: str | None = None
 
     @classmethod
     def from_exception(cls, record: Record, error: BaseException, stage: str, failed_at: float) -> DeadLetter:
@@ -77,28 +94,40 @@ class DeadLetter:
             key=record.key,
             value=record.value,
             headers=list(record.headers),
-            reason=one_line(str(error)) or type(error).__name__,
+            reason=redact_text(one_line(str(error))) or type(error).__name__,
             error_class=type(error).__name__,
             stage=stage,
             failed_at=float(failed_at),
         )
 
     def to_record(self) -> tuple[bytes | None, bytes, HeaderList]:
-        """``(key, value, headers)`` for the dead-letter topic."""
+        """``(key, value, headers)`` for the dead-letter topic, cut to fit (see the module docstring)."""
+        originals = list(self.headers)
+        reason = self.reason
+        original_bytes = sum(len(name) + len(raw or b"") for name, raw in originals)
+        if original_bytes > MAX_ORIGINAL_HEADER_BYTES:
+            reason = f"{reason} ({len(originals)} original headers of {original_bytes} bytes dropped)"
+            originals = []
+        value = b"" if self.value is None else self.value
+        null = "1" if self.value is None else "0"
+        room = MAX_DEAD_LETTER_BYTES - len(self.key or b"") - sum(len(n) + len(r or b"") for n, r in originals) - 4096
+        if len(value) > room:
+            null = f"{_TRUNCATED}{len(value)}:{hashlib.sha256(value).hexdigest()}"
+            value = value[: max(0, room)]
         meta = [
             self.topic,
             str(self.partition),
             str(self.offset),
-            one_line(self.reason),
-            self.error_class,
+            one_line(reason),
+            self.error_class[:200],
             self.stage,
             repr(float(self.failed_at)),
-            "1" if self.value is None else "0",
-            str(len(self.headers)),
+            null,
+            str(len(originals)),
         ]
         headers: HeaderList = [(name, text.encode()) for name, text in zip(_META, meta, strict=True)]
-        headers.extend(self.headers)
-        return self.key, b"" if self.value is None else self.value, headers
+        headers.extend(originals)
+        return self.key, value, headers
 
     @classmethod
     def from_record(cls, record: Record) -> DeadLetter:
@@ -113,12 +142,19 @@ class DeadLetter:
             originals = list(record.headers[len(_META) :])
             if count != len(originals):
                 raise ValueError(f"{count} original headers announced, {len(originals)} present")
+            null = text["lt-dlq-value-null"]
+            size, digest = None, None
+            if null.startswith(_TRUNCATED):
+                raw_size, digest = null[len(_TRUNCATED) :].split(":")
+                size = int(raw_size)
             return cls(
                 topic=text["lt-dlq-topic"],
                 partition=int(text["lt-dlq-partition"]),
                 offset=int(text["lt-dlq-offset"]),
                 key=record.key,
-                value=None if text["lt-dlq-value-null"] == "1" else (record.value or b""),
+                value=None if null == "1" else (record.value or b""),
+                value_size=size,
+                value_sha256=digest,
                 headers=originals,
                 reason=text["lt-dlq-reason"],
                 error_class=text["lt-dlq-error-class"],

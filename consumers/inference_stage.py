@@ -8,8 +8,10 @@ consumer use it unchanged)::
     stream's catalog--> hits --per-stream voter--> match events (topic matches, key = stream id)
 
 A record that is not a frame packet, or whose packet does not decode, becomes a dead letter (topic
-``dlq``) with the reason; the other records of the batch go on. If the models fail on a whole
-batch, the frames are retried one by one so that only the offending frame is dead-lettered.
+``dlq``) with the reason; the other records of the batch go on. Any exception while handling one
+record counts, not only the project's own errors: no single record may stop a consumer. If the
+models fail on a whole batch, the frames are retried one by one so that only the offending frame
+is dead-lettered.
 
 Catalog restriction: a record's ``catalog`` header names the seller's catalog; its item ids come
 from ``catalogs`` (an unknown catalog matches nothing). ``items`` (replay ``--catalog IDS``) fixes
@@ -141,7 +143,7 @@ class InferenceStage:
         for record in records:
             try:
                 frames.append(self._decode(record))
-            except LiveTagError as exc:
+            except Exception as exc:  # noqa: BLE001 - no single record may stop the consumer
                 letters.append(self._dead_letter(record, exc, "decode"))
         return frames, letters
 
@@ -155,12 +157,12 @@ class InferenceStage:
         if frames:
             try:
                 outputs += self._infer(list(frames))
-            except LiveTagError as exc:
+            except Exception as exc:  # noqa: BLE001 - find the one frame that fails, dead-letter only it
                 log.warning("batch of %d frames failed (%s); retrying one by one", len(frames), exc)
                 for frame in frames:
                     try:
                         outputs += self._infer([frame])
-                    except LiveTagError as one:
+                    except Exception as one:  # noqa: BLE001 - no single record may stop the consumer
                         outputs.append(self._dead_letter(frame.record, one, "infer"))
         outputs += self._events(self.voter.evict_idle(), None)
         return outputs

@@ -42,6 +42,24 @@ DEFAULT_AV_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
+#: FFmpeg protocols a source may use, by URL scheme: a playlist or container that names another
+#: protocol (``file:``, ``concat:``, ``http:`` inside a local file ...) fails to open instead.
+PROTOCOL_WHITELIST: dict[str, str] = {
+    "rtmp": "rtmp,rtmps,rtmpt,rtmpts,tcp,tls",
+    "rtmps": "rtmp,rtmps,rtmpt,rtmpts,tcp,tls",
+    "rtsp": "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
+    "rtsps": "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
+    "srt": "srt,udp",
+    "http": "http,https,tcp,tls,crypto,httpproxy",
+    "https": "http,https,tcp,tls,crypto,httpproxy",
+    "hls": "http,https,tcp,tls,crypto,httpproxy",
+    "udp": "udp,rtp",
+    "rtp": "udp,rtp",
+    "tcp": "tcp",
+    "file": "file,crypto",
+}
+
+
 class SourceReadError(LiveTagError):
     """A file source failed part-way through (corrupt or truncated container)."""
 
@@ -241,7 +259,8 @@ class VideoSource:
 
     def _open(self) -> InputContainer:
         scheme = url_scheme(self.url)
-        av_options = {**DEFAULT_AV_OPTIONS.get(scheme, {}), **self.options.av_options}
+        whitelist = {"protocol_whitelist": PROTOCOL_WHITELIST.get(scheme, scheme)}
+        av_options = {**whitelist, **DEFAULT_AV_OPTIONS.get(scheme, {}), **self.options.av_options}
         timeout = (self.options.open_timeout_s, self.options.stall_timeout_s)
         container = av.open(self.url, "r", format=self.options.format, options=av_options, timeout=timeout)
         if not container.streams.video:

@@ -15,6 +15,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stall-timeout", type=float, default=10.0,
                         help="seconds without a packet before a live source is reopened (default 10)")
     parser.add_argument("--max-retries", type=int, default=5, help="failed opens in a row before a stream goes to dlq")
+    parser.add_argument("--allow-files", action="append", default=[], metavar="DIR",
+                        help="let streams records name local files under DIR (repeatable; default: no local files)")
+    parser.add_argument("--allow-loopback", action="store_true",
+                        help="let streams records name loopback / link-local hosts (a local ingest point, tests)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,12 +34,14 @@ def run(args: argparse.Namespace) -> int:
     from consumers.observability.service import ServiceObservability
     from consumers.settings import SettingsError
     from stream.source import SourceOptions
+    from stream.url_policy import UrlPolicy
 
     quiet_kafka_logs()
     settings = settings_from_args(args)
     try:
         source = SourceOptions(open_timeout_s=args.open_timeout, stall_timeout_s=args.stall_timeout, max_retries=args.max_retries)
-        config = IngestConfig(group_id=args.group, max_streams=args.max_streams, source=source)
+        urls = UrlPolicy(file_roots=tuple(args.allow_files), allow_loopback=args.allow_loopback)
+        config = IngestConfig(group_id=args.group, max_streams=args.max_streams, source=source, urls=urls)
     except ValueError as exc:
         raise SettingsError(f"bad ingest option: {exc}") from exc
     obs = ServiceObservability.start(settings, INGEST_CONDITIONS)

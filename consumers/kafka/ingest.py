@@ -39,6 +39,7 @@ from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
 from stream.frames import FrameReader
 from stream.source import SourceOptions
+from stream.url_policy import UrlPolicy
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class IngestConfig:
         flush_interval_s: How often published frames are flushed (delivery errors are logged).
         stop_join_s: How long a stopping stream thread is awaited before the loop moves on.
         source: PyAV open/stall timeouts, retries and backoff for every stream.
+        urls: Which source URLs a ``streams`` record may name (live schemes only by default; no
+            local files, no loopback or link-local hosts); a refused record is dead-lettered.
     """
 
     group_id: str = "livetag-ingest"
@@ -67,6 +70,7 @@ class IngestConfig:
     flush_interval_s: float = 1.0
     stop_join_s: float = 0.5
     source: SourceOptions = field(default_factory=SourceOptions)
+    urls: UrlPolicy = field(default_factory=UrlPolicy)
 
     def __post_init__(self) -> None:
         if self.max_streams < 1:
@@ -249,6 +253,7 @@ class IngestWorker:
                 self._stop(stream_id, "tombstone")
                 return
             spec = parse_stream_value(stream_id, record.value)
+            self.config.urls.check(spec.url)
         except LiveTagError as exc:
             self._dead_letter(record, exc, "streams-record")
             return

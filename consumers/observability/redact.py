@@ -2,9 +2,11 @@
 
 Three things are masked wherever they occur in a text:
 
-- the user-info part of a URL: ``rtmp://user:pass@host/app`` -> ``rtmp://***@host/app``;
+- the user-info part of a URL: ``rtmp://user:pass@host/app`` -> ``rtmp://***@host/app`` (also
+  when the password holds a raw ``/``);
 - values of secret-looking keys: ``password=...``, ``sasl_plain_password': '...'``, ``token=...``,
-  ``?sig=...`` (query strings, ``key=value`` pairs, dict and JSON reprs);
+  ``?sig=...``, RTMP ``auth_key=...``, SRT ``passphrase=...`` (query strings, ``key=value`` pairs,
+  dict and JSON reprs);
 - every configured secret value (e.g. the Kafka SASL password), wherever it appears verbatim.
 
 A :class:`Redactor` is cheap to call and thread-safe; secrets may be added while it is in use.
@@ -20,11 +22,15 @@ from consumers.settings import Settings
 
 MASK = "***"
 
-# scheme://userinfo@ : userinfo has no '/', whitespace or '@' (RFC 3986 allows ':' and %-escapes).
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#]+)@")
+# scheme://userinfo@ : userinfo has no whitespace or '@'; RFC 3986 forbids a raw '/' in it, but
+# FFmpeg takes ``user:pa/ss@host``, so a userinfo with a ':' may hold '/' (over-masking is harmless).
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#]+|[^\s@/?#:]*:[^\s@]*)@"
+)
 # Keys whose values are secrets, in query strings, key=value lists, dict reprs and JSON.
 _SECRET_KEYS = (
-    r"[A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|access[_\-]?key|credential|sig|signature)(?:[_\-]?(?:key|value))?"
+    r"[A-Za-z0-9_.\-]*(?:password|passwd|passphrase|pwd|secret|token|api[_\-]?key|access[_\-]?key|auth[_\-]?key"
+    r"|credential|sig|signature)(?:[_\-]?(?:key|value))?"
 )
 _KEY_VALUE = re.compile(
     r"(?P<key>(?P<quote>[\"']?)\b" + _SECRET_KEYS + r"(?P=quote)\s*[:=]\s*)"
@@ -32,7 +38,7 @@ _KEY_VALUE = re.compile(
     re.IGNORECASE,
 )
 # Cheap pre-check: the key pattern only runs on texts holding one of these words.
-_KEY_WORDS = ("passw", "pwd", "secret", "token", "key", "credential", "sig")
+_KEY_WORDS = ("passw", "passp", "pwd", "secret", "token", "key", "credential", "sig")
 # Environment variables whose values are treated as secrets.
 _SECRET_ENV = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|CREDENTIAL)", re.IGNORECASE)
 
@@ -40,6 +46,12 @@ _SECRET_ENV = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|CRED
 def redact_url(url: str) -> str:
     """``url`` without its user-info (``rtmp://u:p@h/x`` -> ``rtmp://***@h/x``) and secret query values."""
     return _KEY_VALUE.sub(_mask_value, _URL_USERINFO.sub(r"\g<scheme>" + MASK + "@", url))
+
+
+def redact_text(text: str) -> str:
+    """``text`` with URL user-info and secret-looking key values masked (no configured secrets:
+    for texts that leave the process in records, e.g. a dead letter's reason)."""
+    return _DEFAULT.redact(text)
 
 
 def _mask_value(match: re.Match[str]) -> str:
@@ -90,6 +102,9 @@ class Redactor:
         return out
 
     __call__ = redact
+
+
+_DEFAULT = Redactor()
 
 
 def secrets_from_settings(settings: Settings) -> list[str]:

@@ -17,6 +17,7 @@ from consumers.text.transcripts import parse_record
 from stream.backoff import Backoff
 from stream.packet import FramePacket
 from stream.source import SourceOptions
+from stream.url_policy import UrlPolicy
 
 pytestmark = pytest.mark.kafka
 
@@ -37,7 +38,8 @@ def test_streams_record_starts_ingest_and_bad_records_go_to_dlq(
     producer.produce(kafka_topics.streams, b"bad-field", json.dumps({"url": str(clip), "catalog": "c", "colour": "red"}).encode())
     producer.produce(kafka_topics.streams, b"dead-url", make_stream_value("rtmp://127.0.0.1:9/live/none", "shop-2"))
     producer.flush(10)
-    worker = IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="ingest-a", source=FAST_FAIL))
+    urls = UrlPolicy(file_roots=(str(clip.parent),), allow_loopback=True)  # a local clip and a dead local port
+    worker = IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="ingest-a", source=FAST_FAIL, urls=urls))
     loop = LoopThread(worker.run, "ingest")
     try:
         wait_for(lambda: worker.stats.frames >= 8 and worker.stats.dead_letters >= 3, 30, "frames and dead letters")
@@ -66,7 +68,8 @@ def test_tombstone_stops_a_stream_and_ownership_moves_with_the_group(
     kafka_bus: KafkaBus, kafka_topics: TopicNames, tmp_path: Path
 ) -> None:
     long_clip = moving_square_video(tmp_path / "long.mp4", seconds=60.0, fps=10, gop=10)
-    paced = IngestConfig(group_id="ingest-b", source=SourceOptions(realtime=True), stop_join_s=2.0)
+    paced = IngestConfig(group_id="ingest-b", source=SourceOptions(realtime=True), stop_join_s=2.0,
+                         urls=UrlPolicy(file_roots=(str(tmp_path),)))
     producer = kafka_bus.producer()
     ids = [f"s{i}" for i in range(6)]
     for sid in ids:

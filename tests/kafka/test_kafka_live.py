@@ -30,6 +30,7 @@ from consumers.settings import BatchSettings, Settings, TopicSettings
 from stream.encode import push_to_rtmp
 from stream.packet import FramePacket
 from stream.source import SourceOptions
+from stream.url_policy import UrlPolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
 from rtmp_server import RtmpServer  # noqa: E402
@@ -58,7 +59,7 @@ def test_live_rtmp_stream_is_matched_and_read_by_kcat(
     try:
         pusher.start()
         source = SourceOptions(open_timeout_s=5.0, stall_timeout_s=5.0, max_retries=10)
-        ingest = IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="live-ingest", source=source))
+        ingest = IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="live-ingest", source=source, urls=UrlPolicy(allow_loopback=True)))
         loops.append(LoopThread(ingest.run, "ingest"))
         for name in ("infer-1", "infer-2"):
             stage, follower = build_stage(kafka_bus, settings, detector, embedder)

@@ -24,6 +24,7 @@ from consumers.settings import BatchSettings, Settings, TopicSettings
 from stream.encode import push_to_rtmp
 from stream.packet import FramePacket
 from stream.source import SourceOptions
+from stream.url_policy import UrlPolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
 from rtmp_server import RtmpServer  # noqa: E402
@@ -53,7 +54,7 @@ def test_shipped_models_name_the_shown_product_live(
     loops: list[LoopThread] = []
     try:
         source = SourceOptions(open_timeout_s=5.0, stall_timeout_s=5.0, max_retries=10)
-        loops.append(LoopThread(IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="demo-ingest", source=source)).run, "ingest"))
+        loops.append(LoopThread(IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="demo-ingest", source=source, urls=UrlPolicy(allow_loopback=True))).run, "ingest"))
         for name in ("infer-1", "infer-2"):
             stage, follower = build_stage(kafka_bus, settings, detector, embedder)
             loops.append(LoopThread(InferenceConsumer(kafka_bus, stage, settings, follower, group_id="demo-infer").run, name))

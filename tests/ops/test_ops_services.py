@@ -171,7 +171,8 @@ def test_ingest_process_masks_a_credentialed_stream_url_and_counts_its_dead_lett
     producer = bus.producer()
     producer.produce(names.streams, b"cam-9", make_stream_value(url, "shop-9"))
     producer.flush()
-    service = Service(["ingest", "--max-retries", "0", "--open-timeout", "2", "--group", f"{settings.prefix}ingest"],
+    service = Service(["ingest", "--max-retries", "0", "--open-timeout", "2", "--group", f"{settings.prefix}ingest",
+                       "--allow-loopback"],
                       bootstrap, settings.prefix)  # fmt: skip
     dead = ("livetag_dead_letters_total", (("reason", "SourceOpenError"), ("stage", "ingest-source")))
     try:
