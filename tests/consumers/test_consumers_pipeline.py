@@ -287,3 +287,62 @@ def test_shipped_models_tag_the_demo_sample() -> None:
     best = hit["evidence"][0]
     assert best["gallery_image_id"].startswith("i000002/") and best["item_box"] is not None
     assert best["similarity"] >= settings.voter.min_similarity
+
+
+def test_a_poison_record_of_any_error_class_is_a_dead_letter_and_the_loop_goes_on(world: dict[str, Any]) -> None:
+    """The 10^400 pts, an oversized frame, a non-finite wallclock, and a decoder that raises an error
+    that is not the project's own: each is one dead letter; frames in = processed + dead letters."""
+    clock = FakeClock()
+    bus = InProcessBus(clock)
+    bus.create_topics(EMBEDDED_TOPICS.specs())
+    producer = bus.producer()
+    good = _packets(world["videos"]["s2"], "s2")
+    key, value, headers = good[0].to_record()
+    poison = {
+        b"pts-10e400": [(n, b"1" + b"0" * 400 if n == "pts" else v) for n, v in headers],
+        b"wallclock-inf": [(n, b"-inf" if n == "wallclock" else v) for n, v in headers],
+    }
+    for i, packet in enumerate(good):
+        producer.produce("frames", *packet.to_record())
+        if i == 1:
+            for poison_key, poison_headers in poison.items():
+                producer.produce("frames", poison_key, value, poison_headers)
+            producer.produce("frames", b"oversized", b"\x00" * 8_388_308, headers)
+            producer.produce("frames", b"overflow", value, headers)
+    stage = _stage(world, clock)
+    decode = stage.decoder.decode
+
+    def fragile(packet: FramePacket) -> np.ndarray:
+        if packet.stream_id == "overflow":
+            raise OverflowError("int too large to convert to C long")
+        return decode(packet)
+
+    stage.decoder.decode = fragile  # type: ignore[method-assign]
+    stop = threading.Event()
+    stop.set()
+    counters = run_decoupled_loop(bus.consumer(["frames"], "infer"), producer, stage, stop, SETTINGS.batch)
+    letters = {d.key: d for d in (DeadLetter.from_record(r) for r in bus.consumer(["dlq"], None).poll(0, 100))}
+    assert set(letters) == {b"pts-10e400", b"wallclock-inf", b"oversized", b"overflow"}
+    assert letters[b"overflow"].error_class == "OverflowError"
+    assert letters[b"oversized"].value_size == 8_388_308, "its dead letter was cut to fit dlq, size and hash kept"
+    assert counters.consumed == len(good) + 4 == stage.counters.frames + len(letters)
+    assert bus.consumer(["matches"], None).poll(0, 100), "the good stream still matched"
+
+
+def test_a_dead_letter_too_large_for_its_topic_is_cut_and_keeps_size_and_hash() -> None:
+    import hashlib
+
+    from consumers.dead_letter import MAX_DEAD_LETTER_BYTES
+
+    value = bytes(range(256)) * 32_767  # 8,388,352 bytes: fits frames (8 MiB) but not with dlq headers
+    headers = [("codec", b"h264"), ("huge", b"h" * 300_000)]
+    record = Record("frames", b"s1", value, headers, 0, 7)
+    letter = DeadLetter.from_exception(record, ValueError("bad"), "decode", 1.0)
+    key, out, out_headers = letter.to_record()
+    assert len(key or b"") + len(out) + sum(len(n) + len(v) for n, v in out_headers) <= MAX_DEAD_LETTER_BYTES
+    back = DeadLetter.from_record(Record("dlq", key, out, out_headers, 0, 0))
+    assert back.value_size == len(value) and back.value_sha256 == hashlib.sha256(value).hexdigest()
+    assert back.value == value[: len(out)] and back.headers == [] and "2 original headers" in back.reason
+    small = DeadLetter.from_exception(Record("frames", b"s1", b"abc", headers[:1], 0, 8), ValueError("x"), "decode", 1.0)
+    restored = DeadLetter.from_record(Record("dlq", *small.to_record(), 0, 1))
+    assert restored.original() == Record("frames", b"s1", b"abc", headers[:1], 0, 8) and restored.value_size is None
