@@ -168,6 +168,29 @@ class ModelPackage:
         return cls(path=path, spec=spec)
 
 
+def package_digest(package_dir: str | Path) -> str:
+    """One sha256 over a package's ``spec.json``, ``model.onnx`` and ``weights.pt`` (when present),
+    each with its name and size: pin it (``--detector-digest``) and a changed file is refused."""
+    digest = hashlib.sha256()
+    for name in ("spec.json", "model.onnx", "weights.pt"):
+        path = Path(package_dir) / name
+        if not path.is_file():
+            continue
+        digest.update(f"{name}:{path.stat().st_size}:".encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_digest(package_dir: str | Path, pinned: str) -> None:
+    """Raise ModelPackageError unless the package's :func:`package_digest` is ``pinned``."""
+    found = package_digest(package_dir)
+    if found != pinned.strip().lower():
+        raise ModelPackageError(f"{package_dir}: package digest {found[:12]}... is not the pinned {pinned[:12]}...; "
+                                "the folder was changed or is another package")
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()

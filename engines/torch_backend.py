@@ -1,7 +1,10 @@
 """torch backend: for GPUs without TensorRT (and a CPU reference).
 
 The module is rebuilt from ``spec["torch"] = {"factory": "module:function", "config": {...}}`` and
-``weights.pt`` is loaded with ``torch.load(weights_only=True)``. On CUDA it can run in FP16 and replay
+``weights.pt`` is loaded with ``torch.load(weights_only=True)``. A model package is data, never code:
+the factory must be one of the project's own architectures (:data:`ALLOWED_FACTORIES`; code may add
+its own with :func:`allow_factory`), so a ``spec.json`` naming ``os:system`` is refused before any
+import, and ``weights.pt`` must match the spec's ``weights_sha256``. On CUDA it can run in FP16 and replay
 CUDA graphs captured once per static batch bucket (a batch is padded up to the next bucket). torch is
 imported inside the constructor, so the inference path installs and runs without it.
 """
@@ -19,6 +22,18 @@ from engines.base import BackendError
 from engines.package import ModelPackage, ModelPackageError, sha256_file
 
 DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32)
+#: The architectures a package's ``torch.factory`` may name.
+ALLOWED_FACTORIES: set[str] = {
+    "training.models.detector:build_detector",
+    "training.models.embedder:build_embedder",
+    "training.models.fused_embedder:build_fused_embedder",
+}
+
+
+def allow_factory(factory: str) -> None:
+    """Let packages name ``factory`` (``module:function``) too: for architectures defined in code
+    that is not the project's (tests, extensions). Code calls this, a package never can."""
+    ALLOWED_FACTORIES.add(factory)
 
 
 def build_module(package: ModelPackage) -> Any:
@@ -36,8 +51,13 @@ def build_module(package: ModelPackage) -> Any:
         raise ModelPackageError(f'{where}: no "torch": {{"factory": "module:function"}} entry, so the torch backend cannot rebuild the model (use onnxruntime)')
     if not package.weights_path.is_file():
         raise ModelPackageError(f"{package.weights_path}: missing; the torch backend needs the exported weights (re-export the package)")
+    if part["factory"] not in ALLOWED_FACTORIES:
+        raise ModelPackageError(f"{where}: torch factory {part['factory'][:80]!r} is not one of the project's architectures "
+                                f"({', '.join(sorted(ALLOWED_FACTORIES))}); a package cannot name code to run")
     expected = package.spec.raw.get("weights_sha256")
-    if isinstance(expected, str) and sha256_file(package.weights_path) != expected.lower():
+    if not isinstance(expected, str):
+        raise ModelPackageError(f"{where}: no weights_sha256, so weights.pt cannot be verified (re-export the package)")
+    if sha256_file(package.weights_path) != expected.lower():
         raise ModelPackageError(f"{where}: weights_sha256 does not match weights.pt (re-export the package)")
     module_name, _, func_name = part["factory"].partition(":")
     try:

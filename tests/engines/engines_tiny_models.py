@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engines.torch_backend import allow_factory
+
 TINY_CLASSES = ["top", "dress", "skirt", "coat", "trousers"]
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = {"detector": REPO / "models" / "detector", "embedder": REPO / "models" / "embedder"}
@@ -100,6 +102,11 @@ def build_tiny_embedder(**config: Any) -> TinyEmbedder:
     return TinyEmbedder(**config)
 
 
+# Test code, not a package, adds its own architectures to the torch backend's allow-list.
+for _factory in ("engines_tiny_models:build_tiny_detector", "engines_tiny_models:build_tiny_embedder"):
+    allow_factory(_factory)
+
+
 def export_tiny_package(out: Path, role: str, seed: int = 0) -> Path:
     """Export a tiny detector (64x64 letterbox, K=32, 5 classes) or embedder (32x32 stretch, D=16)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +150,7 @@ def export_tiny_package(out: Path, role: str, seed: int = 0) -> Path:
         "normalization": {"scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
         "outputs": [{"name": n, "shape": [-1, *t.shape[1:]]} for n, t in zip(names, produced, strict=True)],
         "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "weights_sha256": hashlib.sha256((out / "weights.pt").read_bytes()).hexdigest(),
         "opset": 17,
         "torch": {"factory": factory, "config": config},
     }

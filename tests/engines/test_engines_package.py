@@ -120,5 +120,30 @@ def test_torch_backend_needs_weights(tiny_packages: dict[str, Path], tmp_path: P
         load_embedder(folder, backend="torch", device="cpu")
     folder2 = _copy(tiny_packages["embedder"], tmp_path / "emb2")
     _edit_spec(folder2, lambda s: s["torch"].update(factory="no_such_module_here:build"))
-    with pytest.raises(ModelPackageError, match="cannot be imported"):
+    with pytest.raises(ModelPackageError, match="not one of the project's architectures"):
         load_embedder(folder2, backend="torch", device="cpu")
+
+
+def test_a_package_cannot_name_code_to_run_and_a_pinned_digest_refuses_changes(
+    tiny_packages: dict[str, Path], tmp_path: Path
+) -> None:
+    from consumers.model_loading import ModelChoice, load_models
+    from engines.package import package_digest
+
+    marker = tmp_path / "pwned"
+    folder = _copy(tiny_packages["embedder"], tmp_path / "evil")
+    _edit_spec(folder, lambda s: s["torch"].update(factory="os:system", config={"command": f"touch {marker}"}))
+    with pytest.raises(ModelPackageError, match="cannot name code to run"):
+        load_embedder(folder, backend="torch", device="cpu")
+    assert not marker.exists(), "the spec's command never ran"
+    unsigned = _copy(tiny_packages["embedder"], tmp_path / "unsigned")
+    _edit_spec(unsigned, lambda s: s.pop("weights_sha256", None))
+    with pytest.raises(ModelPackageError, match="no weights_sha256"):
+        load_embedder(unsigned, backend="torch", device="cpu")
+    pinned = package_digest(tiny_packages["detector"]), package_digest(tiny_packages["embedder"])
+    choice = ModelChoice(tiny_packages["detector"], tiny_packages["embedder"], detector_digest=pinned[0], embedder_digest=pinned[1])
+    assert load_models(choice)[1].spec.role == "embedder"
+    tampered = _copy(tiny_packages["embedder"], tmp_path / "tampered")
+    _edit_spec(tampered, lambda s: s.update(name="renamed"))  # spec changed, ONNX hash still right
+    with pytest.raises(ModelPackageError, match="is not the pinned"):
+        load_models(ModelChoice(tiny_packages["detector"], tampered, embedder_digest=pinned[1]))
