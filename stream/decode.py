@@ -20,6 +20,8 @@ from stream.errors import DecodeError
 from stream.packet import FramePacket
 
 SUPPORTED_CODECS = ("h264", "hevc", "mpeg4", "mjpeg")
+#: Largest picture decoded (4096 x 2304, above 4K UHD): larger ones are refused before allocation.
+MAX_PIXELS = 4096 * 2304
 
 #: swscale interpolation for the YUV -> RGB conversion. Only the half-resolution chroma planes are
 #: resampled (luma keeps its size), so nearest-neighbour chroma costs the models nothing measurable
@@ -42,14 +44,20 @@ class PacketDecoder:
         threads: Decoder threads per context (slice threading; 0 lets FFmpeg choose).
         strict: Make FFmpeg fail on any bitstream error (``err_detect=explode``) instead of
             concealing it, so a damaged keyframe is reported rather than passed on half-grey.
+        max_pixels: Largest width x height decoded; FFmpeg refuses larger pictures before
+            allocating them (decode bombs).
 
     Thread safety: one lock guards the cache; decode calls are serialised per decoder instance.
     """
 
-    def __init__(self, max_streams: int = 256, threads: int = 1, strict: bool = True) -> None:
+    def __init__(self, max_streams: int = 256, threads: int = 1, strict: bool = True,
+                 max_pixels: int = MAX_PIXELS) -> None:
         if max_streams < 1:
             raise ValueError(f"max_streams must be >= 1, got {max_streams}")
+        if max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
         self.max_streams = max_streams
+        self.max_pixels = max_pixels
         self.threads = threads
         self.strict = strict
         self._contexts: OrderedDict[str, _StreamDecoder] = OrderedDict()
@@ -88,7 +96,8 @@ class PacketDecoder:
                 self._reset(packet.stream_id)
                 raise DecodeError(
                     f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "
-                    f"{len(packet.data)} bytes does not decode ({exc}); decoder reset"
+                    f"{len(packet.data)} bytes does not decode ({exc}; pictures above {self.max_pixels} pixels "
+                    "are refused); decoder reset"
                 ) from exc
             try:
                 entry.context.flush_buffers()
@@ -127,8 +136,12 @@ class PacketDecoder:
         assert isinstance(context, VideoCodecContext)
         if packet.extradata:
             context.extradata = packet.extradata
+        # FFmpeg refuses a picture above max_pixels before allocating it: a 2 MB JPEG of 12000x12000
+        # would otherwise take 430 MB of RGB (a decode bomb).
+        options = {"max_pixels": str(self.max_pixels)}
         if self.strict:
-            context.options = {"err_detect": "explode"}
+            options["err_detect"] = "explode"
+        context.options = options
         context.thread_type = "SLICE"
         context.thread_count = self.threads
         entry = _StreamDecoder(packet.codec, packet.extradata, context)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -173,3 +174,29 @@ def test_jpeg_packets_decode_and_unknown_codecs_are_refused(make_clip):
         decoder.decode(replace(jpeg, codec="vp9"))
     with pytest.raises(ValueError):
         PacketDecoder(max_streams=0)
+
+
+def test_a_decode_bomb_is_refused_before_it_is_allocated() -> None:
+    """A 2 MB JPEG of 12000 x 12000 (430 MB as RGB) is a DecodeError; a normal one still decodes."""
+    import io
+    import resource
+
+    from PIL import Image
+
+    from stream.decode import DecodeError, PacketDecoder
+    from stream.packet import FramePacket
+
+    def jpeg(size: int) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.zeros((size, size, 3), np.uint8)).save(buf, format="JPEG", quality=10)
+        return buf.getvalue()
+
+    decoder = PacketDecoder()
+    bomb = FramePacket("s1", "mjpeg", jpeg(12000), b"", 0, Fraction(1, 1000), 1.0, 0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DecodeError, match="pictures above 9437184 pixels are refused"):
+        decoder.decode(bomb)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"peak memory grew {grown_mb:.0f} MB"
+    small = FramePacket("s1", "mjpeg", jpeg(64), b"", 1, Fraction(1, 1000), 1.0, 1)
+    assert decoder.decode(small).shape == (64, 64, 3)
