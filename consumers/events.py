@@ -3,9 +3,10 @@
 The wire form is JSON, described by ``consumers/schemas/match_event.v1.json`` (extra fields are
 rejected). An event whose match the stream's text supported is v2
 (``consumers/schemas/match_event.v2.json``): v1 plus a ``text`` list quoting that text; every other
-event stays v1, so a stream without text publishes exactly what it did before. ``event_id`` is derived from the stream, the segment start, the item, the event kind and
-a per-segment sequence number, so an event re-emitted after a replay has the same id and a
-subscriber can de-duplicate on it.
+event stays v1, so a stream without text publishes exactly what it did before. ``event_id`` is derived from the stream, the segment start, the item, the event kind, a
+per-segment sequence number and the wall clock of the segment's first frame, so an event re-emitted
+for redelivered records has the same id and a subscriber can de-duplicate on it, while a stream whose
+pts restarted (a publisher reconnect) never reuses an earlier event's id.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class MatchEventError(LiveTagError):
     """A document is not a valid v1 match event."""
 
 
-def make_event_id(stream_id: str, segment_start: float, item_id: str, event: str, sequence: int) -> str:
+def make_event_id(
+    stream_id: str, segment_start: float, item_id: str, event: str, sequence: int, session: float | None = None
+) -> str:
     """A deterministic UUID (v5) naming one event of one segment.
 
     Args:
@@ -49,8 +52,14 @@ def make_event_id(stream_id: str, segment_start: float, item_id: str, event: str
         item_id: The matched catalog item.
         event: The event kind.
         sequence: 0 for started/ended, n for the n-th update of the segment.
+        session: Wall-clock seconds (the ingest's, from the frame record) of the segment's first
+            frame. A publisher that reconnects restarts its pts, so the same segment start can come
+            back; the wall clock does not. A redelivered record carries the same wall clock, so the
+            id stays the same for at-least-once redelivery. None leaves it out (ids as before).
     """
     name = f"{stream_id}|{segment_start:.6f}|{item_id}|{event}|{sequence}"
+    if session is not None:
+        name += f"|{session:.3f}"
     return str(uuid.uuid5(_ID_NAMESPACE, name))
 
 

@@ -250,7 +250,8 @@ class InferenceStage:
                 self.ocr.offer(frame.packet.stream_id, pts, frame.image)
             if self.observer is not None:
                 self.observer(frame.packet.stream_id, pts, _best_hits(frame.packet.stream_id, observations, self.voter.text))
-            out += self._events(self.voter.observe(frame.packet.stream_id, pts, observations), pts)
+            events = self.voter.observe(frame.packet.stream_id, pts, observations, frame.packet.wallclock)
+            out += self._events(events, pts)
         return out
 
     def _named_items(self, frames: Sequence[DecodedFrame]) -> dict[str, frozenset[str]]:

@@ -107,6 +107,7 @@ class _Candidate:
     last_pts: float
     votes: int = 0
     evidence: list[Evidence] = field(default_factory=list)
+    first_wallclock: float | None = None
 
 
 @dataclass
@@ -115,6 +116,7 @@ class _Match:
     start: float
     last_update_pts: float
     updates: int = 0
+    session: float | None = None
 
 
 @dataclass
@@ -169,8 +171,13 @@ class StreamVoter:
         return state.match.item_id if state is not None and state.match is not None else None
 
     # -- input -----------------------------------------------------------------------------------
-    def observe(self, stream_id: str, pts: float, observations: Sequence[Observation]) -> list[MatchEvent]:
-        """Account one processed frame of ``stream_id`` at stream time ``pts``; returns new events."""
+    def observe(
+        self, stream_id: str, pts: float, observations: Sequence[Observation], wallclock: float | None = None
+    ) -> list[MatchEvent]:
+        """Account one processed frame of ``stream_id`` at stream time ``pts``; returns new events.
+
+        ``wallclock`` (the frame record's ingest time) makes event ids unique across pts restarts.
+        """
         if not stream_id or not math.isfinite(pts):
             raise VoterInputError(f"voter input needs a stream id and a finite pts, got {stream_id!r} at {pts}")
         events: list[MatchEvent] = []
@@ -197,8 +204,10 @@ class StreamVoter:
         votes = sorted(self._frame_votes(stream_id, observations, pts).items(), key=lambda kv: (-kv[1][0], kv[0]))
         if self.settings.votes_per_frame > 0:
             votes = votes[: self.settings.votes_per_frame]
+        if wallclock is not None and not math.isfinite(wallclock):
+            wallclock = None
         for item_id, (weight, evidence) in votes:
-            self._add_vote(state, item_id, weight, evidence, pts)
+            self._add_vote(state, item_id, weight, evidence, pts, wallclock)
         self._prune(state)
         events += self._decide(stream_id, state, pts)
         return events
@@ -302,13 +311,16 @@ class StreamVoter:
             return 1.0
         return self.settings.category_mismatch_weight
 
-    def _add_vote(self, state: _Stream, item_id: str, weight: float, evidence: Evidence, pts: float) -> None:
+    def _add_vote(
+        self, state: _Stream, item_id: str, weight: float, evidence: Evidence, pts: float, wallclock: float | None
+    ) -> None:
         self.stats["votes"] += 1
         cand = state.candidates.get(item_id)
         if cand is None:
-            cand = state.candidates[item_id] = _Candidate(score=0.0, first_pts=pts, last_pts=pts)
+            cand = state.candidates[item_id] = _Candidate(score=0.0, first_pts=pts, last_pts=pts,
+                                                          first_wallclock=wallclock)
         elif pts - cand.last_pts > self._run_gap and not (state.match and state.match.item_id == item_id):
-            cand.first_pts, cand.votes, cand.evidence = pts, 0, []
+            cand.first_pts, cand.votes, cand.evidence, cand.first_wallclock = pts, 0, [], wallclock
         cand.score += weight
         cand.votes += 1
         cand.last_pts = pts
@@ -358,7 +370,7 @@ class StreamVoter:
             item_id, leader = ranked[0]
             runner_up = ranked[1][1].score if len(ranked) > 1 else 0.0
             if self._eligible(leader) and leader.score >= s.margin * runner_up:
-                state.match = _Match(item_id, leader.first_pts, last_update_pts=pts)
+                state.match = _Match(item_id, leader.first_pts, last_update_pts=pts, session=leader.first_wallclock)
                 events.append(self._event("match.started", stream_id, state, state.match, 0))
         return events
 
@@ -380,7 +392,7 @@ class StreamVoter:
         self.stats[kind] += 1
         return MatchEvent(
             event=kind,
-            event_id=make_event_id(stream_id, match.start, match.item_id, kind, sequence),
+            event_id=make_event_id(stream_id, match.start, match.item_id, kind, sequence, match.session),
             stream_id=stream_id,
             item_id=match.item_id,
             score=max(0.0, cand.score),

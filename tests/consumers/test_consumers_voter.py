@@ -274,3 +274,24 @@ def test_votes_per_frame_keeps_only_the_frames_strongest_vote() -> None:
     _, one_vote = _run(frames, settings)
     assert _summary(all_votes) == []  # B keeps A under the 1.5 margin
     assert _summary(one_vote) == [("started", "A", 0.0, None)]
+
+
+def test_event_ids_survive_redelivery_but_never_repeat_after_a_pts_restart() -> None:
+    """A publisher that reconnects restarts its pts: the same segment start comes back, with a later
+    ingest wall clock. Ids are stable when the same records are processed again (redelivery to a new
+    consumer) and never reused by a different, later segment."""
+
+    def run(sessions: list[float]) -> list[MatchEvent]:
+        voter = StreamVoter(SETTINGS, FakeClock(), categories=CATALOG.get)
+        events: list[MatchEvent] = []
+        for wall0 in sessions:  # each session: pts from 0 again, wall clock moves on
+            for pts, dets in _span(0, 5, A):
+                events += voter.observe("s1", pts, [_obs(d) for d in dets], wallclock=wall0 + pts)
+        return events + voter.end_stream("s1")
+
+    first = run([1_700_000_000.0, 1_700_000_600.0])
+    assert [e.event for e in first].count("match.started") == 2
+    ids = [e.event_id for e in first]
+    assert len(ids) == len(set(ids)), "no id of the second session repeats one of the first"
+    again = run([1_700_000_000.0, 1_700_000_600.0])
+    assert [e.event_id for e in again] == ids, "redelivered records give the same ids"
