@@ -9,8 +9,10 @@ pipeline use the same loops.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -27,6 +29,11 @@ class RecordStage(Protocol):
     """A stage turning consumed records into records to publish."""
 
     def process(self, records: Sequence[Record]) -> list[Record]: ...
+
+
+#: With no records, the stage is still called this often (seconds) with an empty batch, so idle
+#: streams are evicted and their open segments end (``match.ended``) although no frame arrives.
+IDLE_TICK_S = 1.0
 
 
 class PipelineError(LiveTagError):
@@ -78,11 +85,19 @@ def run_stage_loop(
         consumed again by the next owner of the partitions.
     """
     counters = LoopCounters()
+    ticked = time.monotonic()
     while True:
         records = _poll(consumer, batch, counters, metrics)
         if not records:
             if stop.is_set():
                 return counters
+            if time.monotonic() - ticked >= IDLE_TICK_S:  # streams that stopped still end their segments
+                ticked = time.monotonic()
+                outputs = stage.process([])
+                for out in outputs:
+                    producer.produce(out.topic, out.key, out.value, out.headers)
+                producer.flush()
+                counters.published += len(outputs)
             continue
         counters.consumed += len(records)
         outputs = stage.process(records)
@@ -180,6 +195,8 @@ def run_decoupled_loop(
             if isinstance(result, BaseException):
                 raise result
             records, offsets = result
+            if not offsets:  # an idle tick: nothing consumed, nothing to commit
+                continue
             consumer.commit(offsets)
             counters.commits += 1
             if metrics is not None:
@@ -190,6 +207,7 @@ def run_decoupled_loop(
 
     worker = threading.Thread(target=infer, name="livetag-infer-models", daemon=True)
     worker.start()
+    ticked = time.monotonic()
     try:
         while True:
             commit_ready()
@@ -197,6 +215,10 @@ def run_decoupled_loop(
             if not records:
                 if stop.is_set():
                     break
+                if time.monotonic() - ticked >= IDLE_TICK_S:  # idle eviction runs on the inference thread
+                    ticked = time.monotonic()
+                    with contextlib.suppress(queue.Full):
+                        work.put_nowait(_Decoded([], [], []))
                 continue
             counters.consumed += len(records)
             frames, letters = stage.decode_records(records)

@@ -346,3 +346,47 @@ def test_a_dead_letter_too_large_for_its_topic_is_cut_and_keeps_size_and_hash() 
     small = DeadLetter.from_exception(Record("frames", b"s1", b"abc", headers[:1], 0, 8), ValueError("x"), "decode", 1.0)
     restored = DeadLetter.from_record(Record("dlq", *small.to_record(), 0, 1))
     assert restored.original() == Record("frames", b"s1", b"abc", headers[:1], 0, 8) and restored.value_size is None
+
+
+@pytest.mark.parametrize("loop_name", ["run_stage_loop", "run_decoupled_loop"])
+def test_a_stream_that_stops_ends_its_segment_on_the_idle_timer(world: dict[str, Any], loop_name: str) -> None:
+    """No frame arrives after the stream stops; the loop still calls the stage when idle, so the
+    voter's idle eviction (injected clock) publishes ``match.ended``."""
+    import time
+
+    from consumers import pipeline as runners
+
+    clock = FakeClock()
+    bus = InProcessBus(clock)
+    bus.create_topics(EMBEDDED_TOPICS.specs())
+    producer = bus.producer()
+    for packet in _packets(world["videos"]["s2"], "s2"):
+        producer.produce("frames", *packet.to_record())
+    stage = _stage(world, clock)
+    stop = threading.Event()
+    loop = getattr(runners, loop_name)
+    thread = threading.Thread(target=loop, args=(bus.consumer(["frames"], "infer"), producer, stage, stop, SETTINGS.batch))
+    thread.start()
+    reader = bus.consumer(["matches"], None)
+    seen: list[Record] = []
+
+    def kinds() -> list[bytes | None]:
+        seen.extend(reader.poll(timeout_s=0.1, max_records=100))
+        return [r.header("event") for r in seen]
+
+    packets = len(_packets(world["videos"]["s2"], "s2"))
+    try:
+        deadline = time.monotonic() + 20
+        while stage.counters.frames < packets and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        before = kinds()
+        assert before and before[-1] == b"match.started", "the stream's last segment is still open"
+        clock.advance(SETTINGS.voter.idle_timeout_s + 1)  # the stream has been silent that long
+        deadline = time.monotonic() + 10
+        while len(kinds()) == len(before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kinds()[len(before):] == [b"match.ended"], "the idle timer ended the open segment"
+    finally:
+        stop.set()
+        thread.join(10)
