@@ -17,7 +17,10 @@ and ``gallery.json`` (dim, index kind, image ids, item ids, metadata).
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ import numpy as np
 from engines.gallery_search import FaissSearcher, TorchSearcher, exact_top_k
 from stream.errors import LiveTagError
 
+log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CATALOG_CACHE = 256
 
@@ -329,15 +333,17 @@ class GalleryIndex:
             raise EmptyGalleryError(f"{path}: no saved gallery here (run 'livetag gallery build' first)")
         try:
             info = json.loads(files[0].read_text(encoding="utf-8"))
-            arrays = np.load(files[1])
-            ids, vectors, boxes = arrays["ids"], arrays["vectors"], arrays["boxes"]
-        except (ValueError, KeyError, OSError) as exc:
-            raise GalleryInputError(f"{path}: saved gallery is unreadable ({exc}); rebuild it") from exc
-        n = len(info.get("image_ids", []))
-        if info.get("format_version") != FORMAT_VERSION or not (len(ids) == vectors.shape[0] == boxes.shape[0] == len(info["item_ids"]) == n):
+            with np.load(files[1]) as arrays:  # read every array now: a cut file fails here, not later
+                ids, vectors, boxes = (np.array(arrays[k]) for k in ("ids", "vectors", "boxes"))
+            n = len(info.get("image_ids", []))
+            agree = len(ids) == vectors.shape[0] == boxes.shape[0] == len(info["item_ids"]) == n
+            dim = int(info["dim"])
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise GalleryInputError(f"{path}: saved gallery is unreadable ({type(exc).__name__}: {exc}); rebuild it") from exc
+        if info.get("format_version") != FORMAT_VERSION or not agree or vectors.ndim != 2 or vectors.shape[1] != dim:
             raise GalleryInputError(f"{path}: gallery.json and vectors.npz disagree; rebuild the gallery")
         opts.setdefault("index", info.get("index", "flat"))
-        gallery = cls(int(info["dim"]), backend=backend, device=device, **opts)
+        gallery = cls(dim, backend=backend, device=device, **opts)
         with gallery._lock:
             gallery._ids, gallery._vectors, gallery._boxes = ids.astype(np.int64), vectors.astype(np.float32), boxes.astype(np.float32)
             gallery._image_ids, gallery._item_ids = list(info["image_ids"]), list(info["item_ids"])
@@ -346,8 +352,13 @@ class GalleryIndex:
             gallery._reindex()
             index_file = path / "index.faiss"
             if index_file.is_file():
-                index = faiss.read_index(str(index_file))
-                if index.ntotal == n and index.d == gallery.dim:
+                try:
+                    index = faiss.read_index(str(index_file))
+                except RuntimeError as exc:  # the index is a cache of vectors.npz: rebuild it
+                    log.warning("%s is unreadable (%s); the index is rebuilt from vectors.npz",
+                                index_file, str(exc).splitlines()[0][:200])
+                    index = None
+                if index is not None and index.ntotal == n and index.d == gallery.dim:
                     gallery._faiss.index = index
                     gallery._faiss.built_kind = _kind_of(index)
                     gallery._faiss.built_count = n

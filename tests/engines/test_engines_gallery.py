@@ -97,6 +97,32 @@ def test_save_and_load_round_trip(rng: np.random.Generator, tmp_path: Path) -> N
     assert {h.image_id for h in loaded.search(vectors[10:11], k=2)[0]} == {image_ids[10], "after-load.jpg"}
 
 
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: (f / "vectors.npz").write_bytes((f / "vectors.npz").read_bytes()[:2000]), "unreadable"),
+        (lambda f: (f / "vectors.npz").write_bytes(b"not a zip"), "unreadable"),
+        (lambda f: (f / "gallery.json").write_text("{", encoding="utf-8"), "unreadable"),
+        (lambda f: (f / "gallery.json").write_text('{"format_version": 1}', encoding="utf-8"), "unreadable"),
+    ],
+)
+def test_a_damaged_gallery_folder_is_a_clear_error(rng: np.random.Generator, tmp_path: Path, damage: object,
+                                                    message: str) -> None:
+    gallery, *_ = _filled(rng)
+    folder = gallery.save(tmp_path / "gallery")
+    damage(folder)  # type: ignore[operator]
+    with pytest.raises(GalleryInputError, match=message):
+        GalleryIndex.load(folder)
+
+
+def test_a_corrupt_index_file_is_rebuilt_from_the_vectors(rng: np.random.Generator, tmp_path: Path) -> None:
+    gallery, _, _, vectors = _filled(rng)
+    before = gallery.search(vectors[:3], k=3)
+    folder = gallery.save(tmp_path / "gallery")
+    (folder / "index.faiss").write_bytes(b"garbage" * 10)
+    assert GalleryIndex.load(folder).search(vectors[:3], k=3) == before
+
+
 def test_empty_and_missing_galleries(tmp_path: Path) -> None:
     gallery = GalleryIndex(DIM)
     with pytest.raises(EmptyGalleryError, match="gallery is empty"):
