@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 CATALOG_HEADER = "catalog"
 #: Header of a match-event record: stream seconds of the frame whose processing emitted the event.
 FRAME_PTS_HEADER = "lt-frame-pts"
+#: Unknown catalogs named in a warning (each once); further ones are only counted.
+MAX_REPORTED_CATALOGS = 1000
 #: catalog id -> item ids of that catalog (None: unknown catalog).
 CatalogResolver = Callable[[str], Collection[str] | None]
 #: Called once per processed frame with (stream id, pts seconds, best hit of every detection).
@@ -70,6 +72,7 @@ class StageCounters:
     detections: int = 0
     events: int = 0
     dead_letters: int = 0
+    unknown_catalog: int = 0  # searches for frames whose catalog the gallery does not have
 
 
 class InferenceStage:
@@ -123,6 +126,7 @@ class InferenceStage:
         self.matches_topic = topics.name("matches")
         self.dlq_topic = topics.name("dlq")
         self.counters = StageCounters()
+        self._unknown_catalogs: set[str] = set()
 
     # -- the record interface --------------------------------------------------------------------
     def process(self, records: Sequence[Record]) -> list[Record]:
@@ -204,6 +208,12 @@ class InferenceStage:
         if catalog is None:
             return None
         found = self.catalogs(catalog) if self.catalogs is not None else None
+        if found is None:  # nothing can match: say so, once per catalog, and count the frames
+            self.counters.unknown_catalog += 1
+            if catalog not in self._unknown_catalogs and len(self._unknown_catalogs) < MAX_REPORTED_CATALOGS:
+                self._unknown_catalogs.add(catalog)
+                log.warning("catalog %r is not in the gallery: its streams match nothing "
+                            "(publish its images with 'livetag gallery publish')", catalog[:100])
         return found if found is not None else frozenset()
 
     def _infer(self, frames: list[DecodedFrame]) -> list[Record]:

@@ -12,6 +12,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heap-mb", type=int, default=512, help="JVM heap in MiB (default 512)")
     parser.add_argument("--create-topics", action="store_true", help="also create the LiveTag topics")
     parser.add_argument("--topic-prefix", default="", help="prefix of the topics created with --create-topics")
+    parser.add_argument("--keep", action="store_true",
+                        help="restart on the data already in --work-dir (default: start empty)")
     parser.add_argument("--fetch-only", action="store_true", help="fetch and verify the jars, then exit")
 
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Kafka jars ready in {libs}")
         return 0
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="livetag-kafka-"))
-    broker = KafkaBroker(work, libs, heap_mb=args.heap_mb)
+    broker = KafkaBroker(work, libs, heap_mb=args.heap_mb, keep=args.keep)
     stop = stop_on_signals()
     broker.start()
     try:

@@ -145,7 +145,8 @@ class KafkaBroker:
         heap_mb: JVM heap size.
     """
 
-    def __init__(self, work_dir: Path, libs: Path, java: str = "java", heap_mb: int = 512) -> None:
+    def __init__(self, work_dir: Path, libs: Path, java: str = "java", heap_mb: int = 512, keep: bool = False) -> None:
+        self.keep = keep
         self.work_dir = Path(work_dir)
         self.libs = Path(libs)
         self.java = java
@@ -185,17 +186,20 @@ class KafkaBroker:
             raise BrokerError(f"'{self.java}' not found: install Java 17 (openjdk-17-jre-headless)")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         data_dir = self.work_dir / "data"
-        shutil.rmtree(data_dir, ignore_errors=True)
+        reuse = self.keep and (data_dir / "meta.properties").is_file()  # a formatted log from an earlier run
+        if not reuse:
+            shutil.rmtree(data_dir, ignore_errors=True)
         self.port, controller_port = free_port(), free_port()
         config = self.work_dir / "server.properties"
         config.write_text(_server_properties(data_dir, self.port, controller_port))
         (self.work_dir / "log4j2.properties").write_text(_log4j_properties(self.log_file))
-        fmt = subprocess.run(
-            self._java(_STORAGE_TOOL, "format", "-t", random_cluster_id(), "-c", str(config)),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if fmt.returncode != 0:
-            raise BrokerError(f"formatting KRaft storage failed: {(fmt.stderr or fmt.stdout).strip()[-300:]}")
+        if not reuse:
+            fmt = subprocess.run(
+                self._java(_STORAGE_TOOL, "format", "-t", random_cluster_id(), "-c", str(config)),
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if fmt.returncode != 0:
+                raise BrokerError(f"formatting KRaft storage failed: {(fmt.stderr or fmt.stdout).strip()[-300:]}")
         console = (self.work_dir / "console.log").open("wb")
         self._proc = subprocess.Popen(
             self._java(_MAIN_CLASS, str(config)), stdout=console, stderr=subprocess.STDOUT,

@@ -160,7 +160,7 @@ def test_corrupt_record_goes_to_dlq_and_other_streams_flow(world: dict[str, Any]
     assert matches and {r.key for r in matches} == {b"s2"}
 
 
-def test_search_is_restricted_to_the_stream_catalog(world: dict[str, Any]) -> None:
+def test_search_is_restricted_to_the_stream_catalog(world: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     seen: dict[str, set[str]] = {}
 
@@ -176,7 +176,11 @@ def test_search_is_restricted_to_the_stream_catalog(world: dict[str, Any]) -> No
     events = [e for e in stage.process(records) if e.topic == "matches"]
     assert seen["s1"] and seen["s1"] <= {"A", "B"}
     assert seen["s2"] and seen["s2"] <= {"C", "D"}
-    assert seen["s-unknown"] == set()  # an unknown catalog matches nothing
+    assert seen["s-unknown"] == set()  # an unknown catalog matches nothing, and says so once
+    assert stage.counters.unknown_catalog >= 1
+    assert [r.getMessage() for r in caplog.records if "not in the gallery" in r.getMessage()] == [
+        "catalog 'c9' is not in the gallery: its streams match nothing (publish its images with 'livetag gallery publish')"
+    ]
     assert seen["s-all"] and seen["s-all"] <= set(ITEMS)
     for record in events:
         assert record.key != b"s-unknown"

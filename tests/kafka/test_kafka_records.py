@@ -105,3 +105,35 @@ def test_dev_kafka_command_starts_serves_and_stops_a_broker(tmp_path: Path) -> N
             proc.kill()
     assert proc.returncode == 0 and "Kafka broker stopped" in out
     assert (tmp_path / "broker" / "broker.log").stat().st_size > 0, "the broker logs to its file"
+
+
+def test_a_kept_broker_restarts_on_its_data(tmp_path: Path) -> None:
+    """``livetag dev kafka --keep``: records written before a restart are read after it."""
+    from consumers.kafka.bus import KafkaBus
+    from consumers.kafka.topics import topic_specs
+    from consumers.settings import TopicSettings
+
+    libs = ensure_jars(kafka_home())
+    work = tmp_path / "kept"
+    broker = KafkaBroker(work, libs, keep=True)
+    try:
+        bus = KafkaBus(broker.start())
+        bus.create_topics(topic_specs(TopicSettings(prefix="keep.", partitions=1)))
+        producer = bus.producer()
+        producer.produce("keep.matches", b"s1", b"before the restart")
+        producer.flush(10)
+        producer.close()
+    finally:
+        broker.stop()
+    again = KafkaBroker(work, libs, keep=True)
+    try:
+        reader = KafkaBus(again.start()).consumer(["keep.matches"], None)
+        values: list[bytes | None] = []
+        for _ in range(40):
+            values += [r.value for r in reader.poll(0.5, 10)]
+            if values:
+                break
+        reader.close()
+        assert values == [b"before the restart"]
+    finally:
+        again.stop()
