@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers.kafka.broker import BrokerError, KafkaBroker, ensure_jars, kafka_home, random_cluster_id
 from consumers.kafka.stream_record import (
@@ -137,3 +140,41 @@ def test_a_kept_broker_restarts_on_its_data(tmp_path: Path) -> None:
         assert values == [b"before the restart"]
     finally:
         again.stop()
+
+
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=8,
+)
+STREAM_DOCS = st.dictionaries(
+    st.sampled_from(["url", "catalog", "title", "sampling", "description", "schema", "extra"]),
+    st.one_of(JSON_VALUES, st.sampled_from(["rtmp://h/live/x", "fps:2", "keyframes", "livetag.stream/v2"])),
+    max_size=7,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(doc=STREAM_DOCS, raw=st.binary(max_size=40))
+def test_fuzzed_stream_records_parse_or_raise_the_record_error(doc: dict[str, Any], raw: bytes) -> None:
+    for value in (json.dumps(doc).encode(), raw):
+        try:
+            spec = parse_stream_value("s1", value)
+        except StreamRecordError:
+            continue
+        assert spec.url and spec.catalog and len(spec.title) <= 2000 and len(spec.description) <= 2000
+        assert parse_stream_value("s1", spec.to_value()) == spec
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(key=st.one_of(st.none(), st.binary(max_size=20)), doc=JSON_VALUES, raw=st.binary(max_size=40))
+def test_fuzzed_transcript_records_parse_or_raise_the_transcript_error(key: bytes | None, doc: Any, raw: bytes) -> None:
+    from consumers.text.transcripts import TranscriptError, parse_record
+
+    for value in (json.dumps(doc).encode(), raw):
+        try:
+            segment = parse_record(key, value)
+        except TranscriptError:
+            continue
+        assert segment.text.strip() and segment.source in ("speech", "ocr", "title")
+        assert segment.start is None or segment.start >= 0
