@@ -89,11 +89,13 @@ class MeteredGallery(_Metered):
 
 
 class MeteredVoter(_Metered):
-    """``observe(stream_id, pts, observations) -> events``, timed as ``vote``; active streams recorded."""
+    """``observe(stream_id, pts, observations, wallclock) -> events``, timed as ``vote``; active streams recorded."""
 
-    def observe(self, stream_id: str, pts: float, observations: Sequence[Any]) -> list[Any]:
+    def observe(
+        self, stream_id: str, pts: float, observations: Sequence[Any], wallclock: float | None = None
+    ) -> list[Any]:
         with self._metrics.time_stage("vote"):
-            events = self._inner.observe(stream_id, pts, observations)
+            events = self._inner.observe(stream_id, pts, observations, wallclock)
         self._metrics.set_active_streams(len(self._inner))
         return list(events)
 
