@@ -348,7 +348,10 @@ class InferenceStage:
 
     def _dead_letter(self, record: Record, error: BaseException, stage: str) -> Record:
         self.counters.dead_letters += 1
-        log.warning("dead letter (%s) %s[%d]@%d: %s", stage, record.topic, record.partition, record.offset, error)
+        # A record's own fault is a warning; any other exception may be a bug: its traceback is logged.
+        level = logging.WARNING if isinstance(error, LiveTagError) else logging.ERROR
+        log.log(level, "dead letter (%s) %s[%d]@%d: %s", stage, record.topic, record.partition, record.offset, error,
+                exc_info=None if level == logging.WARNING else error)
         key, value, headers = DeadLetter.from_exception(record, error, stage, self.clock.now()).to_record()
         return Record(self.dlq_topic, key, value, headers)
 
