@@ -36,7 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.bus import TopicPartition  # noqa: E402
-from consumers.inference_stage import InferenceStage, catalog_resolver  # noqa: E402
+from consumers.gallery_lookups import catalog_resolver  # noqa: E402
+from consumers.inference_stage import InferenceStage  # noqa: E402
 from consumers.kafka.bus import KafkaBus  # noqa: E402
 from consumers.kafka.gallery_topic import GalleryEntry, publish_gallery  # noqa: E402
 from consumers.kafka.infer import InferenceConsumer, build_stage  # noqa: E402

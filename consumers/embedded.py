@@ -8,7 +8,8 @@ from collections.abc import Collection
 from typing import Any
 
 from consumers.gallery_builder import LoadedGallery
-from consumers.inference_stage import FrameObserver, InferenceStage, catalog_resolver, category_lookup
+from consumers.gallery_lookups import catalog_resolver, category_lookup
+from consumers.inference_stage import FrameObserver, InferenceStage
 from consumers.settings import VOTE_WEIGHTS, BatchSettings, Settings, SettingsError, TopicSettings
 from consumers.text.ocr import OcrScheduler, RapidOcrReader
 from consumers.text.text_prior import CategoryLookup, TextPriors

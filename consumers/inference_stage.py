@@ -30,6 +30,7 @@ import numpy as np
 from consumers.bus import Record
 from consumers.dead_letter import DeadLetter
 from consumers.events import MatchEvent
+from consumers.gallery_lookups import CatalogResolver
 from consumers.match_summary import Hit
 from consumers.settings import PipelineSettings, TopicSettings
 from consumers.text.ocr import OcrScheduler
@@ -47,8 +48,6 @@ CATALOG_HEADER = "catalog"
 FRAME_PTS_HEADER = "lt-frame-pts"
 #: Unknown catalogs named in a warning (each once); further ones are only counted.
 MAX_REPORTED_CATALOGS = 1000
-#: catalog id -> item ids of that catalog (None: unknown catalog).
-CatalogResolver = Callable[[str], Collection[str] | None]
 #: Called once per processed frame with (stream id, pts seconds, best hit of every detection).
 FrameObserver = Callable[[str, float, list[Hit]], None]
 
@@ -73,6 +72,7 @@ class StageCounters:
     events: int = 0
     dead_letters: int = 0
     unknown_catalog: int = 0  # searches for frames whose catalog the gallery does not have
+    dropped_stale: int = 0  # frames older than pipeline.max_frame_age_s, shed before the models
 
 
 class InferenceStage:
@@ -127,6 +127,8 @@ class InferenceStage:
         self.dlq_topic = topics.name("dlq")
         self.counters = StageCounters()
         self._unknown_catalogs: set[str] = set()
+        #: Told of counted drops as (queue, policy, count); the metrics hook sets it.
+        self.on_drop: Callable[[str, str, int], None] | None = None
 
     # -- the record interface --------------------------------------------------------------------
     def process(self, records: Sequence[Record]) -> list[Record]:
@@ -144,11 +146,18 @@ class InferenceStage:
         self.counters.records += len(records)
         frames: list[DecodedFrame] = []
         letters: list[Record] = []
+        stale = 0
         for record in records:
             try:
                 frames.append(self._decode(record))
+            except StaleFrame:
+                stale += 1
             except Exception as exc:  # noqa: BLE001 - no single record may stop the consumer
                 letters.append(self._dead_letter(record, exc, "decode"))
+        if stale:
+            self.counters.dropped_stale += stale
+            if self.on_drop is not None:
+                self.on_drop("frames", "stale", stale)
         return frames, letters
 
     def infer_frames(self, frames: Sequence[DecodedFrame]) -> list[Record]:
@@ -197,6 +206,9 @@ class InferenceStage:
             packet = FramePacket.from_record(record.key, record.value, record.headers)
         except PacketFormatError as exc:
             raise FrameRecordError(str(exc)) from exc
+        max_age = self.settings.max_frame_age_s
+        if max_age > 0 and self.clock.now() - packet.wallclock > max_age:
+            raise StaleFrame  # shed before the decoder and the models: the newest frames win
         image = self.decoder.decode(packet)
         raw_catalog = record.header(CATALOG_HEADER)
         catalog = raw_catalog.decode("utf-8", "replace") if raw_catalog else None
@@ -356,6 +368,10 @@ class InferenceStage:
         return Record(self.dlq_topic, key, value, headers)
 
 
+class StaleFrame(Exception):  # noqa: N818 - a signal, not an error: the frame is a counted drop
+    """A frame older than ``pipeline.max_frame_age_s``."""
+
+
 class FrameRecordError(LiveTagError):
     """A record on the frames topic is not a frame packet."""
 
@@ -379,25 +395,3 @@ def _best_hits(stream_id: str, observations: Sequence[Observation], text: TextPr
         out.append(Hit(best.item_id, best.similarity, best.gallery_image_id, obs.frame_box, best.item_box,
                        obs.garment, prior))
     return out
-
-
-def catalog_resolver(item_ids: Sequence[str], metadata: Sequence[Mapping[str, Any]]) -> CatalogResolver:
-    """A resolver from gallery entries: a catalog's items are those whose metadata ``catalog`` names it."""
-    table: dict[str, set[str]] = {}
-    for item_id, meta in zip(item_ids, metadata, strict=True):
-        catalog = meta.get("catalog")
-        if catalog is not None:
-            table.setdefault(str(catalog), set()).add(str(item_id))
-    frozen = {k: frozenset(v) for k, v in table.items()}
-    return frozen.get
-
-
-def category_lookup(item_ids: Sequence[str], metadata: Sequence[Mapping[str, Any]]) -> Callable[[str], Collection[int] | None]:
-    """item id -> category indices found in gallery metadata (``category``), for the voter's check."""
-    table: dict[str, set[int]] = {}
-    for item_id, meta in zip(item_ids, metadata, strict=True):
-        category = meta.get("category")
-        if isinstance(category, int) and category >= 0:
-            table.setdefault(str(item_id), set()).add(category)
-    frozen = {k: frozenset(v) for k, v in table.items()}
-    return frozen.get

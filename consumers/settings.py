@@ -62,6 +62,10 @@ class PipelineSettings:
         crop_expand: Ratio a box is expanded by before embedding.
         sold_threshold: Minimum sold-item probability for a detection to vote.
         max_detections_per_frame: Detections embedded per frame (highest sold score first).
+        max_frame_age_s: Live load shedding: a frame whose ingest wall clock is older than this when
+            it reaches the models is dropped and counted (``dropped_total{queue="frames",
+            policy="stale"}``), so latency stays bounded when the consumer is behind; 0 never drops
+            (replays and evaluation).
     """
 
     detector_dir: str = "models/detector"
@@ -75,9 +79,11 @@ class PipelineSettings:
     crop_expand: float = 0.1
     sold_threshold: float = 0.3
     max_detections_per_frame: int = 8
+    max_frame_age_s: float = 0.0
 
     def __post_init__(self) -> None:
         check_types(self, "pipeline")
+        check(self.max_frame_age_s >= 0, "pipeline.max_frame_age_s", f"must be >= 0, got {self.max_frame_age_s}")
         check(self.backend in ("onnxruntime", "tensorrt", "torch"), "pipeline.backend",
               f"must be onnxruntime, tensorrt or torch, got {self.backend!r}")
         check(bool(self.detector_dir), "pipeline.detector_dir", "is empty")

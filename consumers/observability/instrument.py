@@ -135,6 +135,8 @@ def instrument_stage(stage: Any, metrics: PipelineMetrics) -> Any:
             versions[role] = str(label)
     if versions:
         metrics.set_models(versions)
+    if hasattr(stage, "on_drop"):
+        stage.on_drop = metrics.record_drops
     gallery = getattr(stage, "gallery", None)
     if gallery is not None:
         with contextlib.suppress(TypeError):  # a gallery without a size

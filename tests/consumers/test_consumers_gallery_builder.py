@@ -18,7 +18,7 @@ from consumers.gallery_builder import (
     load_gallery,
     to_index,
 )
-from consumers.inference_stage import catalog_resolver, category_lookup
+from consumers.gallery_lookups import catalog_resolver, category_lookup
 from consumers.model_loading import ModelChoice, load_models
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -394,3 +395,23 @@ def test_a_stream_that_stops_ends_its_segment_on_the_idle_timer(world: dict[str,
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_live_load_shedding_drops_stale_frames_before_the_models_and_counts_them(world: dict[str, Any]) -> None:
+    """With ``pipeline.max_frame_age_s``, a frame whose ingest wall clock is older than that is shed
+    before decoding (the consumer is behind; the newest frames win): frames in = processed + drops."""
+    clock = FakeClock(start=1_800_000_000.0)
+    settings = SETTINGS.with_overrides(pipeline__max_frame_age_s=2.0)
+    gallery: LoadedGallery = world["gallery"]
+    stage = make_stage(world["detector"], world["embedder"], gallery, settings, clock)
+    drops: list[tuple[str, str, int]] = []
+    stage.on_drop = lambda queue, policy, count: drops.append((queue, policy, count))
+    packets = _packets(world["videos"]["s2"], "s2")
+    fresh = [replace(p, wallclock=clock.now() - 0.5) for p in packets[:4]]
+    stale = [replace(p, wallclock=clock.now() - 30.0) for p in packets[4:10]]
+    outputs = stage.process(_records(stale + fresh))
+    assert stage.counters.dropped_stale == len(stale) and drops == [("frames", "stale", len(stale))]
+    assert stage.counters.frames == len(fresh) and not [r for r in outputs if r.topic == "dlq"]
+    off = _stage(world, clock)  # the default (0) never drops: replays and evaluation
+    off.process(_records(stale))
+    assert off.counters.dropped_stale == 0 and off.counters.frames == len(stale)
