@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -415,3 +416,56 @@ def test_live_load_shedding_drops_stale_frames_before_the_models_and_counts_them
     off = _stage(world, clock)  # the default (0) never drops: replays and evaluation
     off.process(_records(stale))
     assert off.counters.dropped_stale == 0 and off.counters.frames == len(stale)
+
+
+class _SlowDetector:
+    """The tiny detector, costing ``seconds_per_frame`` of the fake clock per frame (a loaded machine)."""
+
+    def __init__(self, inner: Any, clock: FakeClock, seconds_per_frame: float) -> None:
+        self.inner, self.clock, self.cost = inner, clock, seconds_per_frame
+        self.spec = inner.spec
+
+    def detect(self, images: list[np.ndarray]) -> Any:
+        self.clock.advance(self.cost * len(images))
+        return self.inner.detect(images)
+
+
+@pytest.mark.parametrize(("max_age", "bounded"), [(2.0, True), (0.0, False)])
+def test_twice_overloaded_latency_stays_bounded_by_shedding(world: dict[str, Any], max_age: float, bounded: bool) -> None:
+    """Frames arrive every 0.1 s and cost 0.2 s each (2x overload, simulated time, 30 s). With
+    ``max_frame_age_s`` = 2 the age of every frame that reaches the models stays under 2 s and the
+    rest are counted drops; without it the age grows with the backlog."""
+    clock = FakeClock(start=1_800_000_000.0)
+    settings = SETTINGS.with_overrides(pipeline__max_frame_age_s=max_age)
+    stage = make_stage(_SlowDetector(world["detector"], clock, 0.2), world["embedder"], world["gallery"], settings, clock)
+    ages: list[float] = []
+    infer = stage.infer_frames
+
+    def timed(frames: Any) -> list[Record]:
+        ages.extend(clock.now() - f.packet.wallclock for f in frames)
+        return infer(frames)
+
+    stage.infer_frames = timed  # type: ignore[method-assign]
+    bus = InProcessBus(clock)
+    bus.create_topics(EMBEDDED_TOPICS.specs())
+    producer, consumer = bus.producer(), bus.consumer(["frames"], "infer")
+    source = _packets(world["videos"]["s2"], "s2")
+    start, total, sent = clock.now(), 300, 0
+    while True:
+        while sent < total and start + 0.1 * sent <= clock.now():  # what has arrived by now
+            packet = replace(source[sent % len(source)], pts=sent * 900, time_base=Fraction(1, 9000),
+                             wallclock=start + 0.1 * sent, sequence=sent)
+            producer.produce("frames", *packet.to_record())
+            sent += 1
+        records = consumer.poll(timeout_s=0, max_records=4)
+        if records:
+            stage.process(records)
+        elif sent == total:
+            break
+        else:
+            clock.advance(0.05)
+    assert len(ages) + stage.counters.dropped_stale + stage.counters.dead_letters == total
+    if bounded:
+        assert max(ages) <= max_age and stage.counters.dropped_stale > total // 3
+    else:
+        assert max(ages) > 20.0 and stage.counters.dropped_stale == 0
