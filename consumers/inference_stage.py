@@ -21,6 +21,8 @@ the allowed items for every stream instead. Without either, the whole gallery is
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +32,11 @@ import numpy as np
 from consumers.bus import Record
 from consumers.dead_letter import DeadLetter
 from consumers.events import MatchEvent
+from consumers.frame_hits import best_hits
 from consumers.gallery_lookups import CatalogResolver
 from consumers.match_summary import Hit
 from consumers.settings import PipelineSettings, TopicSettings
 from consumers.text.ocr import OcrScheduler
-from consumers.text.text_prior import TextPriors
 from consumers.text.transcripts import TranscriptSegment
 from consumers.voter import GalleryHit, Observation, StreamVoter
 from stream.clock import Clock
@@ -127,6 +129,8 @@ class InferenceStage:
         self.dlq_topic = topics.name("dlq")
         self.counters = StageCounters()
         self._unknown_catalogs: set[str] = set()
+        self._partitions: OrderedDict[str, tuple[str, int]] = OrderedDict()  # stream -> its frames' partition
+        self._infer_lock = threading.Lock()  # the models and the voter: inference thread vs revoke callback
         #: Told of counted drops as (queue, policy, count); the metrics hook sets it.
         self.on_drop: Callable[[str, str, int], None] | None = None
 
@@ -166,6 +170,18 @@ class InferenceStage:
         When the models fail on the batch, the frames are retried one by one and only the failing
         ones become dead letters.
         """
+        with self._infer_lock:
+            return self._infer_batch(frames)
+
+    def revoke(self, partitions: Collection[tuple[str, int]]) -> list[Record]:
+        """The consumer lost these ``(topic, partition)`` s: end the open segments of their streams
+        (``match.ended`` records to publish now) so the new owner's segments do not overlap them."""
+        wanted = set(partitions)
+        with self._infer_lock:
+            streams = [s for s, tp in self._partitions.items() if tp in wanted]
+            return self.end_streams(streams)
+
+    def _infer_batch(self, frames: Sequence[DecodedFrame]) -> list[Record]:
         outputs: list[Record] = []
         if frames:
             try:
@@ -198,6 +214,7 @@ class InferenceStage:
             self.decoder.drop(stream_id)
             if self.ocr is not None:
                 self.ocr.forget(stream_id)
+            self._partitions.pop(stream_id, None)
         return out
 
     # -- steps -------------------------------------------------------------------------------------
@@ -210,6 +227,10 @@ class InferenceStage:
         if max_age > 0 and self.clock.now() - packet.wallclock > max_age:
             raise StaleFrame  # shed before the decoder and the models: the newest frames win
         image = self.decoder.decode(packet)
+        self._partitions[packet.stream_id] = (record.topic, record.partition)
+        self._partitions.move_to_end(packet.stream_id)
+        while len(self._partitions) > self.voter.settings.max_streams:
+            self._partitions.popitem(last=False)
         raw_catalog = record.header(CATALOG_HEADER)
         catalog = raw_catalog.decode("utf-8", "replace") if raw_catalog else None
         return DecodedFrame(record, packet, image, catalog)
@@ -271,7 +292,7 @@ class InferenceStage:
             if self.ocr is not None:
                 self.ocr.offer(frame.packet.stream_id, pts, frame.image)
             if self.observer is not None:
-                self.observer(frame.packet.stream_id, pts, _best_hits(frame.packet.stream_id, observations, self.voter.text))
+                self.observer(frame.packet.stream_id, pts, best_hits(frame.packet.stream_id, observations, self.voter.text))
             events = self.voter.observe(frame.packet.stream_id, pts, observations, frame.packet.wallclock)
             out += self._events(events, pts)
         return out
@@ -374,24 +395,3 @@ class StaleFrame(Exception):  # noqa: N818 - a signal, not an error: the frame i
 
 class FrameRecordError(LiveTagError):
     """A record on the frames topic is not a frame packet."""
-
-
-def _best_hits(stream_id: str, observations: Sequence[Observation], text: TextPriors | None) -> list[Hit]:
-    """The best hit of every detection; with text cues, best by similarity times the text factors
-    (which the hit carries as ``prior``)."""
-    out = []
-    use_text = text is not None and text.has_text(stream_id)
-    for obs in observations:
-        if not obs.hits:
-            continue
-        if use_text:
-            assert text is not None
-            box = text.box_factor(stream_id, obs.top_categories)
-            priors = [box * text.item_factor(stream_id, h.item_id)
-                      * (text.strength(stream_id, h.item_id) if obs.named_only else 1.0) for h in obs.hits]
-        else:
-            priors = [1.0] * len(obs.hits)
-        best, prior = max(zip(obs.hits, priors, strict=True), key=lambda hp: hp[0].similarity * hp[1])
-        out.append(Hit(best.item_id, best.similarity, best.gallery_image_id, obs.frame_box, best.item_box,
-                       obs.garment, prior))
-    return out

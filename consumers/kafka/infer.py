@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.bus import Bus, CommitFailedError, Consumer, Record, TopicPartition
+from consumers.bus import Bus, CommitFailedError, Consumer, Producer, Record, TopicPartition
 from consumers.embedded import make_ocr
 from consumers.inference_stage import InferenceStage
 from consumers.kafka.gallery_topic import GalleryFollower
@@ -133,6 +133,7 @@ class InferenceConsumer:
         self.group_id = group_id
         self.counters: LoopCounters | None = None
         self.commit_stats = CommitStats()
+        self._producer: Producer | None = None
 
     def run(self, stop: threading.Event) -> LoopCounters:
         """Consume until ``stop`` is set; then finish the batch in hand, commit and leave the group."""
@@ -144,6 +145,7 @@ class InferenceConsumer:
         def revoked(tps: set[TopicPartition]) -> None:
             self.commit_stats.revoked += len(tps)
             log.info("partitions revoked: %s", sorted(f"{t.topic}[{t.partition}]" for t in tps))
+            self._end_segments(tps)
             self._owned -= set(tps)
             if self.metrics is not None:
                 self.metrics.forget_partitions(tps)
@@ -159,7 +161,7 @@ class InferenceConsumer:
             self.bus.consumer([topics.name("frames")], self.group_id, on_assign=assigned, on_revoke=revoked), stop
         )
         consumer.stats = self.commit_stats
-        producer = self.bus.producer()
+        producer = self._producer = self.bus.producer()
         try:
             if isinstance(self.stage, SplitStage):
                 self.counters = run_decoupled_loop(consumer, producer, self.stage, stop, self.settings.batch,
@@ -178,6 +180,21 @@ class InferenceConsumer:
             close_stage = getattr(self.stage, "close", None)
             if close_stage is not None:
                 close_stage()
+
+    def _end_segments(self, tps: set[TopicPartition]) -> None:
+        """Publish ``match.ended`` for the open segments of the streams on revoked partitions, before
+        they move: the new owner starts its own segments (best effort: a failure is logged)."""
+        revoke = getattr(self.stage, "revoke", None)
+        if revoke is None or self._producer is None:
+            return
+        try:
+            ended = revoke({(t.topic, t.partition) for t in tps})
+            for out in ended:
+                self._producer.produce(out.topic, out.key, out.value, out.headers)
+            self._producer.flush()
+            log.info("ended %d open segments of revoked partitions", len(ended))
+        except Exception as exc:  # noqa: BLE001 - a rebalance must go on; the new owner ends them by timeout
+            log.warning("could not end the segments of revoked partitions: %s", exc)
 
     def _text_follower(self) -> TranscriptFollower | None:
         """Follow ``transcripts`` into the stage's text cues (None when text cues are off)."""

@@ -469,3 +469,19 @@ def test_twice_overloaded_latency_stays_bounded_by_shedding(world: dict[str, Any
         assert max(ages) <= max_age and stage.counters.dropped_stale > total // 3
     else:
         assert max(ages) > 20.0 and stage.counters.dropped_stale == 0
+
+
+def test_revoked_partitions_end_their_streams_open_segments(world: dict[str, Any]) -> None:
+    """On revoke, the old owner publishes ``match.ended`` for the streams whose frames came from the
+    revoked partitions (and only those), so the new owner's segment does not overlap an open one."""
+    clock = FakeClock()
+    stage = _stage(world, clock)
+    s2 = [Record("frames", *p.to_record(), 0, i) for i, p in enumerate(_packets(world["videos"]["s2"], "s2"))]
+    s1 = [Record("frames", *p.to_record(), 1, i) for i, p in enumerate(_packets(world["videos"]["s1"], "s1"))]
+    outputs = stage.process(s2 + s1)
+    opened = {r.key for r in outputs if r.header("event") == b"match.started"}
+    assert opened == {b"s1", b"s2"}
+    ended = stage.revoke({("frames", 0)})
+    assert [(r.key, r.header("event")) for r in ended] == [(b"s2", b"match.ended")]
+    assert stage.revoke({("frames", 0)}) == [], "a stream is ended once"
+    assert stage.voter.current("s1") is not None and stage.voter.current("s2") is None
