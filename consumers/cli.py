@@ -43,6 +43,25 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _group_usage(group: str) -> str:
+    lines = [f"usage: livetag {group} SUBCOMMAND [options]", "", "subcommands:"]
+    for words, (_, text) in COMMANDS.items():
+        if words[0] == group and len(words) > 1:
+            lines.append(f"  {' '.join(words):<18} {text}")
+    lines.append("")
+    lines.append(f"Run 'livetag {group} SUBCOMMAND --help' for its options.")
+    return "\n".join(lines)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("livetag")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _find(argv: Sequence[str]) -> tuple[tuple[str, ...], str] | None:
     for words, (module, _) in sorted(COMMANDS.items(), key=lambda kv: -len(kv[0])):
         if tuple(argv[: len(words)]) == words:
@@ -56,7 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args_in or args_in[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args_in else 2
+    if args_in[0] == "--version":
+        print(f"livetag {_version()}")
+        return 0
     found = _find(args_in)
+    groups = {words[0] for words in COMMANDS if len(words) > 1}
+    if found is None and args_in[0] in groups and (len(args_in) == 1 or args_in[1] in ("-h", "--help")):
+        print(_group_usage(args_in[0]), file=sys.stdout if len(args_in) > 1 else sys.stderr)
+        return 0 if len(args_in) > 1 else 2
     if found is None:
         print(f"livetag: error: unknown command {' '.join(args_in[:2])!r}\n\n{_usage()}", file=sys.stderr)
         return 2

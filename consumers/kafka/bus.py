@@ -326,7 +326,7 @@ class KafkaBus:
         async_commit: bool = True,
     ) -> None:
         if not bootstrap:
-            raise BusError("no Kafka bootstrap address: pass --bootstrap host:port or set LIVETAG_KAFKA_BOOTSTRAP")
+            raise BusError("no Kafka bootstrap address: pass --bootstrap host:port or set LIVETAG_KAFKA_BOOTSTRAP_SERVERS")
         self.bootstrap = bootstrap
         self._client = {"bootstrap_servers": bootstrap.split(","), **dict(client_config or {})}
         self._producer_config = dict(producer_config or {})

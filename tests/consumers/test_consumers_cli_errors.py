@@ -136,3 +136,16 @@ def test_demo_runs_on_a_sample(kit: dict[str, Path]) -> None:
     for line in lines[2:-1]:  # one line per match event: time, stream, event, item, score, share
         fields = line.split()
         assert fields[1] == "live" and fields[2] in ("started", "updated", "ended") and fields[3] in ("A", "B")
+
+
+@pytest.mark.parametrize("group", ["gallery", "eval", "dev", "topics", "data", "train"])
+def test_every_command_group_has_help(group: str) -> None:
+    helped = livetag(group, "--help")
+    assert helped.returncode == 0 and f"usage: livetag {group} SUBCOMMAND" in helped.stdout
+    missing = livetag(group)
+    assert missing.returncode == 2 and f"livetag {group} SUBCOMMAND" in missing.stderr
+
+
+def test_version() -> None:
+    shown = livetag("--version")
+    assert shown.returncode == 0 and shown.stdout.startswith("livetag ") and shown.stdout.split()[1][0].isdigit()
