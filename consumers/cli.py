@@ -80,9 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     found = _find(args_in)
     groups = {words[0] for words in COMMANDS if len(words) > 1}
-    if found is None and args_in[0] in groups and (len(args_in) == 1 or args_in[1] in ("-h", "--help")):
-        print(_group_usage(args_in[0]), file=sys.stdout if len(args_in) > 1 else sys.stderr)
-        return 0 if len(args_in) > 1 else 2
+    if found is None and args_in[0] in groups:  # a group without one of its subcommands
+        helped = len(args_in) > 1 and args_in[1] in ("-h", "--help")
+        print(_group_usage(args_in[0]), file=sys.stdout if helped else sys.stderr)
+        return 0 if helped else 2
     if found is None:
         print(f"livetag: error: unknown command {' '.join(args_in[:2])!r}\n\n{_usage()}", file=sys.stderr)
         return 2
