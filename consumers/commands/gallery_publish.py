@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs, settings_from_args
     from consumers.kafka.gallery_topic import GalleryFollower, publish_gallery, read_gallery_folder
 
-    quiet_kafka_logs()
+    quiet_kafka_logs(one_shot=True)
     settings = settings_from_args(args)
     entries = read_gallery_folder(args.gallery)
     if args.catalog:

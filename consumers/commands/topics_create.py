@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs, settings_from_args
     from consumers.kafka.topics import ensure_topics, topic_specs
 
-    quiet_kafka_logs()
+    quiet_kafka_logs(one_shot=True)
     settings = settings_from_args(args)
     overrides = {f"topics__{name}": getattr(args, name) for name in ("partitions", "replication") if getattr(args, name) is not None}
     if overrides:

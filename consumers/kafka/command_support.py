@@ -62,6 +62,8 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
-def quiet_kafka_logs() -> None:
-    """kafka-python logs every reconnect at ERROR; keep its chatter at WARNING and above."""
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+def quiet_kafka_logs(one_shot: bool = False) -> None:
+    """kafka-python logs every reconnect at ERROR. Services keep its WARNING and above (a lost
+    broker is worth seeing in their logs); a one-shot command (``one_shot``) keeps none of it and
+    fails with its own one-line error instead."""
+    logging.getLogger("kafka").setLevel(logging.CRITICAL + 1 if one_shot else logging.WARNING)

@@ -142,7 +142,7 @@ def run_to_kafka(args: Any) -> int:
     )
     from consumers.replay import source_specs
 
-    quiet_kafka_logs()
+    quiet_kafka_logs(one_shot=True)
     settings = settings_from_args(args)
     files = [ReplayFile(s.stream_id, s.url, args.stream_catalog) for s in source_specs(args.sources)]
     topic = settings.topics.name("frames")
