@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -97,7 +98,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+@dataclass(frozen=True)
+class SecureListener:
+    """A second client listener with SASL/SCRAM over TLS (for tests of secured clusters).
+
+    Attributes:
+        keystore_pem: PEM file holding the broker's private key (unencrypted PKCS#8) and certificate.
+        username: The SCRAM user created when the storage is formatted.
+        password: Its password.
+        mechanism: ``SCRAM-SHA-256`` or ``SCRAM-SHA-512``.
+    """
+
+    keystore_pem: Path
+    username: str
+    password: str
+    mechanism: str = "SCRAM-SHA-512"
+
+
+def _server_properties(data_dir: Path, port: int, controller_port: int,
+                       secure: SecureListener | None = None, secure_port: int = 0) -> str:
     lines = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -119,6 +138,18 @@ def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "log.cleaner.backoff.ms": "1000",
     }
+    if secure is not None:  # clients may also connect with SASL/SCRAM over TLS on secure_port
+        lines["listeners"] += f",SASL_SSL://127.0.0.1:{secure_port}"
+        lines["advertised.listeners"] += f",SASL_SSL://127.0.0.1:{secure_port}"
+        lines["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+        mech = secure.mechanism.lower()
+        lines.update({
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": secure.mechanism,
+            f"listener.name.sasl_ssl.{mech}.sasl.jaas.config":
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(secure.keystore_pem),
+        })
     return "".join(f"{k}={v}\n" for k, v in lines.items())
 
 
@@ -145,8 +176,11 @@ class KafkaBroker:
         heap_mb: JVM heap size.
     """
 
-    def __init__(self, work_dir: Path, libs: Path, java: str = "java", heap_mb: int = 512, keep: bool = False) -> None:
+    def __init__(self, work_dir: Path, libs: Path, java: str = "java", heap_mb: int = 512, keep: bool = False,
+                 secure: SecureListener | None = None) -> None:
         self.keep = keep
+        self.secure = secure
+        self.secure_port = 0
         self.work_dir = Path(work_dir)
         self.libs = Path(libs)
         self.java = java
@@ -190,12 +224,15 @@ class KafkaBroker:
         if not reuse:
             shutil.rmtree(data_dir, ignore_errors=True)
         self.port, controller_port = free_port(), free_port()
+        self.secure_port = free_port() if self.secure is not None else 0
         config = self.work_dir / "server.properties"
-        config.write_text(_server_properties(data_dir, self.port, controller_port))
+        config.write_text(_server_properties(data_dir, self.port, controller_port, self.secure, self.secure_port))
         (self.work_dir / "log4j2.properties").write_text(_log4j_properties(self.log_file))
         if not reuse:
+            scram = [] if self.secure is None else [
+                "--add-scram", f"{self.secure.mechanism}=[name={self.secure.username},password={self.secure.password}]"]
             fmt = subprocess.run(
-                self._java(_STORAGE_TOOL, "format", "-t", random_cluster_id(), "-c", str(config)),
+                self._java(_STORAGE_TOOL, "format", "-t", random_cluster_id(), "-c", str(config), *scram),
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if fmt.returncode != 0:

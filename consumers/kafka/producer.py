@@ -11,10 +11,11 @@ blocks on the oldest one and raises :class:`BusError` if it is not acknowledged 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from consumers.bus import BusError, RecordMetadata
@@ -37,15 +38,56 @@ def connect(factory: Any, config: Mapping[str, Any], role: str) -> Any:
     """
     from kafka.errors import KafkaError
 
+    failures = _ConnectionFailures()
     try:
-        return factory(**config)
+        with failures.listening():
+            return factory(**config)
     except KafkaError as exc:
         servers = config.get("bootstrap_servers", "?")
         servers = ",".join(servers) if isinstance(servers, list | tuple) else servers
         raise BusError(
-            f"cannot connect the Kafka {role} to {servers}: {type(exc).__name__}: {exc} "
-            "(is the broker running? check --bootstrap / LIVETAG_KAFKA_BOOTSTRAP_SERVERS)"
+            f"cannot connect the Kafka {role} to {servers}: {type(exc).__name__}: {exc} ({failures.hint(config)})"
         ) from exc
+
+
+class _ConnectionFailures(logging.Handler):
+    """Collects kafka-python's connection log lines while a client connects, to tell a refused login
+    or a failed TLS handshake from a broker that does not answer (kafka-python reports all three as
+    a bootstrap timeout)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.lines) < 50:
+            self.lines.append(record.getMessage())
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[None]:
+        """Hear kafka-python's warnings meanwhile, without passing them on (the caller prints one line)."""
+        logger = logging.getLogger("kafka")
+        level, propagate = logger.level, logger.propagate
+        logger.addHandler(self)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+        try:
+            yield
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+    def hint(self, config: Mapping[str, Any]) -> str:
+        """What to check, from what was heard."""
+        heard = " ".join(self.lines)
+        if "SaslAuthenticationFailed" in heard or "Authentication failed" in heard:
+            return (f"authentication failed for user {config.get('sasl_plain_username')!r} with "
+                    f"{config.get('sasl_mechanism')}: check LIVETAG_KAFKA_SASL_USERNAME / LIVETAG_KAFKA_SASL_PASSWORD")
+        if "CERTIFICATE_VERIFY_FAILED" in heard or "SSLError" in heard or "SSL" in heard and "handshake" in heard.lower():
+            return ("TLS handshake failed: the broker's certificate is not signed by LIVETAG_KAFKA_SSL_CAFILE "
+                    f"({config.get('ssl_cafile')}) or does not name the host")
+        return "is the broker running? check --bootstrap / LIVETAG_KAFKA_BOOTSTRAP_SERVERS"
 
 
 class KafkaDelivery:
