@@ -60,6 +60,10 @@ PROTOCOL_WHITELIST: dict[str, str] = {
 }
 
 
+#: A file whose packets cover less than this share of its declared video duration is reported.
+EARLY_END_SHARE = 0.8
+
+
 class SourceReadError(LiveTagError):
     """A file source failed part-way through (corrupt or truncated container)."""
 
@@ -292,6 +296,7 @@ class VideoSource:
         pacer = Pacer(self.clock, self.options.speed) if self.options.realtime else None
         got = False
         last_packet = self.clock.monotonic()
+        read_until = 0.0  # stream seconds covered by the packets read
         try:
             for packet in container.demux(session.stream):
                 if self.stop_event.is_set():
@@ -307,6 +312,8 @@ class VideoSource:
                     return got
                 got = True
                 self.counters.packets += 1
+                if packet.pts is not None and packet.time_base is not None:
+                    read_until = max(read_until, float((packet.pts + (packet.duration or 0)) * packet.time_base))
                 if pacer is not None and packet.pts is not None and packet.time_base is not None:
                     pacer.wait_until(float(packet.pts * packet.time_base))
                 last_packet = self.clock.monotonic()
@@ -325,7 +332,21 @@ class VideoSource:
             log.warning("reading %s failed (%s); reconnecting", self.url, _reason(exc))
             return got
         self.counters.end_of_streams += 1
+        if not self.live:
+            self._check_complete(session, read_until)
         return got
+
+    def _check_complete(self, session: Session, read_until: float) -> None:
+        """A file whose video ends well before the duration its header declares was cut or damaged:
+        FFmpeg stops there without an error, so say it (SourceReadError, like a read failure)."""
+        stream = session.stream
+        if not stream.duration or not stream.time_base:
+            return
+        declared = float((stream.duration + (stream.start_time or 0)) * stream.time_base)
+        if read_until < EARLY_END_SHARE * declared and declared - read_until > 1.0:
+            self.counters.read_errors += 1
+            raise SourceReadError(f"{self.url} ended at {read_until:.1f} s of the {declared:.1f} s its header "
+                                  "declares: the file is cut or damaged")
 
     def _sleep(self, seconds: float) -> None:
         """Sleep on the injected clock in short steps so ``stop`` is seen promptly."""

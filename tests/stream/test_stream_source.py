@@ -223,3 +223,33 @@ def test_a_stalled_live_source_is_reopened_then_a_dead_one_reported(tmp_path):
     first = [p for p in got if p.sequence < len(got) - 10]
     assert 0 < len(first) < 10  # part of the file before the stall
     assert [round(p.pts_seconds, 1) for p in got[-10:]] == [0.2 + i for i in range(10)]  # the whole file after
+
+
+def test_a_cut_file_is_reported_instead_of_ending_quietly(tmp_path):
+    """An MP4 whose index (moov, first: faststart) declares 5 s but whose data stops after about a
+    third: FFmpeg reads what is there and stops without an error; the source raises SourceReadError."""
+    from stream.source import SourceReadError
+
+    path = tmp_path / "whole.mp4"
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(50)]
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.options = {"g": "10", "keyint_min": "10", "sc_threshold": "0"}
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    whole = list(VideoSource(str(path)).packets(keyframes_only=True))
+    assert len(whole) == 5
+    cut = tmp_path / "cut.mp4"
+    data = path.read_bytes()
+    media = data.find(b"mdat")
+    assert 0 < data.find(b"moov") < media, "the index comes first"
+    cut.write_bytes(data[: media + (len(data) - media) // 3])
+    with pytest.raises(SourceReadError, match="ended at .* of the 5.0 s its header declares"):
+        list(VideoSource(str(cut)).packets(keyframes_only=True))
