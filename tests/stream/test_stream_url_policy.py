@@ -39,6 +39,8 @@ def test_live_urls_pass(url: str) -> None:
         ("http://[::ffff:127.0.0.1]/", "loopback"),
         ("rtmp://0.0.0.0/live/x", "loopback"),
         ("rtmp:///live/x", "no host"),
+        ("rtmp://user:pa/ss@localhost/live/x", "ambiguous user-info"),
+        ("http://example.com/redirect@127.0.0.1/", "ambiguous user-info"),
         ("rtmp://h/live/a b", "without spaces"),
         ("rtmp://h/live/\x00", "control characters"),
         ("rtmp://h/" + "x" * 3000, "1-2048 characters"),

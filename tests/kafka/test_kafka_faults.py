@@ -1,0 +1,102 @@
+"""Hostile records against the real broker: an inference consumer and an ingest worker keep going,
+every record is accounted for (frames in = processed + dead letters), and no stream URL reaches a
+local file or a loopback host."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kafka_helpers import LoopThread, first_frame, gallery_entries, product_video, read_all, wait_for
+
+from consumers.bus import TopicPartition
+from consumers.dead_letter import DeadLetter
+from consumers.kafka.bus import KafkaBus
+from consumers.kafka.gallery_topic import publish_gallery
+from consumers.kafka.infer import InferenceConsumer, build_stage
+from consumers.kafka.ingest import IngestConfig, IngestWorker
+from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
+from consumers.kafka.stream_record import make_stream_value
+from consumers.kafka.topics import TopicNames
+from consumers.settings import BatchSettings, Settings, TopicSettings
+from stream.backoff import Backoff
+from stream.packet import FramePacket
+from stream.source import SourceOptions
+
+pytestmark = pytest.mark.kafka
+
+
+def test_poison_frames_are_dead_letters_and_the_consumer_commits_to_the_end(
+    kafka_bus: KafkaBus, kafka_topics: TopicNames, topic_settings: TopicSettings, tiny_models: tuple, tmp_path: Path
+) -> None:
+    detector, embedder = tiny_models
+    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=4, max_wait_ms=50, queue_capacity=64))
+    video = product_video(tmp_path / "item-A.mp4", 1, seconds=6.0)
+    producer = kafka_bus.producer()
+    publish_gallery(producer, kafka_topics.gallery,
+                    gallery_entries(detector, embedder, first_frame(video), "item-A", "shop", settings.pipeline))
+    replay_to_kafka(producer, kafka_topics.frames, [ReplayFile("good", str(video), "shop")], speed="max", progress=False)
+    good = read_all(kafka_bus, kafka_topics.frames, 12)
+    key, value, headers = FramePacket.from_record(good[0].key, good[0].value, good[0].headers).to_record()
+    poison = {
+        b"pts-10e400": (value, [(n, b"1" + b"0" * 400 if n == "pts" else v) for n, v in headers]),
+        b"wallclock-inf": (value, [(n, b"-inf" if n == "wallclock" else v) for n, v in headers]),
+        b"undecodable-8mb": (b"\x00" * 8_388_308, headers),  # fits frames; its dead letter is cut to fit dlq
+        b"no-headers": (b"junk", []),
+    }
+    for poison_key, (poison_value, poison_headers) in poison.items():
+        producer.produce(kafka_topics.frames, poison_key, poison_value, poison_headers)
+    producer.flush(30)
+    ends = kafka_bus.consumer([kafka_topics.frames], None).end_offsets(
+        [TopicPartition(kafka_topics.frames, p) for p in range(topic_settings.partitions)])
+    total = sum(ends.values())
+    stage, follower = build_stage(kafka_bus, settings, detector, embedder)
+    consumer = InferenceConsumer(kafka_bus, stage, settings, follower, group_id="faults")
+    loop = LoopThread(consumer.run, "faults")
+    try:
+        wait_for(lambda: stage.counters.records >= total, 90, "every frame record to be handled")
+        wait_for(lambda: len(read_all(kafka_bus, kafka_topics.dlq, 0, limit_s=2)) >= len(poison), 30, "dead letters")
+    finally:
+        loop.stop()
+        producer.close()
+    letters = {d.key: d for d in (DeadLetter.from_record(r) for r in read_all(kafka_bus, kafka_topics.dlq, 4))}
+    assert set(letters) == set(poison)
+    assert letters[b"undecodable-8mb"].value_size == 8_388_308 and letters[b"undecodable-8mb"].value_sha256
+    assert stage.counters.frames + stage.counters.dead_letters == stage.counters.records == total
+    events = [json.loads(r.value or b"{}") for r in read_all(kafka_bus, kafka_topics.matches, 1)]
+    assert {e["stream_id"] for e in events} == {"good"}, "the good stream matched through it all"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("concat:/etc/passwd|/etc/hosts", "FFmpeg protocol 'concat'"),
+        ("subfile:,,start,0,end,0,,:/etc/passwd", "FFmpeg protocol 'subfile'"),
+        ("/etc/passwd", "local files are not allowed"),
+        ("file:///etc/passwd", "local files are not allowed"),
+        ("tcp://203.0.113.9:1935", "scheme 'tcp' is not allowed"),
+        ("http://127.0.0.1:9/", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("rtmp://user:pa/ss@localhost/live/x", "ambiguous user-info"),
+        ("rtmp://user:secret@localhost/live/x", "loopback"),
+    ],
+)
+def test_stream_urls_that_reach_files_or_internal_hosts_are_dead_letters(
+    kafka_bus: KafkaBus, kafka_topics: TopicNames, url: str, reason: str
+) -> None:
+    producer = kafka_bus.producer()
+    producer.produce(kafka_topics.streams, b"evil", make_stream_value(url, "shop"))
+    producer.flush(10)
+    fast = SourceOptions(open_timeout_s=1.0, stall_timeout_s=2.0, max_retries=0, backoff=Backoff(initial_s=0.05, cap_s=0.1))
+    worker = IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="ingest-evil", source=fast))
+    loop = LoopThread(worker.run, "ingest-evil")
+    try:
+        wait_for(lambda: worker.stats.dead_letters >= 1, 30, "the record's dead letter")
+    finally:
+        loop.stop()
+        producer.close()
+    [letter] = [DeadLetter.from_record(r) for r in read_all(kafka_bus, kafka_topics.dlq, 1)]
+    assert letter.stage == "streams-record" and reason in letter.reason
+    assert worker.stats.started == 0 and worker.stats.frames == 0, "nothing was opened"
+    assert "pa/ss" not in letter.reason and "secret" not in letter.reason and "root:" not in letter.reason
