@@ -41,7 +41,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
-from consumers.events import Box, EventKind, Evidence, MatchEvent, make_event_id
+from consumers.events import EventKind, Evidence, MatchEvent, make_event_id
+from consumers.observations import GalleryHit, Observation
 from consumers.settings import VoterSettings
 from consumers.text.text_prior import TextPriors
 from stream.clock import Clock
@@ -55,49 +56,6 @@ CategoryLookup = Callable[[str], Collection[int] | None]
 
 class VoterInputError(LiveTagError):
     """A frame given to the voter is malformed (empty stream id, non-finite pts)."""
-
-
-@dataclass(frozen=True)
-class GalleryHit:
-    """One gallery search result for a detection.
-
-    Attributes:
-        item_id: Catalog item of the matched shop image.
-        gallery_image_id: The shop image.
-        similarity: Cosine similarity in [-1, 1].
-        item_box: Box of the item in the shop image, or None.
-    """
-
-    item_id: str
-    gallery_image_id: str
-    similarity: float
-    item_box: Box | None = None
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One detection of a frame with its gallery hits.
-
-    Attributes:
-        frame_box: ``x1, y1, x2, y2`` in frame pixels.
-        sold: The detector's sold-item probability in [0, 1].
-        confidence: The detector's objectness in [0, 1].
-        hits: Gallery hits, any order.
-        top_categories: The detection's most likely category indices (empty: no check).
-        garment: Probability that the crop shows a garment, from the embedder's ImageNet classes
-            (1 when the embedder does not say); the vote's weight with ``vote_weight="similarity"``.
-        named_only: The box was not chosen by the sold head but because the stream's text names
-            items; its hits are those items only, and the text's strength for the item
-            (:meth:`TextPriors.strength`) stands in for the sold probability.
-    """
-
-    frame_box: Box
-    sold: float
-    confidence: float
-    hits: tuple[GalleryHit, ...]
-    top_categories: tuple[int, ...] = ()
-    garment: float = 1.0
-    named_only: bool = False
 
 
 @dataclass
@@ -211,11 +169,6 @@ class StreamVoter:
         self._prune(state)
         events += self._decide(stream_id, state, pts)
         return events
-
-    def seen_text(self, stream_id: str, pts: float) -> None:
-        """Bring the stream's text cues to ``pts`` (what :meth:`observe` does first)."""
-        if self.text is not None:
-            self.text.seen(stream_id, pts)
 
     def evict_idle(self) -> list[MatchEvent]:
         """Evict streams without frames for ``idle_timeout_s`` wall seconds; returns their ended events."""
