@@ -178,7 +178,7 @@ class InferenceStage:
         (``match.ended`` records to publish now) so the new owner's segments do not overlap them."""
         wanted = set(partitions)
         with self._infer_lock:
-            streams = [s for s, tp in self._partitions.items() if tp in wanted]
+            streams = [s for s, tp in list(self._partitions.items()) if tp in wanted]
             return self.end_streams(streams)
 
     def _infer_batch(self, frames: Sequence[DecodedFrame]) -> list[Record]:
