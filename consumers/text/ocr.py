@@ -60,7 +60,8 @@ class RapidOcrReader:
             "EngineConfig.onnxruntime.intra_op_num_threads": 1,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         })
-        logging.getLogger("RapidOCR").setLevel(logging.WARNING)  # its start-up chatter (set up by RapidOCR())
+        # its start-up chatter and a warning for every frame without text (set up by RapidOCR())
+        logging.getLogger("RapidOCR").setLevel(logging.ERROR)
 
     def __call__(self, image: np.ndarray) -> list[str]:
         """Text lines of an RGB frame (H, W, 3) uint8, confident ones only, in reading order."""
