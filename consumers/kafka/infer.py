@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.bus import Bus, CommitFailedError, Consumer, Producer, Record, TopicPartition
+from consumers.bus import Bus, BusError, CommitFailedError, Consumer, Producer, Record, TopicPartition
 from consumers.embedded import make_ocr
 from consumers.inference_stage import InferenceStage
 from consumers.kafka.gallery_topic import GalleryFollower
@@ -201,7 +201,12 @@ class InferenceConsumer:
         add_text = getattr(self.stage, "add_text", None)
         if add_text is None or not self.settings.text.enabled:
             return None
-        follower = TranscriptFollower(self.bus, self.settings.topics.name("transcripts"), add_text)
+        topic = self.settings.topics.name("transcripts")
+        try:
+            follower = TranscriptFollower(self.bus, topic, add_text)
+        except BusError as exc:  # a cluster set up before the topic existed: run without text cues
+            log.warning("no text cues from %s (%s); 'livetag topics create' adds the topic", topic, exc)
+            return None
         follower.start()
         return follower
 

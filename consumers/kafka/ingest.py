@@ -285,7 +285,10 @@ class IngestWorker:
         log.info("stream %s: start %s (catalog %s, %s)", spec.stream_id, spec.url, spec.catalog, spec.sampling)
         if spec.text:  # title and description are text about the products: the text cues read them
             key, value = TranscriptSegment(spec.stream_id, spec.text[:MAX_TEXT_CHARS], source="title").to_record()
-            self._producer.produce(self.topics.transcripts, key, value)
+            try:
+                self._producer.produce(self.topics.transcripts, key, value)
+            except LiveTagError as exc:  # the title is a hint: the stream starts without it
+                log.warning("stream %s: title not published to %s: %s", spec.stream_id, self.topics.transcripts, exc)
         task.thread.start()
 
     def _stop(self, stream_id: str, why: str) -> None:
