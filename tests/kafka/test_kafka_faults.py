@@ -19,6 +19,7 @@ from consumers.kafka.ingest import IngestConfig, IngestWorker
 from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
 from consumers.kafka.stream_record import make_stream_value
 from consumers.kafka.topics import TopicNames
+from consumers.payload_schemas import check_payload, headers_document
 from consumers.settings import BatchSettings, Settings, TopicSettings
 from stream.backoff import Backoff
 from stream.packet import FramePacket
@@ -60,7 +61,12 @@ def test_poison_frames_are_dead_letters_and_the_consumer_commits_to_the_end(
     finally:
         loop.stop()
         producer.close()
-    letters = {d.key: d for d in (DeadLetter.from_record(r) for r in read_all(kafka_bus, kafka_topics.dlq, 4))}
+    dlq = read_all(kafka_bus, kafka_topics.dlq, 4)
+    for record in dlq:  # what the service really wrote follows the topics' schemas
+        check_payload("dlq", headers_document(record.headers))
+    for record in good:
+        check_payload("frames", headers_document(record.headers))
+    letters = {d.key: d for d in (DeadLetter.from_record(r) for r in dlq)}
     assert set(letters) == set(poison)
     assert letters[b"undecodable-8mb"].value_size == 8_388_308 and letters[b"undecodable-8mb"].value_sha256
     assert stage.counters.frames + stage.counters.dead_letters == stage.counters.records == total

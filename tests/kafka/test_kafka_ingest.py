@@ -13,6 +13,7 @@ from consumers.kafka.bus import KafkaBus
 from consumers.kafka.ingest import IngestConfig, IngestWorker
 from consumers.kafka.stream_record import make_stream_value
 from consumers.kafka.topics import TopicNames
+from consumers.payload_schemas import check_payload, headers_document
 from consumers.text.transcripts import parse_record
 from stream.backoff import Backoff
 from stream.packet import FramePacket
@@ -60,7 +61,14 @@ def test_streams_record_starts_ingest_and_bad_records_go_to_dlq(
     assert "cannot open rtmp://127.0.0.1:9/live/none" in letters[b"dead-url"].reason
     assert letters[b"bad-json"].value == b"{not json", "the original record is kept"
     assert letters[b"bad-json"].topic == kafka_topics.streams
-    [title] = [parse_record(r.key, r.value) for r in read_all(kafka_bus, kafka_topics.transcripts, 1)]
+    transcripts = read_all(kafka_bus, kafka_topics.transcripts, 1)
+    for record in transcripts:
+        check_payload("transcripts", json.loads(record.value or b"{}"))
+    for record in raw:
+        check_payload("frames", headers_document(record.headers))
+    for record in read_all(kafka_bus, kafka_topics.dlq, 3):
+        check_payload("dlq", headers_document(record.headers))
+    [title] = [parse_record(r.key, r.value) for r in transcripts]
     assert (title.stream_id, title.text, title.source, title.start) == ("good", "demo 西装短裤", "title", None)
 
 

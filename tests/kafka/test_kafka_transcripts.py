@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kafka_helpers import wait_for
+from kafka_helpers import read_all, wait_for
 
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import GalleryEntry, GalleryFollower, publish_gallery
 from consumers.kafka.topics import TopicNames
 from consumers.kafka.transcript_topic import TranscriptFollower, publish_segments
+from consumers.payload_schemas import check_payload
 from consumers.settings import TopicSettings
 from consumers.text.text_prior import TextPriors
 from consumers.text.text_settings import TextSettings
@@ -68,6 +69,8 @@ def test_item_titles_follow_the_gallery_topic(kafka_bus: KafkaBus, kafka_topics:
         assert follower.load(30) == 2
         assert follower.item_titles() == {"item-a": "西装短裤女"} and seen[-1] == {"item-a": "西装短裤女"}
         assert follower.item_ids() == {"item-a", "item-b"}
+        for record in read_all(kafka_bus, kafka_topics.gallery, 2):
+            check_payload("gallery", json.loads(record.value or b"{}"))
     finally:
         follower.close()
         producer.close()
@@ -106,6 +109,8 @@ def test_a_transcript_on_kafka_reaches_the_match_event(
         loop.stop()
         producer.close()
     events = [(r.header("lt-schema"), json.loads(r.value or b"{}")) for r in read_all(kafka_bus, kafka_topics.matches, 2)]
+    for schema, doc in events:  # what the consumer really published follows the schema it names
+        check_payload("matches.v2" if schema == b"livetag.match/v2" else "matches.v1", doc)
     started = {doc["stream_id"]: (schema, doc) for schema, doc in events if doc["event"] == "match.started"}
     assert set(started) == {"told", "silent"} and all(doc["item_id"] == "item-A" for _, doc in started.values())
     schema, told = started["told"]
