@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -187,9 +188,11 @@ class PipelineMetrics:
             if raw is None:
                 continue
             try:
-                self.end_to_end_latency.observe(max(0.0, now - float(raw)))
+                latency = now - float(raw)
             except ValueError:
                 continue
+            if math.isfinite(latency):  # a -inf wallclock (a dead letter) would make the sum +Inf forever
+                self.end_to_end_latency.observe(max(0.0, latency))
         for out in outputs:
             error_class = out.header(DLQ_CLASS_HEADER)
             if error_class is not None:

@@ -358,3 +358,13 @@ def test_source_meter_turns_cumulative_reader_counters_into_increments(metrics: 
     reg = metrics.registry
     assert reg.get_sample_value("livetag_source_reconnects_total") == 3
     assert reg.get_sample_value("livetag_dropped_total", {"queue": "source_rate", "policy": "max_rate"}) == 5
+
+
+def test_a_non_finite_wallclock_does_not_poison_the_latency_histogram(metrics: PipelineMetrics, clock: FakeClock) -> None:
+    """A record with wallclock -inf (it becomes a dead letter) is counted out but not observed."""
+    inputs = [_frame(0, clock.now() - 0.5), _frame(1, float("-inf")), _frame(2, float("nan"))]
+    metrics.record_published(inputs, [])
+    reg = metrics.registry
+    assert reg.get_sample_value("livetag_frames_out_total") == 3
+    assert reg.get_sample_value("livetag_end_to_end_latency_seconds_count") == 1
+    assert reg.get_sample_value("livetag_end_to_end_latency_seconds_sum") == pytest.approx(0.5)
