@@ -235,6 +235,15 @@ class InferenceStage:
         catalog = raw_catalog.decode("utf-8", "replace") if raw_catalog else None
         return DecodedFrame(record, packet, image, catalog)
 
+    def _scopes(self, frames: Sequence[DecodedFrame]) -> dict[str | None, frozenset[str] | None]:
+        """catalog -> the items its streams may match (None: the whole gallery), once per batch."""
+        scopes: dict[str | None, frozenset[str] | None] = {}
+        for frame in frames:
+            if frame.catalog not in scopes:
+                found = self._allowed(frame.catalog)
+                scopes[frame.catalog] = None if found is None else frozenset(found)
+        return scopes
+
     def _allowed(self, catalog: str | None) -> Collection[str] | None:
         if self.items is not None:
             return self.items
@@ -254,7 +263,8 @@ class InferenceStage:
 
         s = self.settings
         detections = self.detector.detect([f.image for f in frames])
-        named = self._named_items(frames)
+        scopes = self._scopes(frames)
+        named = self._named_items(frames, scopes)
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int, bool]] = []  # (frame index, detection index, named only) per crop
         for fi, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
@@ -270,7 +280,7 @@ class InferenceStage:
                 crops.append(crop(frame.image, dets.boxes[di], s.crop_expand))
                 owners.append((fi, di, named_only))
         vectors, garment = self._embed(crops)
-        hits_of_crop = self._hits(frames, owners, vectors, named)
+        hits_of_crop = self._hits(frames, owners, vectors, named, scopes)
         per_frame: list[list[Observation]] = [[] for _ in frames]
         for ci, (fi, di, named_only) in enumerate(owners):
             dets = detections[fi]
@@ -297,7 +307,9 @@ class InferenceStage:
             out += self._events(events, pts)
         return out
 
-    def _named_items(self, frames: Sequence[DecodedFrame]) -> dict[str, frozenset[str]]:
+    def _named_items(
+        self, frames: Sequence[DecodedFrame], scopes: Mapping[str | None, frozenset[str] | None]
+    ) -> dict[str, frozenset[str]]:
         """stream id -> the items its text names within its catalog (empty without text cues).
 
         The text is first brought to each frame's pts, so only what was said by then counts."""
@@ -309,8 +321,8 @@ class InferenceStage:
             stream_id = frame.packet.stream_id
             text.seen(stream_id, frame.packet.pts_seconds)
             named = text.candidates(stream_id)
-            allowed = self._allowed(frame.catalog)
-            out[stream_id] = named if allowed is None else named & frozenset(allowed)
+            allowed = scopes[frame.catalog]
+            out[stream_id] = named if allowed is None else named & allowed
         return out
 
     def _hits(
@@ -319,24 +331,21 @@ class InferenceStage:
         owners: Sequence[tuple[int, int, bool]],
         vectors: np.ndarray,
         named: Mapping[str, frozenset[str]],
+        scopes: Mapping[str | None, frozenset[str] | None],
     ) -> dict[int, list[Any]]:
         """Gallery hits per crop (rows of (M, D) ``vectors``), best first, within the stream's catalog;
         a crop of a stream whose text names items is also compared with those items. A ``named only``
         crop keeps its hits only when its best match is a named item, and then only the named ones:
         the text chooses the box, the picture still chooses the item."""
-        hits: dict[int, list[Any]] = {ci: [] for ci in range(len(owners))}
-        by_scope: dict[tuple[str, str | frozenset[str] | None], list[int]] = {}
+        groups: dict[frozenset[str] | None, list[int]] = {}  # allowed items -> crops searched among them
         for ci, (fi, _, _) in enumerate(owners):
             frame = frames[fi]
-            by_scope.setdefault(("catalog", frame.catalog), []).append(ci)
+            groups.setdefault(scopes[frame.catalog], []).append(ci)
             if named.get(frame.packet.stream_id):
-                by_scope.setdefault(("named", named[frame.packet.stream_id]), []).append(ci)
-        for (kind, scope), crop_indices in by_scope.items():
-            if kind == "catalog":
-                found = self._search(vectors[crop_indices], scope if isinstance(scope, str) else None)
-            else:
-                found = self._search(vectors[crop_indices], None, scope=scope if isinstance(scope, frozenset) else None)
-            for ci, more in zip(crop_indices, found, strict=True):
+                groups.setdefault(named[frame.packet.stream_id], []).append(ci)
+        hits: dict[int, list[Any]] = {ci: [] for ci in range(len(owners))}
+        for allowed, crop_indices in groups.items():
+            for ci, more in zip(crop_indices, self._search(vectors[crop_indices], allowed), strict=True):
                 have = {h.image_id for h in hits[ci]}
                 hits[ci] = sorted(hits[ci] + [h for h in more if h.image_id not in have], key=lambda h: -float(h.score))
         for ci, (fi, _, named_only) in enumerate(owners):
@@ -356,13 +365,12 @@ class InferenceStage:
         vectors, garment = scored(crops)
         return vectors, garment
 
-    def _search(self, vectors: np.ndarray, catalog: str | None, scope: Collection[str] | None = None) -> list[list[Any]]:
-        """Gallery hits per row of (M, D) ``vectors`` within ``catalog``'s items (or exactly the items
-        of ``scope``); an empty gallery (all images removed) gives none."""
+    def _search(self, vectors: np.ndarray, allowed: Collection[str] | None) -> list[list[Any]]:
+        """Gallery hits per row of (M, D) ``vectors`` among the ``allowed`` items (None: all); an empty
+        gallery (all images removed) gives none."""
         from engines.gallery import EmptyGalleryError
 
         try:
-            allowed = scope if scope is not None else self._allowed(catalog)
             return list(self.gallery.search(vectors, k=self.settings.top_k, catalog=allowed))
         except EmptyGalleryError:
             return [[] for _ in range(vectors.shape[0])]

@@ -7,7 +7,7 @@ Used by tests and tools: ``write_video`` makes H.264 / HEVC / MPEG-4 Part 2 file
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,6 +34,7 @@ def write_video(
     codec: str = "h264",
     gop: int = 25,
     bitrate: int | None = None,
+    container_options: Mapping[str, str] | None = None,
 ) -> int:
     """Encode RGB frames into a video file; the container follows the suffix (.mp4 .mkv .ts .flv).
 
@@ -44,6 +45,7 @@ def write_video(
         codec: ``h264``, ``hevc`` or ``mpeg4``.
         gop: Keyframe interval in frames (no scene-cut keyframes, so the count is predictable).
         bitrate: Target bits per second; None keeps the encoder's default quality mode.
+        container_options: Muxer options, e.g. ``{"movflags": "faststart"}`` (the MP4 index first).
 
     Returns:
         Number of frames written.
@@ -66,7 +68,7 @@ def write_video(
     rate = Fraction(fps).limit_denominator(1001)
     path = Path(path)
     count = 0
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=dict(container_options or {})) as container:
         stream: VideoStream | None = None
         for frame in frames:
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:

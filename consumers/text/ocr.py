@@ -15,10 +15,10 @@ What is read goes to :meth:`TextPriors.add` as source ``ocr`` at the frame's pts
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
-import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -94,13 +94,14 @@ class OcrScheduler:
         self._queue: deque[tuple[str, float, np.ndarray]] = deque()
         self._ready = threading.Condition()
         self._closed = False
+        self._busy = False
         self.stats: Counter[str] = Counter()
         self._worker: threading.Thread | None = None
         if settings.ocr_mode == "background":
             self._worker = threading.Thread(target=self._run, name="livetag-ocr", daemon=True)
             self._worker.start()
             # A worker killed inside ONNX Runtime at interpreter exit aborts the process: stop it first.
-            weakref.finalize(self, _stop_worker, self._ready, self._worker)
+            atexit.register(self.close)
 
     def offer(self, stream_id: str, pts: float, image: np.ndarray) -> bool:
         """A decoded frame (H, W, 3) RGB; returns True when it was taken for OCR (its turn came)."""
@@ -131,7 +132,7 @@ class OcrScheduler:
     def drain(self, timeout_s: float = 30.0) -> bool:
         """Wait until the worker has read every queued frame; True when it did within ``timeout_s``."""
         with self._ready:
-            return self._ready.wait_for(lambda: not self._queue and not self.stats["busy"], timeout_s)
+            return self._ready.wait_for(lambda: not self._queue and not self._busy, timeout_s)
 
     def close(self) -> None:
         """Stop the worker (queued frames are dropped)."""
@@ -140,6 +141,7 @@ class OcrScheduler:
             self._queue.clear()
             self._ready.notify_all()
         if self._worker is not None:
+            atexit.unregister(self.close)
             self._worker.join(timeout=10.0)
 
     def _read(self, stream_id: str, pts: float, image: np.ndarray) -> None:
@@ -157,14 +159,14 @@ class OcrScheduler:
         _lower_priority()
         while True:
             with self._ready:
-                self._ready.wait_for(lambda: self._queue or self._closed or _stopping(self._ready))
-                if self._closed or _stopping(self._ready):
+                self._ready.wait_for(lambda: self._queue or self._closed)
+                if self._closed:
                     return
                 stream_id, pts, image = self._queue.popleft()
-                self.stats["busy"] = 1
+                self._busy = True
             self._read(stream_id, pts, image)
             with self._ready:
-                self.stats["busy"] = 0
+                self._busy = False
                 self._ready.notify_all()
 
 
@@ -175,18 +177,3 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (AttributeError, OSError) as exc:  # not Linux, or not permitted
         log.info("OCR worker keeps its priority: %s", exc)
-
-
-_STOPPED: weakref.WeakSet[threading.Condition] = weakref.WeakSet()
-
-
-def _stopping(ready: threading.Condition) -> bool:
-    return ready in _STOPPED
-
-
-def _stop_worker(ready: threading.Condition, worker: threading.Thread) -> None:
-    """Finaliser of a background scheduler (also run at exit): wake the worker and wait for it."""
-    with ready:
-        _STOPPED.add(ready)
-        ready.notify_all()
-    worker.join(timeout=10.0)

@@ -233,17 +233,7 @@ def test_a_cut_file_is_reported_instead_of_ending_quietly(tmp_path):
     path = tmp_path / "whole.mp4"
     rng = np.random.default_rng(5)
     frames = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(50)]
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        stream.options = {"g": "10", "keyint_min": "10", "sc_threshold": "0"}
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    write_video(path, frames, fps=10, gop=10, container_options={"movflags": "faststart"})
     whole = list(VideoSource(str(path)).packets(keyframes_only=True))
     assert len(whole) == 5
     cut = tmp_path / "cut.mp4"
