@@ -19,6 +19,8 @@ fi
 # Exact versions the suite is green with (requirements/lock.txt; README says how to refresh it).
 python3 -m pip install -q --upgrade pip
 python3 -m pip install -q -c requirements/lock.txt -e ".[train,dev]"
+# kustomize, kubeconform and the Kubernetes + KEDA CRD schemas, pinned, into .tools/ (k8s tests).
+bash scripts/install_k8s_tools.sh
 
 ruff check .
 mypy

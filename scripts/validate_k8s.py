@@ -1,35 +1,32 @@
-"""Render LiveTag's kustomize overlays and validate every object offline.
+"""Render LiveTag's kustomize overlays with kustomize and validate them with kubeconform, then LiveTag's rules.
 
-kustomize itself is not installable from PyPI, so this renders the subset of it that ``k8s/`` uses:
+The tools and schemas are the pinned ones ``scripts/install_k8s_tools.sh`` puts in ``.tools/``
+(README command 2 runs it):
 
-- ``resources``: YAML files, or folders holding a ``kustomization.yaml`` (rendered recursively);
-- ``patches``: strategic-merge patches (``path`` or inline ``patch``, with an optional ``target`` of
-  kind / name) and JSON 6902 patches (a list of ``add`` / ``replace`` / ``remove`` operations); lists
-  merge by their Kubernetes merge key (containers and volumes by ``name``, volume mounts by
-  ``mountPath``, ...), other lists are replaced, as kubectl's strategic merge does;
-- ``namespace``, ``labels`` (``pairs`` with ``includeSelectors: false`` and ``includeTemplates``) and
-  ``images`` (``newName`` / ``newTag`` / ``digest``).
-
-Any other kustomization field is refused, so nothing is silently rendered differently from kustomize.
-
-Validation: Kubernetes objects against the pinned Kubernetes JSON schemas of ``kubernetes-validate``
-(strict: unknown fields fail), KEDA objects against the CRD schemas kept in ``k8s/schemas/``, then
-LiveTag's own rules (probes, grace period, GPU requests, autoscaler targets, no literal secrets).
+1. ``kustomize build <overlay>`` renders the overlay (configMapGenerator, replacements, patches: the
+   real renderer, nothing re-implemented here);
+2. ``kubeconform -strict`` validates every object against the Kubernetes schemas of the pinned version
+   and KEDA's objects against schemas generated from KEDA's own CRDs (unknown fields, wrong types and
+   missing required fields fail; an object without a schema fails too);
+3. LiveTag's own rules run on the rendered objects: probes, grace period longer than the drain, spread,
+   disruption budgets, selectors that select their pods, one autoscaler per Deployment, tagged images,
+   no literal secrets.
 
 Usage::
 
-    python scripts/validate_k8s.py                       # both overlays, Kubernetes 1.30
+    python scripts/validate_k8s.py                               # both overlays
     python scripts/validate_k8s.py k8s/overlays/gpu --out rendered/   # also write the rendered YAML
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,165 +35,67 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
 OVERLAYS = (K8S / "overlays" / "cpu", K8S / "overlays" / "gpu")
-KUBERNETES_VERSION = "1.30"
-KEDA_SCHEMAS = {
-    "ScaledObject": K8S / "schemas" / "keda-scaledobject.json",
-    "TriggerAuthentication": K8S / "schemas" / "keda-triggerauthentication.json",
-}
-SUPPORTED_FIELDS = {"apiVersion", "kind", "resources", "patches", "namespace", "labels", "images"}
-MERGE_KEYS = {
-    "containers": "name",
-    "initContainers": "name",
-    "ephemeralContainers": "name",
-    "volumes": "name",
-    "volumeMounts": "mountPath",
-    "volumeDevices": "devicePath",
-    "env": "name",
-    "ports": "containerPort",
-    "imagePullSecrets": "name",
-    "topologySpreadConstraints": "topologyKey",
-}
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume",
-                  "StorageClass", "PriorityClass", "ClusterTriggerAuthentication"}
+TOOLS = REPO / ".tools"
+KUBERNETES_VERSION = "1.30.0"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 #: Longest the inference / ingest drain may take on SIGTERM (batch + producer flush), seconds.
 DRAIN_SECONDS = 30
 Obj = dict[str, Any]
 
 
-class RenderError(Exception):
-    """The kustomization cannot be rendered by this subset renderer."""
+class ToolError(Exception):
+    """kustomize or kubeconform is missing or could not run."""
 
 
-# --------------------------------------------------------------------------------------------------
-# rendering
-def load_yaml_documents(path: Path) -> list[Obj]:
-    """The non-empty YAML documents of ``path``."""
-    with path.open(encoding="utf-8") as handle:
-        return [doc for doc in yaml.safe_load_all(handle) if doc]
+def tool(name: str) -> str:
+    """The path of ``name`` in ``.tools/bin``, else on PATH."""
+    local = TOOLS / "bin" / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise ToolError(f"{name} not found; run scripts/install_k8s_tools.sh")
+    return found
 
 
-def render(folder: Path) -> list[Obj]:
-    """Render the kustomization in ``folder`` to a list of objects (resources in declaration order)."""
-    kfile = folder / "kustomization.yaml"
-    if not kfile.is_file():
-        raise RenderError(f"{folder} has no kustomization.yaml")
-    (kust,) = load_yaml_documents(kfile)
-    unknown = sorted(set(kust) - SUPPORTED_FIELDS)
-    if unknown:
-        raise RenderError(f"{kfile}: fields {unknown} are not supported by this renderer")
-    objects: list[Obj] = []
-    for entry in kust.get("resources", []):
-        target = (folder / entry).resolve()
-        objects += render(target) if target.is_dir() else load_yaml_documents(target)
-    for patch in kust.get("patches", []):
-        apply_patch(objects, patch, folder)
-    if "namespace" in kust:
-        for obj in objects:
-            if obj["kind"] not in CLUSTER_SCOPED:
-                obj.setdefault("metadata", {})["namespace"] = kust["namespace"]
-    for label_set in kust.get("labels", []):
-        apply_labels(objects, label_set)
-    for image in kust.get("images", []):
-        apply_image(objects, image)
-    return objects
+def schema_locations(schemas: Path = TOOLS / "schemas") -> list[str]:
+    """kubeconform ``-schema-location`` templates: Kubernetes kinds, then CRD kinds (KEDA)."""
+    if not (schemas / "kubernetes").is_dir():
+        raise ToolError(f"no schemas in {schemas}; run scripts/install_k8s_tools.sh")
+    return [
+        f"{schemas}/kubernetes/{{{{.NormalizedKubernetesVersion}}}}-standalone{{{{.StrictSuffix}}}}/"
+        "{{.ResourceKind}}{{.KindSuffix}}.json",
+        f"{schemas}/crds/{{{{.Group}}}}/{{{{.ResourceKind}}}}_{{{{.ResourceAPIVersion}}}}.json",
+    ]
 
 
-def apply_patch(objects: list[Obj], patch: Obj, folder: Path) -> None:
-    """Apply one ``patches`` entry (strategic merge or JSON 6902) to the matching objects."""
-    if "path" in patch:
-        docs = load_yaml_documents(folder / patch["path"])
-        body: Any = docs[0] if len(docs) == 1 else docs
-    elif "patch" in patch:
-        body = yaml.safe_load(patch["patch"])
-    else:
-        raise RenderError(f"patch in {folder} has neither path nor patch")
-    target = patch.get("target")
-    if target is None:
-        if not isinstance(body, dict):
-            raise RenderError(f"a JSON 6902 patch in {folder} needs a target")
-        target = {"kind": body.get("kind"), "name": body.get("metadata", {}).get("name")}
-    matches = [o for o in objects if _matches(o, target)]
-    if not matches:
-        raise RenderError(f"patch {patch.get('path', '(inline)')} in {folder} matches no object: {target}")
-    for obj in matches:
-        if isinstance(body, list):
-            apply_json6902(obj, body)
-        else:
-            patched = strategic_merge(obj, {k: v for k, v in body.items() if k not in ("apiVersion", "kind")})
-            obj.clear()
-            obj.update(patched)
+def render(folder: Path) -> str:
+    """``kustomize build folder`` as YAML text; a kustomize failure raises ToolError with its message."""
+    result = subprocess.run([tool("kustomize"), "build", str(folder)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ToolError(f"kustomize build {folder}: {result.stderr.strip()}")
+    return result.stdout
 
 
-def _matches(obj: Obj, target: Obj) -> bool:
-    meta = obj.get("metadata", {})
-    return all(
-        (key == "kind" and obj.get("kind") == value)
-        or (key == "name" and meta.get("name") == value)
-        or (key == "namespace" and meta.get("namespace") == value)
-        or (key in ("group", "version") and _api_part(obj, key) == value)
-        for key, value in target.items()
-    )
-
-
-def _api_part(obj: Obj, part: str) -> str:
-    group, _, version = str(obj.get("apiVersion", "")).rpartition("/")
-    return group if part == "group" else version
-
-
-def strategic_merge(base: Any, patch: Any, field: str = "") -> Any:
-    """``patch`` merged into a copy of ``base``: maps recursively, merge-key lists by key, null deletes."""
-    if isinstance(base, dict) and isinstance(patch, dict):
-        out = copy.deepcopy(base)
-        for key, value in patch.items():
-            if value is None:
-                out.pop(key, None)
-            elif key in out:
-                out[key] = strategic_merge(out[key], value, key)
-            else:
-                out[key] = copy.deepcopy(value)
-        return out
-    if isinstance(base, list) and isinstance(patch, list) and field in MERGE_KEYS:
-        key = MERGE_KEYS[field]
-        out_list = copy.deepcopy(base)
-        index = {item.get(key): i for i, item in enumerate(out_list) if isinstance(item, dict)}
-        for item in patch:
-            if isinstance(item, dict) and item.get(key) in index:
-                pos = index[item.get(key)]
-                out_list[pos] = strategic_merge(out_list[pos], item)
-            else:
-                out_list.append(copy.deepcopy(item))
-        return out_list
-    return copy.deepcopy(patch)
-
-
-def apply_json6902(obj: Obj, operations: list[Obj]) -> None:
-    """Apply ``add`` / ``replace`` / ``remove`` operations (RFC 6902 paths, ``-`` appends)."""
-    for op in operations:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].lstrip("/").split("/")]
-        parent: Any = obj
-        for part in parts[:-1]:
-            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-        last = parts[-1]
-        kind = op["op"]
-        if isinstance(parent, list):
-            pos = len(parent) if last == "-" else int(last)
-            if kind == "add":
-                parent.insert(pos, copy.deepcopy(op["value"]))
-            elif kind == "replace":
-                parent[pos] = copy.deepcopy(op["value"])
-            elif kind == "remove":
-                del parent[pos]
-            else:
-                raise RenderError(f"JSON 6902 op {kind!r} is not supported")
-        elif kind in ("add", "replace"):
-            if kind == "replace" and last not in parent:
-                raise RenderError(f"replace of missing path {op['path']}")
-            parent[last] = copy.deepcopy(op["value"])
-        elif kind == "remove":
-            del parent[last]
-        else:
-            raise RenderError(f"JSON 6902 op {kind!r} is not supported")
+def kubeconform(rendered: str, kubernetes_version: str = KUBERNETES_VERSION) -> list[str]:
+    """kubeconform's findings for a rendered YAML text (empty when every object is valid)."""
+    command = [tool("kubeconform"), "-strict", "-output", "json", "-kubernetes-version", kubernetes_version]
+    for location in schema_locations():
+        command += ["-schema-location", location]
+    result = subprocess.run([*command, "-"], input=rendered, capture_output=True, text=True, check=False)
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"kubeconform gave no report: {result.stderr.strip() or result.stdout[:200]}") from exc
+    errors = []
+    for resource in report.get("resources", []):
+        if resource.get("status") in ("statusInvalid", "statusError"):
+            # the resource message carries the detail ("at '/spec': additional properties 'x' not allowed")
+            message = re.sub(r"^.*validation failed with '[^']*' - ", "", str(resource.get("msg", "invalid")))
+            errors.append(f"{resource.get('kind')}/{resource.get('name')}: {message}")
+    if result.returncode != 0 and not errors:
+        errors.append(f"kubeconform exited {result.returncode}: {result.stderr.strip()}")
+    return errors
 
 
 def pod_templates(obj: Obj) -> list[Obj]:
@@ -209,18 +108,6 @@ def pod_templates(obj: Obj) -> list[Obj]:
     return []
 
 
-def apply_labels(objects: list[Obj], label_set: Obj) -> None:
-    """Add ``pairs`` to metadata labels (and pod templates with ``includeTemplates``); selectors untouched."""
-    if label_set.get("includeSelectors", False):
-        raise RenderError("labels with includeSelectors: true are not supported (selectors are immutable)")
-    pairs = dict(label_set["pairs"])
-    for obj in objects:
-        obj.setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
-        if label_set.get("includeTemplates", False):
-            for template in pod_templates(obj):
-                template.setdefault("metadata", {}).setdefault("labels", {}).update(pairs)
-
-
 def containers_of(obj: Obj) -> list[Obj]:
     """Every container and init container of an object's pod templates."""
     out: list[Obj] = []
@@ -230,48 +117,30 @@ def containers_of(obj: Obj) -> list[Obj]:
     return out
 
 
-def apply_image(objects: list[Obj], image: Obj) -> None:
-    """Rewrite container images named ``image["name"]`` (tag / digest dropped before comparing)."""
-    for obj in objects:
-        for container in containers_of(obj):
-            current = str(container.get("image", ""))
-            name = re.sub(r"@.*$", "", current)
-            tag = ""
-            if re.search(r":[^/]+$", name):
-                name, tag = name.rsplit(":", 1)
-            if name != image["name"]:
-                continue
-            new = image.get("newName", name)
-            if "digest" in image:
-                container["image"] = f"{new}@{image['digest']}"
-            else:
-                new_tag = image.get("newTag", tag)
-                container["image"] = f"{new}:{new_tag}" if new_tag else new
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-# --------------------------------------------------------------------------------------------------
-# validation
-def validate_schema(obj: Obj, kubernetes_version: str = KUBERNETES_VERSION) -> list[str]:
-    """Schema errors of one object: KEDA kinds against k8s/schemas, the rest with kubernetes-validate."""
-    import jsonschema
-
-    label = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-    if str(obj.get("apiVersion", "")).startswith("keda.sh/"):
-        schema_path = KEDA_SCHEMAS.get(str(obj.get("kind")))
-        if schema_path is None:
-            return [f"{label}: no KEDA schema kept for kind {obj.get('kind')}"]
-        schema = json.loads(schema_path.read_text(encoding="utf-8"))
-        validator = jsonschema.Draft202012Validator(schema)
-        return [f"{label}: {'.'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
-    import kubernetes_validate
-
-    try:
-        kubernetes_validate.validate(obj, kubernetes_version, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        return [f"{label}: {'.'.join(map(str, exc.path)) or '<root>'}: {exc.message}"]
-    except kubernetes_validate.SchemaNotFoundError as exc:
-        return [f"{label}: {exc.message}"]
-    return []
+def _check_deployment(name: str, deployment: Obj, budgets: list[Obj]) -> list[str]:
+    errors: list[str] = []
+    template = deployment["spec"]["template"]
+    spec = template["spec"]
+    selector = deployment["spec"]["selector"].get("matchLabels", {})
+    if not _selects(selector, template.get("metadata", {}).get("labels", {})):
+        errors.append(f"Deployment/{name}: selector {selector} does not match its pod template's labels")
+    grace = spec.get("terminationGracePeriodSeconds", 30)
+    if grace <= DRAIN_SECONDS:
+        errors.append(f"Deployment/{name}: terminationGracePeriodSeconds {grace} is not longer than the drain ({DRAIN_SECONDS}s)")
+    if not spec.get("topologySpreadConstraints"):
+        errors.append(f"Deployment/{name}: no topologySpreadConstraints")
+    for container in spec.get("containers", []):
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            got = container.get(probe, {}).get("httpGet", {}).get("path")
+            if got != path:
+                errors.append(f"Deployment/{name}: container {container['name']} {probe} is {got}, expected {path}")
+    if not any(_selects(p["spec"]["selector"]["matchLabels"], selector) for p in budgets):
+        errors.append(f"Deployment/{name}: no PodDisruptionBudget selects its pods")
+    return errors
 
 
 def check_rules(objects: list[Obj]) -> list[str]:
@@ -280,21 +149,9 @@ def check_rules(objects: list[Obj]) -> list[str]:
     by_kind: dict[str, dict[str, Obj]] = {}
     for obj in objects:
         by_kind.setdefault(obj["kind"], {})[obj["metadata"]["name"]] = obj
+    budgets = list(by_kind.get("PodDisruptionBudget", {}).values())
     for name, deployment in by_kind.get("Deployment", {}).items():
-        spec = deployment["spec"]["template"]["spec"]
-        grace = spec.get("terminationGracePeriodSeconds", 30)
-        if grace <= DRAIN_SECONDS:
-            errors.append(f"Deployment/{name}: terminationGracePeriodSeconds {grace} is not longer than the drain ({DRAIN_SECONDS}s)")
-        if not spec.get("topologySpreadConstraints"):
-            errors.append(f"Deployment/{name}: no topologySpreadConstraints")
-        for container in spec.get("containers", []):
-            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
-                got = container.get(probe, {}).get("httpGet", {}).get("path")
-                if got != path:
-                    errors.append(f"Deployment/{name}: container {container['name']} {probe} is {got}, expected {path}")
-        selector = deployment["spec"]["selector"]["matchLabels"]
-        if not any(_selects(p["spec"]["selector"]["matchLabels"], selector) for p in by_kind.get("PodDisruptionBudget", {}).values()):
-            errors.append(f"Deployment/{name}: no PodDisruptionBudget selects its pods")
+        errors += _check_deployment(name, deployment, budgets)
     for obj in objects:
         for container in containers_of(obj):
             image = str(container.get("image", ""))
@@ -320,26 +177,17 @@ def check_rules(objects: list[Obj]) -> list[str]:
     return errors
 
 
-def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-
-def validate_overlay(folder: Path, kubernetes_version: str = KUBERNETES_VERSION) -> tuple[list[Obj], list[str]]:
-    """Render ``folder`` and return ``(objects, errors)``; no errors means valid."""
-    objects = render(folder)
-    errors: list[str] = []
-    for obj in objects:
-        errors += validate_schema(obj, kubernetes_version)
-    return objects, errors + check_rules(objects)
-
-
-def dump(objects: Iterable[Obj]) -> str:
-    """The objects as one multi-document YAML text."""
-    return yaml.safe_dump_all(list(objects), sort_keys=False)
+def validate_overlay(folder: Path, kubernetes_version: str = KUBERNETES_VERSION) -> tuple[list[Obj], list[str], str]:
+    """Render and validate ``folder``; returns ``(objects, errors, rendered YAML)``. No errors: valid."""
+    rendered = render(folder)
+    objects = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    schema_errors = kubeconform(rendered, kubernetes_version)
+    # the rules read fields by their schema types: they run on schema-valid objects only
+    return objects, schema_errors or check_rules(objects), rendered
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Render the kustomize overlays and validate them offline.")
+    parser = argparse.ArgumentParser(description="Render the kustomize overlays and validate them with kubeconform.")
     parser.add_argument("overlays", nargs="*", type=Path, default=list(OVERLAYS), help="overlay folders (default: cpu and gpu)")
     parser.add_argument("--kubernetes-version", default=KUBERNETES_VERSION, help=f"schema version (default {KUBERNETES_VERSION})")
     parser.add_argument("--out", type=Path, default=None, help="write each rendered overlay to OUT/<overlay>.yaml")
@@ -347,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for folder in args.overlays:
         try:
-            objects, errors = validate_overlay(folder, args.kubernetes_version)
-        except (RenderError, OSError, yaml.YAMLError) as exc:
-            print(f"{folder}: cannot render: {exc}", file=sys.stderr)
+            objects, errors, rendered = validate_overlay(folder, args.kubernetes_version)
+        except ToolError as exc:
+            print(f"{folder}: {exc}", file=sys.stderr)
             failed = True
             continue
         kinds = ", ".join(sorted({o["kind"] for o in objects}))
@@ -359,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         failed |= bool(errors)
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / f"{folder.name}.yaml").write_text(dump(objects), encoding="utf-8")
+            (args.out / f"{folder.name}.yaml").write_text(rendered, encoding="utf-8")
     return 1 if failed else 0
 
 

@@ -1,10 +1,11 @@
-"""The kustomize overlays render and validate offline against pinned Kubernetes and KEDA schemas."""
+"""The overlays render with kustomize and validate with kubeconform against Kubernetes and KEDA's own CRD schemas."""
 
 from __future__ import annotations
 
-import copy
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ vk = _load_validator()
 def rendered() -> dict[str, list[Obj]]:
     out = {}
     for folder in vk.OVERLAYS:
-        objects, errors = vk.validate_overlay(folder)
+        objects, errors, _ = vk.validate_overlay(folder)
         assert errors == [], f"{folder.name}: {errors}"
         out[folder.name] = objects
     return out
@@ -42,6 +43,12 @@ def rendered() -> dict[str, list[Obj]]:
 
 def _one(objects: list[Obj], kind: str, name: str) -> Obj:
     (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def _config_name(objects: list[Obj]) -> str:
+    (found,) = [o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"]
+    assert isinstance(found, str)
     return found
 
 
@@ -55,7 +62,7 @@ def test_both_overlays_validate_with_the_cli() -> None:
     result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "overlays/cpu: 8 objects" in result.stdout and "overlays/gpu: 10 objects" in result.stdout
-    assert result.stdout.count("0 errors against Kubernetes 1.30") == 2
+    assert result.stdout.count("0 errors against Kubernetes 1.30.0") == 2
 
 
 def test_every_object_is_namespaced_labelled_and_on_a_pinned_image(rendered: dict[str, list[Obj]]) -> None:
@@ -90,7 +97,7 @@ def test_probes_grace_period_secrets_and_spread(rendered: dict[str, list[Obj]]) 
             assert env["LIVETAG_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
                 "name": "livetag-kafka-sasl", "key": "password"}
             assert pod["securityContext"]["runAsNonRoot"] is True
-        config = _one(objects, "ConfigMap", "livetag-config")["data"]
+        config = _one(objects, "ConfigMap", _config_name(objects))["data"]
         assert not any("PASSWORD" in key for key in config)
         service = _one(objects, "Service", "livetag-metrics")
         assert service["spec"]["ports"][0]["port"] == int(config["LIVETAG_OBSERVABILITY_PORT"])
@@ -119,7 +126,7 @@ def test_gpu_overlay_requests_a_gpu_builds_engines_and_scales_on_lag(rendered: d
     scaled = _one(objects, "ScaledObject", "livetag-inference")
     (kafka,) = [t for t in scaled["spec"]["triggers"] if t["type"] == "kafka"]
     assert kafka["metadata"]["consumerGroup"] == "livetag-inference"
-    config = _one(objects, "ConfigMap", "livetag-config")["data"]
+    config = _one(objects, "ConfigMap", _config_name(objects))["data"]
     assert kafka["metadata"]["topic"] == config["LIVETAG_TOPICS_PREFIX"] + "frames"
     assert scaled["spec"]["maxReplicaCount"] == int(config["LIVETAG_TOPICS_PARTITIONS"])
     _one(objects, "TriggerAuthentication", kafka["authenticationRef"]["name"])
@@ -136,72 +143,79 @@ def test_cpu_overlay_falls_back_to_a_cpu_hpa(rendered: dict[str, list[Obj]]) -> 
     assert main["resources"]["limits"]["cpu"] == "6"
 
 
+def _broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> None:
+    """A copy of k8s/ in ``tmp_path`` with one text replacement in one file (which must contain ``old``)."""
+    shutil.copytree(REPO / "k8s", tmp_path / "k8s")
+    path = tmp_path / "k8s" / relative
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {relative}"
+    path.write_text(text.replace(old, new, 1))
+
+
 @pytest.mark.parametrize(
-    ("mutate", "expected"),
+    ("relative", "old", "new", "overlay", "expected"),
     [
-        (lambda o: o["spec"].__setitem__("replicaz", 3), "'replicaz' was unexpected"),
-        (lambda o: o["spec"].__setitem__("replicas", "2"), "is not of type 'integer'"),
-        (lambda o: o["spec"]["template"]["spec"]["containers"][0].__setitem__("imagePullPolicy", 1), "is not of type"),
+        # a misspelt field in the base Deployment (kubeconform -strict, Kubernetes schema)
+        ("base/inference-deployment.yaml", "  replicas:", "  replicaz:", "gpu", "replicaz"),
+        # a wrong type
+        ("base/inference-deployment.yaml", "terminationGracePeriodSeconds: ", "terminationGracePeriodSeconds: x", "cpu",
+         "terminationGracePeriodSeconds"),
+        # KEDA's real CRD: 2.17 has no fallback.useCurrentReplicas (the old transcribed schema accepted it)
+        ("overlays/gpu/keda-scaledobject.yaml", "    replicas: 8\n", "    replicas: 8\n    useCurrentReplicas: true\n", "gpu",
+         "useCurrentReplicas"),
+        # KEDA metadata values are strings
+        ("overlays/gpu/keda-scaledobject.yaml", 'lagThreshold: "64"', "lagThreshold: 64", "gpu", "lagThreshold"),
+        # a selector that no longer selects the pods it owns (LiveTag's rule; the API server would refuse it)
+        ("base/inference-deployment.yaml", "app.kubernetes.io/component: inference\n  template:",
+         "app.kubernetes.io/component: infer\n  template:", "gpu", "does not match its pod template"),
     ],
 )
-def test_schema_validation_rejects_broken_deployments(rendered: dict[str, list[Obj]], mutate: Any, expected: str) -> None:
-    deployment = copy.deepcopy(_one(rendered["gpu"], "Deployment", "livetag-inference"))
-    mutate(deployment)
-    errors = vk.validate_schema(deployment)
-    assert len(errors) == 1 and expected in errors[0]
+def test_a_broken_manifest_fails_validation(tmp_path: Path, relative: str, old: str, new: str, overlay: str,
+                                            expected: str) -> None:
+    _broken_copy(tmp_path, relative, old, new)
+    folder = tmp_path / "k8s" / "overlays" / overlay
+    result = subprocess.run([sys.executable, str(SCRIPT), str(folder)], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in result.stderr
 
 
-def test_keda_schema_rejects_broken_scaled_objects(rendered: dict[str, list[Obj]]) -> None:
-    scaled = _one(rendered["gpu"], "ScaledObject", "livetag-inference")
-    assert vk.validate_schema(scaled) == []
-    numeric = copy.deepcopy(scaled)
-    numeric["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 64  # KEDA metadata values are strings
-    assert "is not of type 'string'" in vk.validate_schema(numeric)[0]
-    typo = copy.deepcopy(scaled)
-    typo["spec"]["maxReplicas"] = 4
-    assert "'maxReplicas' was unexpected" in vk.validate_schema(typo)[0]
-    no_target = copy.deepcopy(scaled)
-    del no_target["spec"]["scaleTargetRef"]
-    assert "'scaleTargetRef' is a required property" in vk.validate_schema(no_target)[0]
+def test_keda_217_fields_are_accepted(tmp_path: Path) -> None:
+    """fallback.behavior exists in KEDA 2.17's CRD (the transcribed schema refused it)."""
+    _broken_copy(tmp_path, "overlays/gpu/keda-scaledobject.yaml", "    replicas: 8\n",
+                 "    replicas: 8\n    behavior: currentReplicasIfHigher\n")
+    objects, errors, _ = vk.validate_overlay(tmp_path / "k8s" / "overlays" / "gpu")
+    assert errors == []
+    scaled = _one(objects, "ScaledObject", "livetag-inference")
+    assert scaled["spec"]["fallback"]["behavior"] == "currentReplicasIfHigher"
 
 
-def test_rules_catch_double_autoscaling_short_grace_and_literal_secrets(rendered: dict[str, list[Obj]]) -> None:
-    objects = copy.deepcopy(rendered["gpu"])
-    objects.append(copy.deepcopy(_one(rendered["cpu"], "HorizontalPodAutoscaler", "livetag-inference")))
-    inference = _one(objects, "Deployment", "livetag-inference")
-    inference["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 20
-    _container(inference, "inference")["env"].append({"name": "LIVETAG_KAFKA_SASL_PASSWORD", "value": "hunter2"})
-    errors = " | ".join(vk.check_rules(objects))
-    assert "KEDA creates its own HPA" in errors
-    assert "terminationGracePeriodSeconds 20" in errors
-    assert "holds a literal value" in errors
+def test_a_settings_change_renames_the_config_map_and_so_rolls_the_pods(tmp_path: Path,
+                                                                         rendered: dict[str, list[Obj]]) -> None:
+    before = _config_name(rendered["cpu"])
+    _broken_copy(tmp_path, "base/livetag.env", "LIVETAG_BATCH_MAX_BATCH=16", "LIVETAG_BATCH_MAX_BATCH=32")
+    objects, errors, _ = vk.validate_overlay(tmp_path / "k8s" / "overlays" / "cpu")
+    assert errors == []
+    after = _config_name(objects)
+    assert after != before and after.startswith("livetag-config-")
+    for name in ("livetag-ingest", "livetag-inference"):
+        pod = _one(objects, "Deployment", name)["spec"]["template"]["spec"]
+        refs = {e["configMapRef"]["name"] for c in pod["containers"] for e in c.get("envFrom", []) if "configMapRef" in e}
+        assert refs == {after}
 
 
-def test_strategic_merge_and_json6902_semantics() -> None:
-    base: Obj = {"spec": {"containers": [{"name": "a", "args": ["x"], "env": [{"name": "K", "value": "1"}]}],
-                     "tolerations": [{"key": "t1"}], "drop": {"me": 1}}}
-    patch = {"spec": {"containers": [{"name": "a", "args": ["y"], "env": [{"name": "L", "value": "2"}]},
-                                     {"name": "b"}], "tolerations": [{"key": "t2"}], "drop": None}}
-    merged = vk.strategic_merge(base, patch)
-    assert merged["spec"]["containers"][0] == {"name": "a", "args": ["y"],
-                                               "env": [{"name": "K", "value": "1"}, {"name": "L", "value": "2"}]}
-    assert merged["spec"]["containers"][1] == {"name": "b"}
-    assert merged["spec"]["tolerations"] == [{"key": "t2"}]  # no merge key: replaced
-    assert "drop" not in merged["spec"] and "drop" in base["spec"]
-    obj = copy.deepcopy(base)
-    vk.apply_json6902(obj, [
-        {"op": "add", "path": "/spec/containers/0/args/-", "value": "z"},
-        {"op": "replace", "path": "/spec/containers/0/env/0/value", "value": "9"},
-        {"op": "remove", "path": "/spec/drop"},
-    ])
-    assert obj["spec"]["containers"][0]["args"] == ["x", "z"]
-    assert obj["spec"]["containers"][0]["env"][0]["value"] == "9" and "drop" not in obj["spec"]
-
-
-def test_unsupported_kustomize_fields_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "kustomization.yaml").write_text("resources: []\nnamePrefix: x-\n")
-    with pytest.raises(vk.RenderError, match="namePrefix"):
-        vk.render(tmp_path)
+def test_broker_and_prefix_are_written_once(tmp_path: Path) -> None:
+    """The KEDA trigger takes the broker list and the topic prefix from livetag.env (kustomize replacements)."""
+    env = REPO / "k8s" / "base" / "livetag.env"
+    _broken_copy(tmp_path, "base/livetag.env", "LIVETAG_TOPICS_PREFIX=prod.", "LIVETAG_TOPICS_PREFIX=staging.")
+    text = (tmp_path / "k8s" / "base" / "livetag.env").read_text()
+    (tmp_path / "k8s" / "base" / "livetag.env").write_text(text.replace("kafka-0.kafka.kafka.svc:9093,", "", 1))
+    objects, errors, _ = vk.validate_overlay(tmp_path / "k8s" / "overlays" / "gpu")
+    assert errors == []
+    (kafka,) = [t for t in _one(objects, "ScaledObject", "livetag-inference")["spec"]["triggers"] if t["type"] == "kafka"]
+    assert kafka["metadata"]["topic"] == "staging.frames"
+    assert kafka["metadata"]["bootstrapServers"] == "kafka-1.kafka.kafka.svc:9093,kafka-2.kafka.kafka.svc:9093"
+    assert "kafka-0" in env.read_text()  # the original is untouched
 
 
 def test_engine_build_step_fails_with_a_one_line_error(tmp_path: Path) -> None:
@@ -215,3 +229,26 @@ def test_engine_build_step_fails_with_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("build_engines: error:") and "missing" in lines[0]
+
+
+def test_crd_schema_conversion_is_strict_and_keeps_kubernetes_extensions() -> None:
+    spec = importlib.util.spec_from_file_location("k8s_schemas", REPO / "scripts" / "k8s_schemas.py")
+    assert spec is not None and spec.loader is not None
+    schemas = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(schemas)
+    crd = {
+        "type": "object",
+        "properties": {
+            "port": {"x-kubernetes-int-or-string": True},
+            "note": {"type": "string", "nullable": True},
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "properties": {"a": {"type": "string"}}},
+            "map": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+    out = schemas.crd_to_json_schema(crd)
+    assert out["additionalProperties"] is False
+    assert out["properties"]["port"] == {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+    assert out["properties"]["note"]["type"] == ["string", "null"]
+    assert "additionalProperties" not in out["properties"]["free"]
+    assert out["properties"]["map"]["additionalProperties"] == {"type": "string"}
+    assert not any(key.startswith("x-kubernetes") for key in json.dumps(out).split('"'))
