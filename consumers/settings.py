@@ -63,8 +63,8 @@ class PipelineSettings:
         sold_threshold: Minimum sold-item probability for a detection to vote.
         max_detections_per_frame: Detections embedded per frame (highest sold score first).
         max_frame_age_s: Live load shedding: a frame whose ingest wall clock is older than this when
-            it reaches the models is dropped and counted (``dropped_total{queue="frames",
-            policy="stale"}``), so latency stays bounded when the consumer is behind; 0 never drops
+            it reaches the models is dropped and counted (``dropped_frames_total{reason="stale"}``),
+            so latency stays bounded when the consumer is behind; 0 never drops
             (replays and evaluation).
     """
 

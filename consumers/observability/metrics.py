@@ -17,10 +17,14 @@ frames_in_total / frames_out_total            -                      frame recor
 matches_published_total                       event                  match.started / updated / ended
 queue_depth (gauge)                           queue                  items waiting in a bounded queue
 dropped_total                                 queue, policy          items lost to a queue's drop policy
+dropped_frames_total                          reason                 frames not analysed: stale (older than
+                                                                     pipeline.max_frame_age_s), max_rate
 dead_letters_total                            stage, reason          dead letters; reason = error class name
 active_streams (gauge)                        -                      streams with voter state / running (ingest)
 source_reconnects_total                       -                      live source reconnects
 consumer_lag (gauge)                          topic, partition       end offset - position, per assigned partition
+consumer_group_lag (gauge)                    topic, partition       end offset - committed offset (KEDA's lag;
+                                                                     the position while nothing is committed)
 gallery_vectors (gauge)                       -                      vectors in the gallery index
 model (info)                                  detector, embedder     model name@version of each role
 last_poll_timestamp_seconds (gauge)           -                      unix time of the record loop's last poll
@@ -57,6 +61,8 @@ DLQ_CLASS_HEADER = "lt-dlq-error-class"
 DLQ_STAGE_HEADER = "lt-dlq-stage"
 SCHEMA_HEADER = "lt-schema"
 MATCH_SCHEMAS = (SCHEMA_NAME.encode(), SCHEMA_NAME_V2.encode())
+#: Queues whose items are frames: their drops also count in ``dropped_frames_total{reason=policy}``.
+FRAME_QUEUES = ("frames", "source_rate")
 
 
 class PipelineMetrics:
@@ -114,6 +120,10 @@ class PipelineMetrics:
         self.dropped = Counter(
             "dropped", "Items lost to a queue's drop policy.", ["queue", "policy"], namespace=ns, registry=registry
         )
+        self.dropped_frames = Counter(
+            "dropped_frames", "Frames not analysed, by reason (stale: older than the max frame age).",
+            ["reason"], namespace=ns, registry=registry,
+        )
         self.dead_letters = Counter(
             "dead_letters", "Records sent to the dead-letter topic, by stage and error class.",
             ["stage", "reason"], namespace=ns, registry=registry,
@@ -122,6 +132,10 @@ class PipelineMetrics:
         self.reconnects = Counter("source_reconnects", "Live source reconnects.", namespace=ns, registry=registry)
         self.consumer_lag = Gauge(
             "consumer_lag", "Records between a partition's end and the consumer position.",
+            ["topic", "partition"], namespace=ns, registry=registry,
+        )
+        self.consumer_group_lag = Gauge(
+            "consumer_group_lag", "Records between a partition's end and the group's committed offset.",
             ["topic", "partition"], namespace=ns, registry=registry,
         )
         self.gallery_vectors = Gauge("gallery_vectors", "Vectors in the gallery index.", namespace=ns, registry=registry)
@@ -215,6 +229,8 @@ class PipelineMetrics:
         """``count`` items of ``queue`` were lost to ``policy`` (drop_oldest, drop_newest, ...)."""
         if count > 0:
             self.dropped.labels(self._label(queue), self._label(policy)).inc(count)
+            if queue in FRAME_QUEUES:
+                self.dropped_frames.labels(self._label(policy)).inc(count)
 
     # --- streams, sources, gallery, models ----------------------------------------------------------
     def set_active_streams(self, count: int) -> None:
@@ -235,16 +251,28 @@ class PipelineMetrics:
         self.model.info({self._label(k): self._label(v) for k, v in versions.items()})
 
     # --- consumer lag -------------------------------------------------------------------------------
-    def set_lag(self, lags: Mapping[TopicPartition, int]) -> None:
-        """Lag per assigned partition; series of partitions no longer listed are removed."""
+    def set_lag(self, lags: Mapping[TopicPartition, int], group_lags: Mapping[TopicPartition, int] | None = None) -> None:
+        """Lag per assigned partition; series of partitions no longer listed are removed.
+
+        Args:
+            lags: End offset minus the consumer's position.
+            group_lags: End offset minus the group's committed offset (default: ``lags``).
+        """
+        group_lags = lags if group_lags is None else group_lags
         current = {(self._label(tp.topic), str(tp.partition)): lag for tp, lag in lags.items()}
+        committed = {(self._label(tp.topic), str(tp.partition)): lag for tp, lag in group_lags.items()}
         with self._lock:
             for key in self._lag_series - set(current):
-                with contextlib.suppress(KeyError):
-                    self.consumer_lag.remove(*key)
+                self._remove_lag(key)
             for key, lag in current.items():
                 self.consumer_lag.labels(*key).set(max(0, lag))
+                self.consumer_group_lag.labels(*key).set(max(0, committed.get(key, lag)))
             self._lag_series = set(current)
+
+    def _remove_lag(self, key: tuple[str, str]) -> None:
+        for gauge in (self.consumer_lag, self.consumer_group_lag):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*key)
 
     def forget_partitions(self, partitions: Iterable[TopicPartition]) -> None:
         """Drop the lag series of revoked partitions."""
@@ -253,11 +281,10 @@ class PipelineMetrics:
                 key = (self._label(tp.topic), str(tp.partition))
                 if key in self._lag_series:
                     self._lag_series.discard(key)
-                    with contextlib.suppress(KeyError):
-                        self.consumer_lag.remove(*key)
+                    self._remove_lag(key)
 
     def update_lag(self, consumer: Consumer, min_interval_s: float | None = None) -> dict[TopicPartition, int] | None:
-        """Read end offsets and positions of ``consumer``'s assignment and record the lag.
+        """Read end, position and committed offsets of ``consumer``'s assignment and record both lags.
 
         Call it from the thread that owns ``consumer`` (the record loop does, after each commit). A
         reading skipped by the interval is remembered and done by the next :meth:`record_poll` once
@@ -265,7 +292,7 @@ class PipelineMetrics:
         logged and skipped: metrics never stop the pipeline.
 
         Args:
-            consumer: The group consumer (its ``assignment``, ``end_offsets`` and ``position``).
+            consumer: The group consumer (its ``assignment``, ``end_offsets``, ``position``, ``committed``).
             min_interval_s: Least seconds between two readings (end offsets cost a broker round
                 trip); default ``lag_interval_s`` of the constructor.
 
@@ -282,10 +309,13 @@ class PipelineMetrics:
         try:
             assigned = sorted(consumer.assignment())
             ends = consumer.end_offsets(assigned) if assigned else {}
-            lags = {tp: max(0, ends.get(tp, 0) - consumer.position(tp)) for tp in assigned}
+            positions = {tp: consumer.position(tp) for tp in assigned}
+            committed = {tp: consumer.committed(tp) for tp in assigned}
         except Exception as exc:  # noqa: BLE001 - a metric must not take the loop down
             log.warning("consumer lag not read: %s", exc)
             return None
-        self.set_lag(lags)
+        lags = {tp: max(0, ends.get(tp, 0) - positions[tp]) for tp in assigned}
+        group_lags = {tp: max(0, ends.get(tp, 0) - (positions[tp] if c is None else c)) for tp, c in committed.items()}
+        self.set_lag(lags, group_lags)
         return lags
 

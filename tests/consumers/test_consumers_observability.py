@@ -368,3 +368,35 @@ def test_a_non_finite_wallclock_does_not_poison_the_latency_histogram(metrics: P
     assert reg.get_sample_value("livetag_frames_out_total") == 3
     assert reg.get_sample_value("livetag_end_to_end_latency_seconds_count") == 1
     assert reg.get_sample_value("livetag_end_to_end_latency_seconds_sum") == pytest.approx(0.5)
+
+
+def test_group_lag_counts_from_the_committed_offset_as_keda_does(metrics: PipelineMetrics) -> None:
+    bus = InProcessBus(FakeClock())
+    bus.create_topics([TopicSpec("frames", 1)])
+    producer = bus.producer()
+    for i in range(30):
+        producer.produce("frames", b"k", str(i).encode())
+    consumer = bus.consumer(["frames"], "g")
+    tp = TopicPartition("frames", 0)
+    reg = metrics.registry
+    labels = {"topic": "frames", "partition": "0"}
+    metrics.update_lag(consumer)
+    assert reg.get_sample_value("livetag_consumer_group_lag", labels) == 30  # nothing committed: the position
+    assert len(consumer.poll(timeout_s=0.1, max_records=20)) == 20
+    consumer.commit({tp: 12})
+    assert metrics.update_lag(consumer) == {tp: 10}
+    assert reg.get_sample_value("livetag_consumer_lag", labels) == 10
+    assert reg.get_sample_value("livetag_consumer_group_lag", labels) == 18
+    metrics.forget_partitions([tp])
+    assert reg.get_sample_value("livetag_consumer_group_lag", labels) is None
+
+
+def test_frame_drops_are_counted_by_reason(metrics: PipelineMetrics) -> None:
+    metrics.record_drops("frames", "stale", 3)
+    metrics.record_drops("source_rate", "max_rate", 2)
+    metrics.record_drops("ocr", "drop_oldest", 4)  # not a frame queue
+    reg = metrics.registry
+    assert reg.get_sample_value("livetag_dropped_frames_total", {"reason": "stale"}) == 3
+    assert reg.get_sample_value("livetag_dropped_frames_total", {"reason": "max_rate"}) == 2
+    assert reg.get_sample_value("livetag_dropped_frames_total", {"reason": "drop_oldest"}) is None
+    assert reg.get_sample_value("livetag_dropped_total", {"queue": "ocr", "policy": "drop_oldest"}) == 4
