@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Poll timeout while the member (re)joins its group (see KafkaBusConsumer._rebalancing).
+#: Poll timeout of a group member without partitions (see KafkaBusConsumer._rebalancing).
 _REBALANCE_POLL_MS = 3_000
 
 
@@ -183,24 +183,17 @@ class KafkaBusConsumer:
         return out
 
     def _rebalancing(self) -> bool:
-        """True while this member is (re)joining its group; un-sticks a join kafka-python left unapplied.
+        """True while this group member holds no partitions: it is joining or rejoining its group.
 
         kafka-python 3.0 gives up awaiting a JoinGroup/SyncGroup round when the poll timeout expires,
-        and when the leader's own assignment made ``need_rejoin()`` false meanwhile, no later poll
-        applies the finished round: the member stays "rebalancing" forever (no fetches, every commit
-        refused). Such a member is asked to rejoin, and polls during a rebalance wait long enough
-        (``_REBALANCE_POLL_MS``) for a whole round to finish inside one call.
+        and a round finished after that may never be applied: a member polling with short timeouts
+        can stay without partitions (no fetches, every commit refused). So a member without
+        partitions polls with ``_REBALANCE_POLL_MS``, long enough for a whole round inside one call.
+        Only the public ``assignment()`` is read: it is empty from a revocation until the new
+        assignment is applied. ``benchmarks/kafka_rebalance.py`` measures this guard against plain
+        short polls (docs/kafka.md, "Client").
         """
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        if coordinator is None:
-            return False
-        rejoining = bool(getattr(coordinator, "rejoining", False))
-        need = bool(coordinator.need_rejoin())
-        if rejoining and not need and getattr(coordinator, "_join_task", None) is not None:
-            log.info("group %s: a finished join round was left unapplied; rejoining", self._group_id)
-            coordinator.request_rejoin()
-            return True
-        return rejoining or need
+        return not self._consumer.assignment()
 
     def _dispatch_rebalances(self) -> None:
         while self._rebalances:
