@@ -9,8 +9,9 @@ from typing import Any
 
 from consumers.gallery_builder import LoadedGallery
 from consumers.gallery_lookups import catalog_resolver, category_lookup
-from consumers.inference_stage import FrameObserver, InferenceStage
+from consumers.inference_stage import InferenceStage
 from consumers.settings import VOTE_WEIGHTS, BatchSettings, Settings, SettingsError, TopicSettings
+from consumers.stage_frames import FrameObserver
 from consumers.text.ocr import OcrScheduler, RapidOcrReader
 from consumers.text.text_prior import CategoryLookup, TextPriors
 from consumers.text.text_settings import TextSettings

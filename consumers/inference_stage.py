@@ -24,7 +24,6 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,9 +32,18 @@ from consumers.bus import Record
 from consumers.dead_letter import DeadLetter
 from consumers.events import MatchEvent
 from consumers.frame_hits import best_hits
-from consumers.gallery_lookups import CatalogResolver
-from consumers.match_summary import Hit
+from consumers.gallery_lookups import CatalogResolver, CatalogScope
+from consumers.segment_state import SegmentState, tombstone
 from consumers.settings import PipelineSettings, TopicSettings
+from consumers.stage_frames import (
+    CATALOG_HEADER,
+    FRAME_PTS_HEADER,
+    DecodedFrame,
+    FrameObserver,
+    FrameRecordError,
+    StageCounters,
+    StaleFrame,
+)
 from consumers.text.ocr import OcrScheduler
 from consumers.text.transcripts import TranscriptSegment
 from consumers.voter import GalleryHit, Observation, StreamVoter
@@ -44,38 +52,6 @@ from stream.errors import LiveTagError
 from stream.packet import FramePacket, PacketFormatError
 
 log = logging.getLogger(__name__)
-
-CATALOG_HEADER = "catalog"
-#: Header of a match-event record: stream seconds of the frame whose processing emitted the event.
-FRAME_PTS_HEADER = "lt-frame-pts"
-#: Unknown catalogs named in a warning (each once); further ones are only counted.
-MAX_REPORTED_CATALOGS = 1000
-#: Called once per processed frame with (stream id, pts seconds, best hit of every detection).
-FrameObserver = Callable[[str, float, list[Hit]], None]
-
-
-@dataclass
-class DecodedFrame:
-    """A frame record with its decoded image (H, W, 3) RGB uint8 and catalog header."""
-
-    record: Record
-    packet: FramePacket
-    image: np.ndarray
-    catalog: str | None
-
-
-@dataclass
-class StageCounters:
-    """Counters since creation (read from any thread)."""
-
-    records: int = 0
-    frames: int = 0
-    detections: int = 0
-    events: int = 0
-    dead_letters: int = 0
-    unknown_catalog: int = 0  # searches for frames whose catalog the gallery does not have
-    dropped_stale: int = 0  # frames older than pipeline.max_frame_age_s, shed before the models
-
 
 class InferenceStage:
     """Frame records -> match event records and dead-letter records.
@@ -93,6 +69,8 @@ class InferenceStage:
         items: Fixed item ids allowed for every stream (overrides the header).
         observer: Optional per-frame callback (evaluation ranks items with it).
         ocr: Reads on-screen text of sampled frames into the voter's text cues (None: no OCR).
+        hand_over: Write each stream's open segment to the ``segments`` topic with its events, and
+            hand segments over on revoke instead of ending them (consumers.segment_state).
     """
 
     def __init__(
@@ -109,6 +87,7 @@ class InferenceStage:
         items: Collection[str] | None = None,
         observer: FrameObserver | None = None,
         ocr: OcrScheduler | None = None,
+        hand_over: bool = False,
     ) -> None:
         if decoder is None:
             from stream.decode import PacketDecoder
@@ -121,14 +100,13 @@ class InferenceStage:
         self.settings = settings
         self.clock = clock
         self.decoder = decoder
-        self.catalogs = catalogs
-        self.items = frozenset(items) if items is not None else None
+        self.scope = CatalogScope(catalogs, items)
         self.observer = observer
         self.ocr = ocr
         self.matches_topic = topics.name("matches")
         self.dlq_topic = topics.name("dlq")
+        self.segments_topic = topics.name("segments") if hand_over else None
         self.counters = StageCounters()
-        self._unknown_catalogs: set[str] = set()
         self._partitions: OrderedDict[str, tuple[str, int]] = OrderedDict()  # stream -> its frames' partition
         self._infer_lock = threading.Lock()  # the models and the voter: inference thread vs revoke callback
         #: Told of counted drops as (queue, policy, count); the metrics hook sets it.
@@ -174,12 +152,40 @@ class InferenceStage:
             return self._infer_batch(frames)
 
     def revoke(self, partitions: Collection[tuple[str, int]]) -> list[Record]:
-        """The consumer lost these ``(topic, partition)`` s: end the open segments of their streams
-        (``match.ended`` records to publish now) so the new owner's segments do not overlap them."""
+        """The consumer lost these ``(topic, partition)`` s; returns the records to publish now.
+
+        With ``hand_over`` the open segments of their streams go to the ``segments`` topic for the
+        new owner to carry on; otherwise they end (``match.ended``) so that the new owner's segments
+        do not overlap them.
+        """
         wanted = set(partitions)
         with self._infer_lock:
             streams = [s for s, tp in list(self._partitions.items()) if tp in wanted]
-            return self.end_streams(streams)
+            if self.segments_topic is None:
+                return self.end_streams(streams)
+            out = [self._segment_record(stream_id) for stream_id in streams if self.voter.current(stream_id)]
+            for stream_id in streams:
+                self.voter.drop_stream(stream_id)
+                self._forget(stream_id)
+            return out
+
+    def adopt(self, segments: Mapping[str, SegmentState], partitions: Mapping[str, tuple[str, int]]) -> int:
+        """Carry on the open segments of streams whose partitions this consumer was assigned.
+
+        Args:
+            segments: Stream id -> its open segment (read from the ``segments`` topic).
+            partitions: Stream id -> ``(frames topic, partition)`` it arrives on.
+
+        Returns:
+            How many segments the voter took (a stream it already holds keeps its own state).
+        """
+        with self._infer_lock:
+            taken = 0
+            for stream_id, segment in segments.items():
+                if self.voter.adopt(segment):
+                    self._partitions[stream_id] = partitions[stream_id]
+                    taken += 1
+            return taken
 
     def _infer_batch(self, frames: Sequence[DecodedFrame]) -> list[Record]:
         outputs: list[Record] = []
@@ -211,11 +217,14 @@ class InferenceStage:
         out: list[Record] = []
         for stream_id in stream_ids:
             out += self._events(self.voter.end_stream(stream_id), (end_pts or {}).get(stream_id))
-            self.decoder.drop(stream_id)
-            if self.ocr is not None:
-                self.ocr.forget(stream_id)
-            self._partitions.pop(stream_id, None)
+            self._forget(stream_id)
         return out
+
+    def _forget(self, stream_id: str) -> None:
+        self.decoder.drop(stream_id)
+        if self.ocr is not None:
+            self.ocr.forget(stream_id)
+        self._partitions.pop(stream_id, None)
 
     # -- steps -------------------------------------------------------------------------------------
     def _decode(self, record: Record) -> DecodedFrame:
@@ -240,23 +249,9 @@ class InferenceStage:
         scopes: dict[str | None, frozenset[str] | None] = {}
         for frame in frames:
             if frame.catalog not in scopes:
-                found = self._allowed(frame.catalog)
-                scopes[frame.catalog] = None if found is None else frozenset(found)
+                scopes[frame.catalog] = self.scope.items_of(frame.catalog)
+        self.counters.unknown_catalog = self.scope.unknown_searches
         return scopes
-
-    def _allowed(self, catalog: str | None) -> Collection[str] | None:
-        if self.items is not None:
-            return self.items
-        if catalog is None:
-            return None
-        found = self.catalogs(catalog) if self.catalogs is not None else None
-        if found is None:  # nothing can match: say so, once per catalog, and count the frames
-            self.counters.unknown_catalog += 1
-            if catalog not in self._unknown_catalogs and len(self._unknown_catalogs) < MAX_REPORTED_CATALOGS:
-                self._unknown_catalogs.add(catalog)
-                log.warning("catalog %r is not in the gallery: its streams match nothing "
-                            "(publish its images with 'livetag gallery publish')", catalog[:100])
-        return found if found is not None else frozenset()
 
     def _infer(self, frames: list[DecodedFrame]) -> list[Record]:
         from engines.preprocess import crop
@@ -385,7 +380,15 @@ class InferenceStage:
             if frame_pts is not None:
                 headers = [*headers, (FRAME_PTS_HEADER, repr(float(frame_pts)).encode())]
             out.append(Record(self.matches_topic, key, value, headers))
+        if self.segments_topic is not None:  # the segment state after these events, once per stream
+            out += [self._segment_record(s) for s in dict.fromkeys(e.stream_id for e in events)]
         return out
+
+    def _segment_record(self, stream_id: str) -> Record:
+        """The stream's open segment on ``segments``, or a tombstone when none runs."""
+        assert self.segments_topic is not None
+        state = self.voter.open_segment(stream_id)
+        return tombstone(self.segments_topic, stream_id) if state is None else state.to_record(self.segments_topic)
 
     def _dead_letter(self, record: Record, error: BaseException, stage: str) -> Record:
         self.counters.dead_letters += 1
@@ -395,11 +398,3 @@ class InferenceStage:
                 exc_info=None if level == logging.WARNING else error)
         key, value, headers = DeadLetter.from_exception(record, error, stage, self.clock.now()).to_record()
         return Record(self.dlq_topic, key, value, headers)
-
-
-class StaleFrame(Exception):  # noqa: N818 - a signal, not an error: the frame is a counted drop
-    """A frame older than ``pipeline.max_frame_age_s``."""
-
-
-class FrameRecordError(LiveTagError):
-    """A record on the frames topic is not a frame packet."""

@@ -9,6 +9,7 @@ gallery            ``gallery_record.v1.json``            the JSON value
 matches            ``match_event.v1.json`` / ``v2``      the JSON value (``consumers.events``)
 dlq                ``dead_letter_headers.v1.json``       the ``lt-dlq-*`` headers
 transcripts        ``transcript_record.v1.json``         the JSON value
+segments           ``segment_state.v1.json``             the JSON value (a tombstone has none)
 =================  ====================================  =========================================
 """
 
@@ -30,6 +31,7 @@ SCHEMAS = {
     "matches.v2": "match_event.v2.json",
     "dlq": "dead_letter_headers.v1.json",
     "transcripts": "transcript_record.v1.json",
+    "segments": "segment_state.v1.json",
 }
 
 

@@ -24,9 +24,9 @@ from typing import Any
 from consumers.bus import Record
 from consumers.dead_letter import DeadLetter
 from consumers.in_process_bus import InProcessBus
-from consumers.inference_stage import FRAME_PTS_HEADER
 from consumers.observability.logging_setup import bind_stream
 from consumers.settings import BatchSettings, TopicSettings
+from consumers.stage_frames import FRAME_PTS_HEADER
 from consumers.stage_runner import (
     LoopCounters,
     PipelineError,

@@ -199,7 +199,7 @@ def _default_topic_configs() -> dict[str, dict[str, str]]:
     }
 
 
-TOPIC_BASES = ("streams", "frames", "gallery", "matches", "dlq", "transcripts")
+TOPIC_BASES = ("streams", "frames", "gallery", "matches", "dlq", "transcripts", "segments")
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ class TopicSettings:
 
     Attributes:
         prefix: Prepended to every name (e.g. ``prod.``).
-        streams, frames, gallery, matches, dlq, transcripts: Base names of the six topics.
+        streams, frames, gallery, matches, dlq, transcripts, segments: Base names of the topics.
         partitions: Partitions of every topic (the unit of parallelism).
         replication: Replication factor.
         configs: Extra broker configs per base name, e.g. ``{"frames": {"retention.ms": "3600000"}}``.
@@ -221,6 +221,7 @@ class TopicSettings:
     matches: str = "matches"
     dlq: str = "dlq"
     transcripts: str = "transcripts"
+    segments: str = "segments"
     partitions: int = 6
     replication: int = 1
     configs: Mapping[str, Mapping[str, str]] = field(default_factory=_default_topic_configs)
@@ -241,10 +242,10 @@ class TopicSettings:
         return self.prefix + str(getattr(self, base))
 
     def specs(self) -> list[TopicSpec]:
-        """The six topics; ``streams`` and ``gallery`` are compacted."""
+        """Every topic; ``streams``, ``gallery`` and ``segments`` are compacted."""
         out = []
         for base in TOPIC_BASES:
-            compacted = base in ("streams", "gallery")
+            compacted = base in ("streams", "gallery", "segments")
             configs = dict(self.configs.get(base, {}))
             if compacted:
                 configs.setdefault("cleanup.policy", "compact")

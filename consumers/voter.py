@@ -39,12 +39,13 @@ from __future__ import annotations
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 
 from consumers.events import EventKind, Evidence, MatchEvent, make_event_id
 from consumers.observations import GalleryHit, Observation
+from consumers.segment_state import SegmentState
 from consumers.settings import VoterSettings
 from consumers.text.text_prior import TextPriors
+from consumers.voter_state import Candidate, RunningMatch, StreamState, clamp01
 from stream.clock import Clock
 from stream.errors import LiveTagError
 
@@ -56,37 +57,6 @@ CategoryLookup = Callable[[str], Collection[int] | None]
 
 class VoterInputError(LiveTagError):
     """A frame given to the voter is malformed (empty stream id, non-finite pts)."""
-
-
-@dataclass
-class _Candidate:
-    score: float
-    first_pts: float
-    last_pts: float
-    votes: int = 0
-    evidence: list[Evidence] = field(default_factory=list)
-    first_wallclock: float | None = None
-
-
-@dataclass
-class _Match:
-    item_id: str
-    start: float
-    last_update_pts: float
-    updates: int = 0
-    session: float | None = None
-
-
-@dataclass
-class _Stream:
-    last_seen: float
-    last_pts: float | None = None
-    candidates: dict[str, _Candidate] = field(default_factory=dict)
-    match: _Match | None = None
-
-
-def _clamp01(value: float) -> float:
-    return min(1.0, max(0.0, float(value))) if math.isfinite(value) else 0.0
 
 
 class StreamVoter:
@@ -116,7 +86,7 @@ class StreamVoter:
         self._clock = clock
         self._categories = categories
         self._versions = (detector_version, embedder_version)
-        self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._streams: OrderedDict[str, StreamState] = OrderedDict()
         self._run_gap = 2.0 * settings.half_life_s
         self.stats: Counter[str] = Counter()
 
@@ -145,12 +115,18 @@ class StreamVoter:
                 old_id, old = self._streams.popitem(last=False)
                 self.stats["evicted_lru"] += 1
                 events += self._close(old_id, old)
-            state = _Stream(last_seen=self._clock.monotonic())
+            state = StreamState(last_seen=self._clock.monotonic())
             self._streams[stream_id] = state
         else:
             self._streams.move_to_end(stream_id)
             state.last_seen = self._clock.monotonic()
+        if wallclock is not None and not math.isfinite(wallclock):
+            wallclock = None
+        if self._already_counted(state, pts, wallclock):
+            self.stats["handover_skipped"] += 1
+            return events
         self.stats["frames"] += 1
+        state.last_wallclock = wallclock if wallclock is not None else state.last_wallclock
         if state.last_pts is not None and pts < state.last_pts:
             self.stats["pts_resets"] += 1
             events += self._close(stream_id, state)
@@ -162,8 +138,6 @@ class StreamVoter:
         votes = sorted(self._frame_votes(stream_id, observations, pts).items(), key=lambda kv: (-kv[1][0], kv[0]))
         if self.settings.votes_per_frame > 0:
             votes = votes[: self.settings.votes_per_frame]
-        if wallclock is not None and not math.isfinite(wallclock):
-            wallclock = None
         for item_id, (weight, evidence) in votes:
             self._add_vote(state, item_id, weight, evidence, pts, wallclock)
         self._prune(state)
@@ -193,6 +167,53 @@ class StreamVoter:
             self.text.drop_stream(stream_id)
         return events
 
+    # -- handover (consumers.segment_state) -------------------------------------------------------------
+    def open_segment(self, stream_id: str) -> SegmentState | None:
+        """The running match of ``stream_id`` as a state another consumer can adopt, or None."""
+        state = self._streams.get(stream_id)
+        if state is None or state.match is None or state.last_pts is None:
+            return None
+        match, cand = state.match, state.candidates[state.match.item_id]
+        return SegmentState(
+            stream_id=stream_id, item_id=match.item_id, segment_start=match.start, session=match.session,
+            updates=match.updates, last_update_pts=match.last_update_pts, score=max(0.0, cand.score),
+            votes=cand.votes, last_vote_pts=cand.last_pts, last_pts=state.last_pts,
+            last_wallclock=state.last_wallclock, evidence=tuple(cand.evidence),
+        )  # fmt: skip
+
+    def adopt(self, segment: SegmentState) -> bool:
+        """Carry on a segment another consumer had open (its partition moved here); no event now.
+
+        A stream this voter already holds keeps its own state (returns False). The segment's later
+        events have the ids the previous owner would have given them; frames up to the state's last
+        frame are not counted twice; without further frames idle eviction ends it.
+        """
+        if segment.stream_id in self._streams:
+            return False
+        if len(self._streams) >= self.settings.max_streams:
+            return False
+        cand = Candidate(score=segment.score, first_pts=segment.segment_start, last_pts=segment.last_vote_pts,
+                          votes=segment.votes, evidence=list(segment.evidence), first_wallclock=segment.session)
+        state = StreamState(last_seen=self._clock.monotonic(), last_pts=segment.last_pts,
+                        candidates={segment.item_id: cand}, last_wallclock=segment.last_wallclock,
+                        adopted_until=(segment.last_pts, segment.last_wallclock))
+        state.match = RunningMatch(segment.item_id, segment.segment_start, last_update_pts=segment.last_update_pts,
+                             updates=segment.updates, session=segment.session)
+        self._streams[segment.stream_id] = state
+        self.stats["adopted"] += 1
+        return True
+
+    @staticmethod
+    def _already_counted(state: StreamState, pts: float, wallclock: float | None) -> bool:
+        """A redelivered frame the adopted state already counted (same or earlier pts and wall clock)."""
+        if state.adopted_until is None:
+            return False
+        until_pts, until_wallclock = state.adopted_until
+        if pts <= until_pts and (wallclock is None or until_wallclock is None or wallclock <= until_wallclock):
+            return True
+        state.adopted_until = None  # a newer frame: from here on every frame counts
+        return False
+
     def drop_stream(self, stream_id: str) -> None:
         """Forget a stream without events (its partition moved to another consumer)."""
         self._streams.pop(stream_id, None)
@@ -200,7 +221,7 @@ class StreamVoter:
             self.text.drop_stream(stream_id)
 
     # -- voting ----------------------------------------------------------------------------------
-    def _decay(self, state: _Stream, pts: float) -> None:
+    def _decay(self, state: StreamState, pts: float) -> None:
         if state.last_pts is not None and pts > state.last_pts:
             factor = 0.5 ** ((pts - state.last_pts) / self.settings.half_life_s)
             for cand in state.candidates.values():
@@ -219,11 +240,11 @@ class StreamVoter:
             if self.settings.vote_weight == "similarity":
                 # The detector's thresholds let this detection through; its probabilities are not
                 # trusted on this footage, the embedder's ImageNet garment probability stands in.
-                det_weight = _clamp01(obs.garment)
+                det_weight = clamp01(obs.garment)
             elif obs.named_only:  # the text, not the sold head, chose this box (strength per hit below)
-                det_weight = _clamp01(obs.confidence)
+                det_weight = clamp01(obs.confidence)
             else:
-                det_weight = _clamp01(obs.sold) * _clamp01(obs.confidence)
+                det_weight = clamp01(obs.sold) * clamp01(obs.confidence)
             if det_weight <= 0.0:
                 continue
             if text is not None:
@@ -265,12 +286,12 @@ class StreamVoter:
         return self.settings.category_mismatch_weight
 
     def _add_vote(
-        self, state: _Stream, item_id: str, weight: float, evidence: Evidence, pts: float, wallclock: float | None
+        self, state: StreamState, item_id: str, weight: float, evidence: Evidence, pts: float, wallclock: float | None
     ) -> None:
         self.stats["votes"] += 1
         cand = state.candidates.get(item_id)
         if cand is None:
-            cand = state.candidates[item_id] = _Candidate(score=0.0, first_pts=pts, last_pts=pts,
+            cand = state.candidates[item_id] = Candidate(score=0.0, first_pts=pts, last_pts=pts,
                                                           first_wallclock=wallclock)
         elif pts - cand.last_pts > self._run_gap and not (state.match and state.match.item_id == item_id):
             cand.first_pts, cand.votes, cand.evidence, cand.first_wallclock = pts, 0, [], wallclock
@@ -281,7 +302,7 @@ class StreamVoter:
         cand.evidence.sort(key=lambda e: -e.similarity)
         del cand.evidence[self.settings.max_evidence :]
 
-    def _prune(self, state: _Stream) -> None:
+    def _prune(self, state: StreamState) -> None:
         keep = state.match.item_id if state.match is not None else None
         for item_id in [i for i, c in state.candidates.items() if c.score < self.settings.forget_score and i != keep]:
             del state.candidates[item_id]
@@ -293,10 +314,10 @@ class StreamVoter:
             self.stats["candidates_dropped"] += len(weakest)
 
     # -- decisions -------------------------------------------------------------------------------
-    def _eligible(self, cand: _Candidate) -> bool:
+    def _eligible(self, cand: Candidate) -> bool:
         return cand.score >= self.settings.start_score and cand.votes >= self.settings.min_votes
 
-    def _decide(self, stream_id: str, state: _Stream, pts: float) -> list[MatchEvent]:
+    def _decide(self, stream_id: str, state: StreamState, pts: float) -> list[MatchEvent]:
         s = self.settings
         ranked = sorted(state.candidates.items(), key=lambda kv: (-kv[1].score, kv[0]))
         events: list[MatchEvent] = []
@@ -323,11 +344,11 @@ class StreamVoter:
             item_id, leader = ranked[0]
             runner_up = ranked[1][1].score if len(ranked) > 1 else 0.0
             if self._eligible(leader) and leader.score >= s.margin * runner_up:
-                state.match = _Match(item_id, leader.first_pts, last_update_pts=pts, session=leader.first_wallclock)
+                state.match = RunningMatch(item_id, leader.first_pts, last_update_pts=pts, session=leader.first_wallclock)
                 events.append(self._event("match.started", stream_id, state, state.match, 0))
         return events
 
-    def _close(self, stream_id: str, state: _Stream) -> list[MatchEvent]:
+    def _close(self, stream_id: str, state: StreamState) -> list[MatchEvent]:
         """End the running match of ``state`` (if any) and forget its candidate run."""
         match = state.match
         if match is None:
@@ -338,7 +359,7 @@ class StreamVoter:
         return [event]
 
     def _event(
-        self, kind: EventKind, stream_id: str, state: _Stream, match: _Match, sequence: int, ended: bool = False
+        self, kind: EventKind, stream_id: str, state: StreamState, match: RunningMatch, sequence: int, ended: bool = False
     ) -> MatchEvent:
         cand = state.candidates[match.item_id]
         total = sum(c.score for c in state.candidates.values())

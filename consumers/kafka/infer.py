@@ -33,6 +33,7 @@ from consumers.bus import Bus, BusError, CommitFailedError, Consumer, Producer, 
 from consumers.embedded import make_ocr
 from consumers.inference_stage import InferenceStage
 from consumers.kafka.gallery_topic import GalleryFollower
+from consumers.kafka.segment_topic import read_open_segments, topic_exists
 from consumers.kafka.transcript_topic import TranscriptFollower
 from consumers.observability.health import Readiness
 from consumers.observability.metrics import PipelineMetrics
@@ -154,6 +155,7 @@ class InferenceConsumer:
         def assigned(tps: set[TopicPartition]) -> None:
             self.commit_stats.assigned += len(tps)
             log.info("partitions assigned: %s", sorted(f"{t.topic}[{t.partition}]" for t in tps))
+            self._adopt_segments(tps)
             self._owned |= set(tps)
             self._report_assignment()
 
@@ -195,6 +197,19 @@ class InferenceConsumer:
             log.info("ended %d open segments of revoked partitions", len(ended))
         except Exception as exc:  # noqa: BLE001 - a rebalance must go on; the new owner ends them by timeout
             log.warning("could not end the segments of revoked partitions: %s", exc)
+
+    def _adopt_segments(self, tps: set[TopicPartition]) -> None:
+        """Carry on the segments the partitions' previous owners left open (consumers.segment_state)."""
+        if not isinstance(self.stage, InferenceStage) or self.stage.segments_topic is None:
+            return
+        try:
+            found = read_open_segments(self.bus, self.stage.segments_topic, {t.partition for t in tps})
+            frames = self.settings.topics.name("frames")
+            taken = self.stage.adopt({s: state for s, (state, _) in found.items()},
+                                     {s: (frames, p) for s, (_, p) in found.items()})
+            log.info("adopted %d of %d open segments of the assigned partitions", taken, len(found))
+        except Exception as exc:  # noqa: BLE001 - a rebalance must go on; idle eviction or new frames settle it
+            log.warning("could not read the open segments of the assigned partitions: %s", exc)
 
     def _text_follower(self) -> TranscriptFollower | None:
         """Follow ``transcripts`` into the stage's text cues (None when text cues are off)."""
@@ -249,9 +264,13 @@ def build_stage(
         embedder_version=_label(embedder),
         text=text,
     )
+    hand_over = topic_exists(bus, settings.topics.name("segments"))
+    if not hand_over:
+        log.warning("no %s topic: open segments end on revoke and are lost on a crash; "
+                    "'livetag topics create' adds it", settings.topics.name("segments"))
     stage = InferenceStage(
         detector, embedder, follower.gallery, voter, settings.pipeline, settings.topics, the_clock,
-        catalogs=follower.catalog_items, ocr=make_ocr(settings.text, text),
+        catalogs=follower.catalog_items, ocr=make_ocr(settings.text, text), hand_over=hand_over,
     )  # fmt: skip
     return stage, follower
 

@@ -9,6 +9,8 @@ gallery    image id   gallery vector record (consumers.kafka.gallery_topic); com
 matches    stream id  match event v1 JSON; delete after retention
 dlq        original   the original value and headers plus ``lt-dlq-*`` headers with the reason
 transcr.   stream id  JSON {text, start, end, source} (consumers.text.transcripts); 1 h retention
+segments   stream id  the stream's open match segment (consumers.segment_state); compacted; a
+                      tombstone when it ends; same partition count as frames (same stream, same number)
 =========  =========  =============================================================================
 """
 
@@ -45,6 +47,7 @@ class TopicNames:
     matches: str
     dlq: str
     transcripts: str
+    segments: str
 
     @classmethod
     def from_settings(cls, settings: TopicSettings) -> TopicNames:
@@ -55,7 +58,7 @@ class TopicNames:
 
 
 def topic_specs(settings: TopicSettings) -> list[TopicSpec]:
-    """The six topic specs of the settings (``streams`` and ``gallery`` compacted), with size limits."""
+    """The topic specs of the settings (``streams``, ``gallery``, ``segments`` compacted), with size limits."""
     names = {settings.name(role): role for role in ROLES}
     out = []
     for spec in settings.specs():

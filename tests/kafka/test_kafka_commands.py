@@ -38,11 +38,13 @@ def test_topics_create_lists_and_is_idempotent(kafka_bootstrap: str, topic_prefi
     first = livetag("topics", "create", "--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "--partitions", "2")
     assert first.returncode == 0, first.stderr
     rows = {line.split()[0]: line.split()[1:] for line in first.stdout.splitlines()}
-    assert set(rows) == {f"{topic_prefix}{t}" for t in ("streams", "frames", "gallery", "matches", "dlq", "transcripts")}
+    assert set(rows) == {f"{topic_prefix}{t}" for t in ("streams", "frames", "gallery", "matches", "dlq", "transcripts",
+                                                          "segments")}
     assert all(r[0] == "created" and "partitions=2" in r for r in rows.values())
-    assert "cleanup=compact" in rows[f"{topic_prefix}streams"] and "cleanup=compact" in rows[f"{topic_prefix}gallery"]
+    compacted = {name for name, row in rows.items() if "cleanup=compact" in row}
+    assert compacted == {f"{topic_prefix}{t}" for t in ("streams", "gallery", "segments")}
     again = livetag("topics", "create", "--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "--partitions", "2")
-    assert again.returncode == 0 and again.stdout.count(" exists ") == 6
+    assert again.returncode == 0 and again.stdout.count(" exists ") == 7
     clash = livetag("topics", "create", "--bootstrap", kafka_bootstrap, "--topic-prefix", topic_prefix, "--partitions", "3")
     assert clash.returncode == 1
     assert clash.stderr.strip().splitlines() == [

@@ -1,0 +1,50 @@
+"""What the inference stage passes between its steps and reports: decoded frames, counters, headers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from consumers.bus import Record
+from consumers.match_summary import Hit
+from stream.errors import LiveTagError
+from stream.packet import FramePacket
+
+CATALOG_HEADER = "catalog"
+#: Header of a match-event record: stream seconds of the frame whose processing emitted the event.
+FRAME_PTS_HEADER = "lt-frame-pts"
+#: Called once per processed frame with (stream id, pts seconds, best hit of every detection).
+FrameObserver = Callable[[str, float, list[Hit]], None]
+
+
+@dataclass
+class DecodedFrame:
+    """A frame record with its decoded image (H, W, 3) RGB uint8 and catalog header."""
+
+    record: Record
+    packet: FramePacket
+    image: np.ndarray
+    catalog: str | None
+
+
+@dataclass
+class StageCounters:
+    """Counters since creation (read from any thread)."""
+
+    records: int = 0
+    frames: int = 0
+    detections: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    unknown_catalog: int = 0  # searches for frames whose catalog the gallery does not have
+    dropped_stale: int = 0  # frames older than pipeline.max_frame_age_s, shed before the models
+
+
+class StaleFrame(Exception):  # noqa: N818 - a signal, not an error: the frame is a counted drop
+    """A frame older than ``pipeline.max_frame_age_s``."""
+
+
+class FrameRecordError(LiveTagError):
+    """A record on the frames topic is not a frame packet."""
