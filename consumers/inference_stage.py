@@ -69,8 +69,9 @@ class InferenceStage:
         items: Fixed item ids allowed for every stream (overrides the header).
         observer: Optional per-frame callback (evaluation ranks items with it).
         ocr: Reads on-screen text of sampled frames into the voter's text cues (None: no OCR).
-        hand_over: Write each stream's open segment to the ``segments`` topic with its events, and
-            hand segments over on revoke instead of ending them (consumers.segment_state).
+        segment_group: The consumer group whose open segments this stage writes to the ``segments``
+            topic with its events and hands over on revoke instead of ending them
+            (consumers.segment_state); None: no handover.
     """
 
     def __init__(
@@ -87,7 +88,7 @@ class InferenceStage:
         items: Collection[str] | None = None,
         observer: FrameObserver | None = None,
         ocr: OcrScheduler | None = None,
-        hand_over: bool = False,
+        segment_group: str | None = None,
     ) -> None:
         if decoder is None:
             from stream.decode import PacketDecoder
@@ -105,7 +106,8 @@ class InferenceStage:
         self.ocr = ocr
         self.matches_topic = topics.name("matches")
         self.dlq_topic = topics.name("dlq")
-        self.segments_topic = topics.name("segments") if hand_over else None
+        self.segment_group = segment_group
+        self.segments_topic = topics.name("segments") if segment_group is not None else None
         self.counters = StageCounters()
         self._partitions: OrderedDict[str, tuple[str, int]] = OrderedDict()  # stream -> its frames' partition
         self._infer_lock = threading.Lock()  # the models and the voter: inference thread vs revoke callback
@@ -137,24 +139,37 @@ class InferenceStage:
             except Exception as exc:  # noqa: BLE001 - no single record may stop the consumer
                 letters.append(self._dead_letter(record, exc, "decode"))
         if stale:
-            self.counters.dropped_stale += stale
-            if self.on_drop is not None:
-                self.on_drop("frames", "stale", stale)
+            self._count_stale(stale)
         return frames, letters
+
+    def _count_stale(self, count: int) -> None:
+        self.counters.dropped_stale += count
+        if self.on_drop is not None:
+            self.on_drop("frames", "stale", count)
 
     def infer_frames(self, frames: Sequence[DecodedFrame]) -> list[Record]:
         """Second half of :meth:`process`: models, search and votes for decoded frames.
 
-        When the models fail on the batch, the frames are retried one by one and only the failing
-        ones become dead letters.
+        Frames that grew older than ``max_frame_age_s`` while they waited for the models are shed
+        here too (marked ``shed``, counted). When the models fail on the batch, the frames are
+        retried one by one and only the failing ones become dead letters.
         """
+        max_age = self.settings.max_frame_age_s
+        if max_age > 0:
+            now = self.clock.now()
+            for frame in frames:
+                frame.shed = now - frame.packet.wallclock > max_age
+            shed = sum(frame.shed for frame in frames)
+            if shed:
+                self._count_stale(shed)
+                frames = [frame for frame in frames if not frame.shed]
         with self._infer_lock:
             return self._infer_batch(frames)
 
     def revoke(self, partitions: Collection[tuple[str, int]]) -> list[Record]:
         """The consumer lost these ``(topic, partition)`` s; returns the records to publish now.
 
-        With ``hand_over`` the open segments of their streams go to the ``segments`` topic for the
+        With a ``segment_group`` the open segments of their streams go to the ``segments`` topic for the
         new owner to carry on; otherwise they end (``match.ended``) so that the new owner's segments
         do not overlap them.
         """
@@ -386,9 +401,11 @@ class InferenceStage:
 
     def _segment_record(self, stream_id: str) -> Record:
         """The stream's open segment on ``segments``, or a tombstone when none runs."""
-        assert self.segments_topic is not None
+        assert self.segments_topic is not None and self.segment_group is not None
         state = self.voter.open_segment(stream_id)
-        return tombstone(self.segments_topic, stream_id) if state is None else state.to_record(self.segments_topic)
+        if state is None:
+            return tombstone(self.segments_topic, stream_id, self.segment_group)
+        return state.to_record(self.segments_topic, self.segment_group)
 
     def _dead_letter(self, record: Record, error: BaseException, stage: str) -> Record:
         self.counters.dead_letters += 1

@@ -29,6 +29,8 @@ from stream.errors import LiveTagError
 
 SEGMENT_SCHEMA = "livetag.segment/v1"
 SCHEMA_HEADER = "lt-schema"
+#: Header naming the consumer group whose voter wrote the record (groups never adopt each other's).
+GROUP_HEADER = "lt-group"
 #: Longest value accepted from the topic (a state with 5 evidence items is under 2 KiB).
 MAX_VALUE_BYTES = 16_384
 _FIELDS = {"schema", "stream_id", "item_id", "segment_start", "session", "updates", "last_update_pts", "score",
@@ -110,17 +112,26 @@ class SegmentState:
             raise SegmentStateError("segment state is inconsistent (last_pts before the start, or a negative score)")
         return state
 
-    def to_record(self, topic: str) -> Record:
-        return Record(topic, self.stream_id.encode(), self.to_value(), [(SCHEMA_HEADER, SEGMENT_SCHEMA.encode())])
+    def to_record(self, topic: str, group: str) -> Record:
+        """The record of this state, written by consumer group ``group``."""
+        return Record(topic, self.stream_id.encode(), self.to_value(), _headers(group))
 
 
-def tombstone(topic: str, stream_id: str) -> Record:
+def tombstone(topic: str, stream_id: str, group: str) -> Record:
     """The record that forgets ``stream_id``'s segment (compaction then drops the key)."""
-    return Record(topic, stream_id.encode(), None, [(SCHEMA_HEADER, SEGMENT_SCHEMA.encode())])
+    return Record(topic, stream_id.encode(), None, _headers(group))
 
 
-def latest_states(records: Iterable[Record]) -> tuple[dict[str, SegmentState], list[str]]:
+def _headers(group: str) -> list[tuple[str, bytes]]:
+    return [(SCHEMA_HEADER, SEGMENT_SCHEMA.encode()), (GROUP_HEADER, group.encode())]
+
+
+def latest_states(records: Iterable[Record], group: str | None = None) -> tuple[dict[str, SegmentState], list[str]]:
     """The open segments that ``records`` (one topic, in offset order) leave, and the reasons of bad ones.
+
+    Args:
+        records: The topic's records in offset order.
+        group: Only records written by this consumer group count (None: all).
 
     Returns:
         ``({stream_id: state}, [problem, ...])``: a tombstone removes its stream; a bad value is skipped
@@ -129,6 +140,8 @@ def latest_states(records: Iterable[Record]) -> tuple[dict[str, SegmentState], l
     states: dict[str, SegmentState] = {}
     problems: list[str] = []
     for record in records:
+        if group is not None and record.header(GROUP_HEADER) != group.encode():
+            continue
         key = (record.key or b"").decode("utf-8", "replace")
         if record.value is None:
             states.pop(key, None)

@@ -27,6 +27,7 @@ class DecodedFrame:
     packet: FramePacket
     image: np.ndarray
     catalog: str | None
+    shed: bool = False  # grew too old while waiting for the models: not analysed
 
 
 @dataclass

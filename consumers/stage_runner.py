@@ -117,7 +117,8 @@ def run_stage_loop(
 
 @runtime_checkable
 class SplitStage(Protocol):
-    """A stage whose decoding can run on another thread than its inference."""
+    """A stage whose decoding can run on another thread than its inference (a decoded frame keeps
+    its input as ``.record``; ``.shed`` is set when inference skipped it as too old)."""
 
     def decode_records(self, records: Sequence[Record]) -> tuple[list[Any], list[Record]]: ...
 
@@ -179,7 +180,8 @@ def run_decoupled_loop(
                     producer.produce(out.topic, out.key, out.value, out.headers)
                 producer.flush()
                 if metrics is not None:
-                    metrics.record_published(item.records, outputs)
+                    # frames shed as stale have no latency to report: only analysed frames count
+                    metrics.record_published(item.records, outputs, analysed=[f.record for f in item.frames if not f.shed])
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
                 done.put(exc)
                 return

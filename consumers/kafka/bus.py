@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Poll timeout of a group member without partitions (see KafkaBusConsumer._rebalancing).
 _REBALANCE_POLL_MS = 3_000
+#: A member still rebalancing after this many seconds rejoins afresh (see KafkaBusConsumer._unstick).
+_STUCK_REBALANCE_S = 10.0
 
 
 def _to_bus(tp: Any) -> TopicPartition:
@@ -145,7 +148,10 @@ class KafkaBusConsumer:
                 if assigned:
                     events.append(("assign", {_to_bus(tp) for tp in assigned}))
 
-        self._consumer.subscribe(list(topics), listener=_Listener())
+        self._topics = list(topics)
+        self._listener = _Listener()
+        self._rebalancing_since: float | None = None
+        self._consumer.subscribe(self._topics, listener=self._listener)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -161,6 +167,7 @@ class KafkaBusConsumer:
         timeout_ms = max(0, int(timeout_s * 1000))
         if self._group_id is not None and self._rebalancing():
             timeout_ms = max(timeout_ms, _REBALANCE_POLL_MS)
+            self._unstick()
         try:
             batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
@@ -183,17 +190,43 @@ class KafkaBusConsumer:
         return out
 
     def _rebalancing(self) -> bool:
-        """True while this group member holds no partitions: it is joining or rejoining its group.
+        """True while this group member is not a stable member with partitions.
 
         kafka-python 3.0 gives up awaiting a JoinGroup/SyncGroup round when the poll timeout expires,
         and a round finished after that may never be applied: a member polling with short timeouts
-        can stay without partitions (no fetches, every commit refused). So a member without
-        partitions polls with ``_REBALANCE_POLL_MS``, long enough for a whole round inside one call.
-        Only the public ``assignment()`` is read: it is empty from a revocation until the new
-        assignment is applied. ``benchmarks/kafka_rebalance.py`` measures this guard against plain
-        short polls (docs/kafka.md, "Client").
+        can stay without partitions (no fetches, every commit refused). So while the public
+        membership snapshot (``group_metadata().state``) is not stable, or the member holds no
+        partitions, polls wait ``_REBALANCE_POLL_MS``: long enough for a whole round inside one call.
+        ``benchmarks/kafka_rebalance.py`` measures this guard against plain short polls
+        (docs/kafka.md, "Client").
         """
-        return not self._consumer.assignment()
+        from kafka.structs import MemberState
+
+        return self._consumer.group_metadata().state != MemberState.STABLE or not self._consumer.assignment()
+
+    def _unstick(self) -> None:
+        """Rejoin afresh when a rebalance of this member has not finished for ``_STUCK_REBALANCE_S``.
+
+        A join round that finished while no poll awaited it may never be applied by kafka-python 3.0:
+        the member stays rebalancing, without partitions, for good. The public membership snapshot
+        (``group_metadata().state``) shows it; leaving the group and subscribing again (public API)
+        starts a new round. A round that is merely slow (waiting for another member) costs one more
+        round. ``benchmarks/kafka_rebalance.py`` and the Kafka tests exercise it.
+        """
+        from kafka.structs import MemberState
+
+        if self._consumer.group_metadata().state != MemberState.REBALANCING:
+            self._rebalancing_since = None
+            return
+        now = time.monotonic()
+        if self._rebalancing_since is None:
+            self._rebalancing_since = now
+        elif now - self._rebalancing_since >= _STUCK_REBALANCE_S:
+            log.warning("group %s: still rebalancing after %.0f s; leaving and joining again",
+                        self._group_id, now - self._rebalancing_since)
+            self._rebalancing_since = None
+            self._consumer.unsubscribe()
+            self._consumer.subscribe(self._topics, listener=self._listener)
 
     def _dispatch_rebalances(self) -> None:
         while self._rebalances:

@@ -132,6 +132,8 @@ class InferenceConsumer:
         self.settings = settings
         self.follower = follower
         self.group_id = group_id
+        if isinstance(stage, InferenceStage) and stage.segment_group is not None:
+            stage.segment_group = group_id  # the segments it writes and adopts are its group's
         self.counters: LoopCounters | None = None
         self.commit_stats = CommitStats()
         self._producer: Producer | None = None
@@ -203,7 +205,8 @@ class InferenceConsumer:
         if not isinstance(self.stage, InferenceStage) or self.stage.segments_topic is None:
             return
         try:
-            found = read_open_segments(self.bus, self.stage.segments_topic, {t.partition for t in tps})
+            found = read_open_segments(self.bus, self.stage.segments_topic, {t.partition for t in tps},
+                                       self.group_id)
             frames = self.settings.topics.name("frames")
             taken = self.stage.adopt({s: state for s, (state, _) in found.items()},
                                      {s: (frames, p) for s, (_, p) in found.items()})
@@ -270,7 +273,8 @@ def build_stage(
                     "'livetag topics create' adds it", settings.topics.name("segments"))
     stage = InferenceStage(
         detector, embedder, follower.gallery, voter, settings.pipeline, settings.topics, the_clock,
-        catalogs=follower.catalog_items, ocr=make_ocr(settings.text, text), hand_over=hand_over,
+        catalogs=follower.catalog_items, ocr=make_ocr(settings.text, text),
+        segment_group=INFERENCE_GROUP if hand_over else None,  # InferenceConsumer sets its own group
     )  # fmt: skip
     return stage, follower
 

@@ -21,7 +21,7 @@ def topic_exists(bus: Bus, topic: str) -> bool:
 
 
 def read_open_segments(
-    bus: Bus, topic: str, partitions: Collection[int], max_polls: int = 100
+    bus: Bus, topic: str, partitions: Collection[int], group: str, max_polls: int = 100
 ) -> dict[str, tuple[SegmentState, int]]:
     """The open segments stored on the given partitions of ``topic``, read to their end now.
 
@@ -29,6 +29,7 @@ def read_open_segments(
         bus: The bus.
         topic: The ``segments`` topic.
         partitions: Partition numbers (those of the ``frames`` partitions just assigned).
+        group: The reader's consumer group: only the segments its own members wrote are read.
         max_polls: Polls of up to 0.2 s before giving up on reaching the end (what was read is used).
 
     Returns:
@@ -49,7 +50,7 @@ def read_open_segments(
             log.warning("%s: the end was not reached; %d records read", topic, len(records))
     finally:
         consumer.close()
-    states, problems = latest_states(records)
+    states, problems = latest_states(records, group)
     for problem in problems:
         log.warning("segment state skipped: %s", problem)
     partition_of = {(r.key or b"").decode("utf-8", "replace"): r.partition for r in records}

@@ -187,17 +187,20 @@ class PipelineMetrics:
         """``count`` frame records were published downstream (ingest: packets sent to ``frames``)."""
         self.frames_out.inc(count)
 
-    def record_published(self, inputs: Sequence[Record], outputs: Sequence[Record], now: float | None = None) -> None:
+    def record_published(self, inputs: Sequence[Record], outputs: Sequence[Record], now: float | None = None,
+                         analysed: Sequence[Record] | None = None) -> None:
         """Account a batch whose outputs were just published (flushed).
 
         Args:
-            inputs: The frame records of the batch (their ``wallclock`` header gives end-to-end latency).
+            inputs: The frame records of the batch.
             outputs: What was published: match events (``lt-schema`` header) and dead letters.
             now: Unix seconds at publish (default: the clock's ``now``).
+            analysed: The records that reached the models (default: ``inputs``); their ``wallclock``
+                header gives the end-to-end latency (a frame shed as stale has none to report).
         """
         now = self.clock.now() if now is None else now
         self.frames_out.inc(len(inputs))
-        for record in inputs:
+        for record in inputs if analysed is None else analysed:
             raw = record.header("wallclock")
             if raw is None:
                 continue

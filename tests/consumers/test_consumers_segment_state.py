@@ -45,8 +45,9 @@ def test_a_state_round_trips_and_follows_its_schema() -> None:
     assert state.item_id == "A" and state.last_pts == 3.5 and state.last_wallclock == WALL0 + 3.5
     assert SegmentState.from_value(state.to_value()) == state
     check_payload("segments", json.loads(state.to_value()))
-    record = state.to_record("segments")
-    assert record.key == b"s1" and tombstone("segments", "s1").value is None
+    record = state.to_record("segments", "g1")
+    assert record.key == b"s1" and record.header("lt-group") == b"g1"
+    assert tombstone("segments", "s1", "g1").value is None
 
 
 @pytest.mark.parametrize(
@@ -85,6 +86,15 @@ def test_the_latest_record_per_stream_wins_and_tombstones_forget() -> None:
     states, problems = latest_states(records)
     assert states == {"s2": other}
     assert len(problems) == 2 and "@3: segment state is not JSON" in problems[0] and "key 's4'" in problems[1]
+
+
+def test_a_group_reads_only_the_segments_its_own_members_wrote() -> None:
+    """Two consumer groups on one frames topic (a shadow deployment) never adopt each other's segments."""
+    state = _state()
+    records = [state.to_record("segments", "live"), replace(state, item_id="B").to_record("segments", "shadow"),
+               tombstone("segments", "s1", "shadow")]
+    assert latest_states(records, "live")[0] == {"s1": state}
+    assert latest_states(records, "shadow")[0] == {}
 
 
 def test_an_adopted_segment_goes_on_with_the_ids_the_first_owner_would_have_given() -> None:

@@ -4,11 +4,18 @@ local file or a loopback host."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 from kafka_helpers import LoopThread, first_frame, gallery_entries, product_video, read_all, wait_for
+from PIL import Image
 
 from consumers.bus import TopicPartition
 from consumers.dead_letter import DeadLetter
@@ -28,6 +35,14 @@ from stream.source import SourceOptions
 pytestmark = pytest.mark.kafka
 
 
+def _decode_bomb() -> tuple[bytes, list[tuple[str, bytes]]]:
+    """A JPEG frame of 12000 x 12000 (about 430 MB as RGB): refused before it is allocated."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((12000, 12000, 3), np.uint8)).save(buffer, format="JPEG", quality=10)
+    _, value, headers = FramePacket("bomb", "mjpeg", buffer.getvalue(), b"", 0, Fraction(1, 1000), 1.0, 0).to_record()
+    return value, headers
+
+
 def test_poison_frames_are_dead_letters_and_the_consumer_commits_to_the_end(
     kafka_bus: KafkaBus, kafka_topics: TopicNames, topic_settings: TopicSettings, tiny_models: tuple, tmp_path: Path
 ) -> None:
@@ -45,6 +60,7 @@ def test_poison_frames_are_dead_letters_and_the_consumer_commits_to_the_end(
         b"wallclock-inf": (value, [(n, b"-inf" if n == "wallclock" else v) for n, v in headers]),
         b"undecodable-8mb": (b"\x00" * 8_388_308, headers),  # fits frames; its dead letter is cut to fit dlq
         b"no-headers": (b"junk", []),
+        b"decode-bomb-12000px": _decode_bomb(),
     }
     for poison_key, (poison_value, poison_headers) in poison.items():
         producer.produce(kafka_topics.frames, poison_key, poison_value, poison_headers)
@@ -106,3 +122,49 @@ def test_stream_urls_that_reach_files_or_internal_hosts_are_dead_letters(
     assert letter.stage == "streams-record" and reason in letter.reason
     assert worker.stats.started == 0 and worker.stats.frames == 0, "nothing was opened"
     assert "pa/ss" not in letter.reason and "secret" not in letter.reason and "root:" not in letter.reason
+
+
+@pytest.mark.parametrize(
+    ("edit", "flags", "reason"),
+    [
+        # the spec names code to run: refused, the command never runs
+        (lambda s: s["torch"].update(factory="os:system", config={"command": "touch {marker}"}), ["--backend", "torch"],
+         "cannot name code to run"),
+        # a one-word change to a pinned package (its ONNX hash still right)
+        (lambda s: s.update(name="renamed"), ["--embedder-digest", "{digest}"], "is not the pinned"),
+    ],
+)
+def test_a_tampered_model_package_stops_infer_before_it_joins(
+    kafka_bootstrap: str, kafka_topics: TopicNames, topic_prefix: str, tiny_package_dirs: dict[str, Path],
+    tmp_path: Path, edit: object, flags: list[str], reason: str,
+) -> None:
+    import shutil
+
+    from consumers.kafka.bus import KafkaBus as Bus
+    from engines.package import package_digest
+
+    marker = tmp_path / "pwned"
+    group = f"tampered-{topic_prefix}"
+    digest = package_digest(tiny_package_dirs["embedder"])
+    evil = tmp_path / "embedder"
+    shutil.copytree(tiny_package_dirs["embedder"], evil)
+    spec = json.loads((evil / "spec.json").read_text())
+    edit(spec)  # type: ignore[operator]
+    text = json.dumps(spec).replace("{marker}", str(marker))
+    (evil / "spec.json").write_text(text)
+    env = {**os.environ, "LIVETAG_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "LIVETAG_TOPICS_PREFIX": topic_prefix}
+    result = subprocess.run(
+        [sys.executable, "-m", "consumers.cli", "infer", "--detector", str(tiny_package_dirs["detector"]),
+         "--embedder", str(evil), "--group", group, *[f.replace("{digest}", digest) for f in flags]],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("livetag: error:")]
+    assert len(lines) == 1 and reason in lines[0], result.stderr[-1500:]
+    assert not marker.exists(), "the spec's command never ran"
+    admin = Bus(kafka_bootstrap).admin()
+    try:
+        groups = repr(admin.list_groups())
+    finally:
+        admin.close()
+    assert "tampered-" not in groups, "it never joined a group"

@@ -64,7 +64,7 @@ def test_kill_9_of_a_consumer_with_open_segments_hands_them_to_the_next_owner(
     assert [e["event"] for e in events if e["event"] != "match.updated"] == ["match.started"], "open when killed"
     (started,) = [e for e in events if e["event"] == "match.started"]
     records = read_all(kafka_bus, kafka_topics.segments, 1)
-    states, problems = latest_states(records)
+    states, problems = latest_states(records, GROUP)
     assert problems == [] and set(states) == {"s1"}
     check_payload("segments", json.loads(records[-1].value or b"{}"))
     state = states["s1"]
@@ -90,7 +90,7 @@ def test_kill_9_of_a_consumer_with_open_segments_hands_them_to_the_next_owner(
     assert ended["event_id"] == make_event_id("s1", state.segment_start, "item-A", "match.ended", 0, state.session)
     assert ended["segment"]["start"] == started["segment"]["start"]
     assert stage.voter.stats["adopted"] == 1 and stage.voter.stats["evicted_idle"] == 1
-    final, _ = latest_states(read_all(kafka_bus, kafka_topics.segments, 1))
+    final, _ = latest_states(read_all(kafka_bus, kafka_topics.segments, 1), GROUP)
     assert final == {}, "the ended segment's state is a tombstone"
     # every frame is processed once by owner 1 (committed) or handed to owner 2 (the uncommitted rest)
     assert stage.counters.records == frames - committed_by_owner1
