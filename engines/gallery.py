@@ -3,12 +3,13 @@
 ``GalleryIndex`` keeps the vectors and metadata in numpy (the source of truth) and a search structure
 derived from them: a FAISS index (exact ``IndexFlatIP`` in ``IndexIDMap2`` by default; IVF or HNSW
 for large galleries) or an exact torch matmul on a GPU. Images are added, replaced and removed at run
-time (the gallery topic is followed live); every method is thread-safe.
+time (the gallery topic is followed live); every method is thread-safe, and a change is built aside
+and swapped in (``engines.gallery_snapshot``), so searches never wait for it.
 
 Catalog restriction: a stream may only match items of its seller's catalog. When the catalog's
 images are few (``exact_below``) they are scored exactly in numpy; otherwise FAISS searches with an
 ``IDSelectorBatch`` of the catalog's ids (or torch gathers the catalog's rows). Catalog lookups are
-cached per catalog (at most ``CATALOG_CACHE`` catalogs, oldest evicted, cleared on any change).
+cached per catalog (at most 256 catalogs per snapshot, oldest evicted; a change starts a new cache).
 
 Saved as a folder: ``index.faiss`` (the FAISS index), ``vectors.npz`` (faiss ids, vectors, item boxes)
 and ``gallery.json`` (dim, index kind, image ids, item ids, metadata).
@@ -21,7 +22,6 @@ import logging
 import threading
 import zipfile
 import zlib
-from collections import OrderedDict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from engines.gallery_search import FaissSearcher, TorchSearcher, exact_top_k
+from engines.gallery_snapshot import GallerySnapshot, appended, build_snapshot, without_rows
 from stream.errors import LiveTagError
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,10 @@ def _unit_rows(vectors: np.ndarray, dim: int, what: str) -> np.ndarray:
 class GalleryIndex:
     """Shop-image vectors searchable per catalog.
 
+    Searches read the current :class:`~engines.gallery_snapshot.GallerySnapshot` without a lock;
+    ``add`` and ``remove_*`` build the next snapshot aside (one writer at a time) and swap it in, so
+    a change never stalls a search.
+
     Args:
         dim: Vector size D.
         index: ``flat`` (exact), ``ivf``, ``hnsw`` or ``auto`` (flat below 100k images, then IVF).
@@ -99,53 +104,38 @@ class GalleryIndex:
         self.backend = backend
         self.exact_below = exact_below
         try:
-            self._faiss = FaissSearcher(dim, index, **index_opts)
+            faiss = FaissSearcher(dim, index, **index_opts)
         except ValueError as exc:
             raise GalleryInputError(str(exc)) from exc
-        self._torch = TorchSearcher(device) if backend == "torch" else None
-        self._lock = threading.RLock()
-        self._ids = np.zeros((0,), np.int64)
-        self._vectors = np.zeros((0, dim), np.float32)
-        self._boxes = np.zeros((0, 4), np.float32)
-        self._image_ids: list[str] = []
-        self._item_ids: list[str] = []
-        self._meta: list[dict[str, Any]] = []
-        self._row_of_image: dict[str, int] = {}
-        self._row_of_id: dict[int, int] = {}
-        self._rows_of_item: dict[str, list[int]] = {}
-        self._next_id = 0
-        self._stale = True
-        self._catalog_cache: OrderedDict[frozenset[str], np.ndarray] = OrderedDict()
+        torch = TorchSearcher(device) if backend == "torch" else None
+        empty = np.zeros((0,), np.int64), np.zeros((0, dim), np.float32), np.zeros((0, 4), np.float32)
+        self._write_lock = threading.Lock()
+        self._snap = build_snapshot(*empty, [], [], [], 0, None if torch else faiss, torch)
+
+    @property
+    def snapshot(self) -> GallerySnapshot:
+        """The current state (immutable: later changes make a new one)."""
+        return self._snap
+
+    @property
+    def index_kind(self) -> str:
+        """The built FAISS index's kind (``flat``, ``ivf``, ``hnsw``; empty before the first image)."""
+        return self._snap.faiss.built_kind if self._snap.faiss is not None else ""
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._image_ids)
+        return len(self._snap)
 
     def item_ids(self) -> set[str]:
         """Items with at least one image."""
-        with self._lock:
-            return set(self._rows_of_item)
+        return set(self._snap.rows_of_item)
 
     def image_ids(self) -> list[str]:
         """Image ids in row order."""
-        with self._lock:
-            return list(self._image_ids)
+        return list(self._snap.image_ids)
 
     def vectors(self) -> np.ndarray:
         """(N, D) float32 copy of the stored unit vectors, in row order."""
-        with self._lock:
-            return self._vectors.copy()
-
-    def _reindex(self) -> None:
-        self._row_of_image = {img: row for row, img in enumerate(self._image_ids)}
-        self._row_of_id = {fid: row for row, fid in enumerate(self._ids.tolist())}
-        rows: dict[str, list[int]] = {}
-        for row, item in enumerate(self._item_ids):
-            rows.setdefault(item, []).append(row)
-        self._rows_of_item = rows
-        self._catalog_cache.clear()
-        if self._torch is not None:
-            self._torch.matrix = None
+        return self._snap.vectors.copy()
 
     def add(
         self,
@@ -155,7 +145,8 @@ class GalleryIndex:
         item_boxes: np.ndarray | Sequence[Sequence[float] | None] | None = None,
         metadata: Sequence[dict[str, Any]] | None = None,
     ) -> None:
-        """Add images; an image id already present is replaced.
+        """Add images; an image id already present is replaced. Add many at once where you can: each
+        call copies the gallery once.
 
         Args:
             image_ids: N unique image ids.
@@ -178,72 +169,29 @@ class GalleryIndex:
             for i, box in enumerate(item_boxes):
                 if box is not None:
                     boxes[i] = np.asarray(box, np.float32).reshape(4)
-        with self._lock:
-            replaced = [img for img in image_ids if img in self._row_of_image]
+        with self._write_lock:
+            snap = self._snap
+            replaced = [snap.row_of_image[img] for img in image_ids if img in snap.row_of_image]
             if replaced:
-                self.remove_images(replaced)
-            ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-            self._next_id += n
-            self._ids = np.concatenate([self._ids, ids])
-            self._vectors = np.concatenate([self._vectors, unit])
-            self._boxes = np.concatenate([self._boxes, boxes])
-            self._image_ids.extend(str(i) for i in image_ids)
-            self._item_ids.extend(str(i) for i in item_ids)
-            self._meta.extend(dict(m) for m in (metadata or [{} for _ in range(n)]))
-            self._reindex()
-            if not self._stale and not self._faiss.needs_rebuild(len(self._ids)):
-                self._faiss.add(unit, ids)
-            else:
-                self._stale = True
-
-    def _remove_rows(self, rows: Iterable[int]) -> int:
-        drop = np.zeros(len(self._image_ids), dtype=bool)
-        drop[list(rows)] = True
-        count = int(drop.sum())
-        if count == 0:
-            return 0
-        if not self._stale and not self._faiss.remove(self._ids[drop]):
-            self._stale = True
-        keep = ~drop
-        kept_rows = np.flatnonzero(keep)
-        self._ids, self._vectors, self._boxes = self._ids[keep], self._vectors[keep], self._boxes[keep]
-        self._image_ids = [self._image_ids[r] for r in kept_rows]
-        self._item_ids = [self._item_ids[r] for r in kept_rows]
-        self._meta = [self._meta[r] for r in kept_rows]
-        self._reindex()
-        return count
+                snap = without_rows(snap, replaced)
+            self._snap = appended(snap, image_ids, item_ids, unit, boxes, metadata or [{} for _ in range(n)])
 
     def remove_images(self, image_ids: Iterable[str]) -> int:
         """Remove images by id (unknown ids are ignored); returns how many were removed."""
-        with self._lock:
-            return self._remove_rows(self._row_of_image[i] for i in image_ids if i in self._row_of_image)
+        with self._write_lock:
+            rows = {self._snap.row_of_image[i] for i in image_ids if i in self._snap.row_of_image}
+            return self._remove_rows(rows)
 
     def remove_items(self, item_ids: Iterable[str]) -> int:
         """Remove every image of the given items; returns how many images were removed."""
-        with self._lock:
-            return self._remove_rows(r for item in item_ids for r in self._rows_of_item.get(item, []))
+        with self._write_lock:
+            rows = {r for item in item_ids for r in self._snap.rows_of_item.get(item, [])}
+            return self._remove_rows(rows)
 
-    def _catalog_rows(self, catalog: Collection[str]) -> np.ndarray:
-        key = frozenset(catalog)
-        rows = self._catalog_cache.get(key)
-        if rows is None:
-            found = [r for item in key for r in self._rows_of_item.get(item, [])]
-            rows = np.asarray(sorted(found), dtype=np.int64)
-            self._catalog_cache[key] = rows
-            if len(self._catalog_cache) > CATALOG_CACHE:
-                self._catalog_cache.popitem(last=False)
-        else:
-            self._catalog_cache.move_to_end(key)
-        return rows
-
-    def _ensure_index(self) -> None:
-        if self._torch is not None:
-            if self._torch.matrix is None:
-                self._torch.build(self._vectors)
-            return
-        if self._stale or self._faiss.needs_rebuild(len(self._ids)):
-            self._faiss.build(self._vectors, self._ids)
-            self._stale = False
+    def _remove_rows(self, rows: set[int]) -> int:
+        if rows:
+            self._snap = without_rows(self._snap, rows)
+        return len(rows)
 
     def search(self, queries: np.ndarray, k: int = 5, catalog: Collection[str] | None = None) -> list[list[GalleryHit]]:
         """The ``k`` most similar images per query, optionally only among a catalog's items.
@@ -263,35 +211,25 @@ class GalleryIndex:
         q = _unit_rows(queries, self.dim, "query vectors")
         if k < 1:
             raise GalleryInputError(f"k must be >= 1, got {k}")
-        with self._lock:
-            if not self._image_ids:
-                raise EmptyGalleryError("the gallery is empty; build it with 'livetag gallery build' or add images first")
-            rows = None if catalog is None else self._catalog_rows(catalog)
-            if rows is not None and rows.size == 0:
-                return [[] for _ in range(q.shape[0])]
-            if rows is not None and rows.size <= self.exact_below:
-                scores, pos = exact_top_k(q, self._vectors[rows], k)
-                found = rows[pos]
-            else:
-                self._ensure_index()
-                if self._torch is not None:
-                    scores, found = self._torch.search(q, k, rows)
-                else:
-                    allowed = None if rows is None else self._ids[rows]
-                    scores, faiss_ids = self._faiss.search(q, k, allowed)
-                    found = np.array([[self._row_of_id.get(f, -1) for f in line] for line in faiss_ids.tolist()], np.int64)
-                    found = found.reshape(faiss_ids.shape)
-            return [[self._hit(int(r), float(s)) for r, s in zip(fr, sr, strict=True) if r >= 0] for fr, sr in zip(found, scores, strict=True)]
-
-    def _hit(self, row: int, score: float) -> GalleryHit:
-        box = self._boxes[row]
-        return GalleryHit(
-            image_id=self._image_ids[row],
-            item_id=self._item_ids[row],
-            score=score,
-            item_box=None if np.isnan(box).any() else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-            metadata=self._meta[row],
-        )
+        snap = self._snap  # one consistent state for the whole call
+        if not snap.image_ids:
+            raise EmptyGalleryError("the gallery is empty; build it with 'livetag gallery build' or add images first")
+        rows = None if catalog is None else snap.catalog_rows(catalog)
+        if rows is not None and rows.size == 0:
+            return [[] for _ in range(q.shape[0])]
+        if rows is not None and rows.size <= self.exact_below:
+            scores, pos = exact_top_k(q, snap.vectors[rows], k)
+            found = rows[pos]
+        elif snap.torch is not None:
+            scores, found = snap.torch.search(q, k, rows)
+        else:
+            assert snap.faiss is not None
+            allowed = None if rows is None else snap.ids[rows]
+            scores, faiss_ids = snap.faiss.search(q, k, allowed)
+            found = np.array([[snap.row_of_id.get(f, -1) for f in line] for line in faiss_ids.tolist()], np.int64)
+            found = found.reshape(faiss_ids.shape)
+        return [[_hit(snap, int(r), float(s)) for r, s in zip(fr, sr, strict=True) if r >= 0]
+                for fr, sr in zip(found, scores, strict=True)]
 
     def save(self, folder: str | Path) -> Path:
         """Write the gallery to ``folder`` (created); returns the folder."""
@@ -299,22 +237,23 @@ class GalleryIndex:
 
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            if self._stale or self._faiss.needs_rebuild(len(self._ids)):
-                self._faiss.build(self._vectors, self._ids)
-                self._stale = False
-            faiss.write_index(self._faiss.index, str(out / "index.faiss"))
-            np.savez(out / "vectors.npz", ids=self._ids, vectors=self._vectors, boxes=self._boxes)
-            info = {
-                "format_version": FORMAT_VERSION,
-                "dim": self.dim,
-                "index": self._faiss.kind,
-                "next_id": self._next_id,
-                "image_ids": self._image_ids,
-                "item_ids": self._item_ids,
-                "metadata": self._meta,
-            }
-            (out / "gallery.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+        snap = self._snap
+        searcher = snap.faiss
+        if searcher is None:  # the torch backend: write a flat index so the folder loads either way
+            searcher = FaissSearcher(self.dim, "flat")
+            searcher.build(snap.vectors, snap.ids)
+        faiss.write_index(searcher.index, str(out / "index.faiss"))
+        np.savez(out / "vectors.npz", ids=snap.ids, vectors=snap.vectors, boxes=snap.boxes)
+        info = {
+            "format_version": FORMAT_VERSION,
+            "dim": self.dim,
+            "index": searcher.kind,
+            "next_id": snap.next_id,
+            "image_ids": snap.image_ids,
+            "item_ids": snap.item_ids,
+            "metadata": snap.metadata,
+        }
+        (out / "gallery.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
         return out
 
     @classmethod
@@ -344,26 +283,39 @@ class GalleryIndex:
             raise GalleryInputError(f"{path}: gallery.json and vectors.npz disagree; rebuild the gallery")
         opts.setdefault("index", info.get("index", "flat"))
         gallery = cls(dim, backend=backend, device=device, **opts)
-        with gallery._lock:
-            gallery._ids, gallery._vectors, gallery._boxes = ids.astype(np.int64), vectors.astype(np.float32), boxes.astype(np.float32)
-            gallery._image_ids, gallery._item_ids = list(info["image_ids"]), list(info["item_ids"])
-            gallery._meta = list(info.get("metadata") or [{} for _ in range(n)])
-            gallery._next_id = int(info.get("next_id", int(ids.max(initial=-1)) + 1))
-            gallery._reindex()
-            index_file = path / "index.faiss"
-            if index_file.is_file():
-                try:
-                    index = faiss.read_index(str(index_file))
-                except RuntimeError as exc:  # the index is a cache of vectors.npz: rebuild it
-                    log.warning("%s is unreadable (%s); the index is rebuilt from vectors.npz",
-                                index_file, str(exc).splitlines()[0][:200])
-                    index = None
-                if index is not None and index.ntotal == n and index.d == gallery.dim:
-                    gallery._faiss.index = index
-                    gallery._faiss.built_kind = _kind_of(index)
-                    gallery._faiss.built_count = n
-                    gallery._stale = False
+        ids, vectors, boxes = ids.astype(np.int64), vectors.astype(np.float32), boxes.astype(np.float32)
+        base = gallery._snap
+        searcher = base.faiss.copy(with_index=False) if base.faiss is not None else None
+        index_file = path / "index.faiss"
+        if searcher is not None and index_file.is_file():
+            try:
+                index = faiss.read_index(str(index_file))
+            except RuntimeError as exc:  # the index is a cache of vectors.npz: rebuild it
+                log.warning("%s is unreadable (%s); the index is rebuilt from vectors.npz",
+                            index_file, str(exc).splitlines()[0][:200])
+                index = None
+            if index is not None and index.ntotal == n and index.d == gallery.dim:
+                searcher.index, searcher.built_kind, searcher.built_count = index, _kind_of(index), n
+        if searcher is not None and searcher.index is None:
+            searcher.build(vectors, ids)
+        torch = base.torch.copy() if base.torch is not None else None
+        if torch is not None:
+            torch.build(vectors)
+        next_id = int(info.get("next_id", int(ids.max(initial=-1)) + 1))
+        gallery._snap = build_snapshot(ids, vectors, boxes, list(info["image_ids"]), list(info["item_ids"]),
+                                       list(info.get("metadata") or [{} for _ in range(n)]), next_id, searcher, torch)
         return gallery
+
+
+def _hit(snap: GallerySnapshot, row: int, score: float) -> GalleryHit:
+    box = snap.boxes[row]
+    return GalleryHit(
+        image_id=snap.image_ids[row],
+        item_id=snap.item_ids[row],
+        score=score,
+        item_box=None if np.isnan(box).any() else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+        metadata=snap.metadata[row],
+    )
 
 
 def _kind_of(index: Any) -> str:

@@ -68,6 +68,15 @@ class FaissSearcher:
         self.built_kind = ""
         self.built_count = 0
 
+    def copy(self, with_index: bool) -> FaissSearcher:
+        """A searcher with the same settings; ``with_index`` clones the built index (to change the
+        clone while searches go on against this one)."""
+        other = FaissSearcher(self.dim, self.kind, self.nlist, self.nprobe, self.hnsw_m, self.ef_search)
+        if with_index and self.index is not None:
+            other.index = _faiss().clone_index(self.index)
+            other.built_kind, other.built_count = self.built_kind, self.built_count
+        return other
+
     def _resolved_kind(self, count: int) -> str:
         if self.kind != "auto":
             return self.kind
@@ -150,6 +159,12 @@ class TorchSearcher:
         self.device = torch.device(device)
         self.dtype = torch.float16 if fp16 and self.device.type == "cuda" else torch.float32
         self.matrix: Any = None
+
+    def copy(self) -> TorchSearcher:
+        """A searcher on the same device and precision, without a matrix."""
+        other = TorchSearcher.__new__(TorchSearcher)
+        other._torch, other.device, other.dtype, other.matrix = self._torch, self.device, self.dtype, None
+        return other
 
     def build(self, vectors: np.ndarray) -> None:
         """Upload all (N, D) vectors (row order = gallery row order)."""

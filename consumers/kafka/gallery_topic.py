@@ -202,8 +202,13 @@ class GalleryFollower(TopicFollower):
             categories.pop(image_id, None)
 
     def apply(self, records: Iterable[Record]) -> int:
-        """Apply gallery records in order; returns how many changed the index."""
+        """Apply gallery records in order; returns how many changed the index.
+
+        Consecutive images are added to the index in one call (each call copies the gallery once);
+        a removal, or an image already waiting, first adds what waits.
+        """
         changed = titled = 0
+        waiting: list[GalleryEntry] = []
         for record in records:
             try:
                 found = decode_gallery_record(record)
@@ -212,38 +217,67 @@ class GalleryFollower(TopicFollower):
                 log.warning("%s", exc)
                 continue
             if isinstance(found, str):
+                added = self._add(waiting)
+                changed, titled, waiting = changed + len(added), titled + _titled(added), []
                 if self.gallery is not None:
                     self.gallery.remove_images([found])
                 with self._lock:
                     self._forget(found)
-            else:
-                if self.gallery is None:
-                    self.gallery = GalleryIndex(int(found.vector.shape[0]))
-                try:
-                    self.gallery.add(
-                        [found.image_id], [found.item_id], found.vector[None, :],
-                        [found.item_box], [{**found.metadata, "catalog": found.catalog}],
-                    )  # fmt: skip
-                except LiveTagError as exc:
-                    self.malformed += 1
-                    log.warning("gallery record %r rejected: %s", found.image_id, exc)
-                    continue
-                category = found.metadata.get("category")
-                with self._lock:
-                    self._forget(found.image_id)
-                    if found.catalog is not None:
-                        self._catalogs.setdefault(found.catalog, {})[found.image_id] = found.item_id
-                    if isinstance(category, int) and category >= 0:
-                        self._categories.setdefault(found.item_id, {})[found.image_id] = category
-                    title = found.metadata.get("title")
-                    if isinstance(title, str) and title:
-                        self._titles.setdefault(found.item_id, {})[found.image_id] = title[:MAX_TITLE_CHARS]
-                        titled += 1
-            changed += 1
+                changed += 1
+                continue
+            if any(w.image_id == found.image_id for w in waiting):
+                added = self._add(waiting)
+                changed, titled, waiting = changed + len(added), titled + _titled(added), []
+            waiting.append(found)
+        added = self._add(waiting)
+        changed, titled = changed + len(added), titled + _titled(added)
         self.applied += changed
         if titled and self.on_titles is not None:
             self.on_titles(self.item_titles())
         return changed
+
+    def _add(self, entries: list[GalleryEntry]) -> list[GalleryEntry]:
+        """Add entries to the index in one call (one by one if the batch is refused, to find the bad
+        one); returns those added."""
+        if not entries:
+            return []
+        if self.gallery is None:
+            self.gallery = GalleryIndex(int(entries[0].vector.shape[0]))
+        try:
+            self._index(entries)
+            added = entries
+        except (LiveTagError, ValueError):  # ValueError: vectors of different sizes in one batch
+            added = []
+            for entry in entries:
+                try:
+                    self._index([entry])
+                    added.append(entry)
+                except (LiveTagError, ValueError) as exc:
+                    self.malformed += 1
+                    log.warning("gallery record %r rejected: %s", entry.image_id, exc)
+        with self._lock:
+            for entry in added:
+                self._remember(entry)
+        return added
+
+    def _index(self, entries: list[GalleryEntry]) -> None:
+        assert self.gallery is not None
+        self.gallery.add(
+            [e.image_id for e in entries], [e.item_id for e in entries], np.stack([e.vector for e in entries]),
+            [e.item_box for e in entries], [{**e.metadata, "catalog": e.catalog} for e in entries],
+        )  # fmt: skip
+
+    def _remember(self, entry: GalleryEntry) -> None:
+        """Record an indexed image's catalog, category and title (under ``_lock``)."""
+        self._forget(entry.image_id)
+        if entry.catalog is not None:
+            self._catalogs.setdefault(entry.catalog, {})[entry.image_id] = entry.item_id
+        category = entry.metadata.get("category")
+        if isinstance(category, int) and category >= 0:
+            self._categories.setdefault(entry.item_id, {})[entry.image_id] = category
+        title = entry.metadata.get("title")
+        if isinstance(title, str) and title:
+            self._titles.setdefault(entry.item_id, {})[entry.image_id] = title[:MAX_TITLE_CHARS]
 
     def load(self, timeout_s: float = 60.0) -> int:
         """Read the topic up to the end offsets seen now; returns images in the gallery."""
@@ -255,3 +289,8 @@ class GalleryFollower(TopicFollower):
                 raise GalleryRecordError(f"gallery topic {self.topic!r} not read to its end within {timeout_s:.0f} s")
             self.apply(self._consumer.poll(0.5, 1000))
         return 0 if self.gallery is None else len(self.gallery)
+
+
+def _titled(entries: list[GalleryEntry]) -> int:
+    """How many of ``entries`` carry an item title."""
+    return sum(1 for e in entries if isinstance(e.metadata.get("title"), str) and e.metadata["title"])

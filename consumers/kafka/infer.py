@@ -18,7 +18,11 @@ produce, flush, then commit that batch's offsets; a stage without the decode/inf
 * the ``transcripts`` topic (speech, titles, on-screen text per stream) is followed likewise into the
   stage's text cues, when ``text.enabled``;
 * stop (SIGTERM in ``livetag infer``): the batches in hand are finished, published and committed, no
-  further batch is taken, and the consumer leaves the group so its partitions move at once.
+  further batch is taken, and the consumer leaves the group so its partitions move at once;
+* open match segments move with their partitions through the ``segments`` topic
+  (:mod:`consumers.segment_state`): written with the events, handed over on revoke, adopted on
+  assignment, so a rebalance or a ``kill -9`` neither repeats ``match.started`` nor leaves a segment
+  without its ``match.ended``.
 """
 
 from __future__ import annotations
@@ -148,7 +152,7 @@ class InferenceConsumer:
         def revoked(tps: set[TopicPartition]) -> None:
             self.commit_stats.revoked += len(tps)
             log.info("partitions revoked: %s", sorted(f"{t.topic}[{t.partition}]" for t in tps))
-            self._end_segments(tps)
+            self._release_segments(tps)
             self._owned -= set(tps)
             if self.metrics is not None:
                 self.metrics.forget_partitions(tps)
@@ -185,18 +189,19 @@ class InferenceConsumer:
             if close_stage is not None:
                 close_stage()
 
-    def _end_segments(self, tps: set[TopicPartition]) -> None:
-        """Publish ``match.ended`` for the open segments of the streams on revoked partitions, before
-        they move: the new owner starts its own segments (best effort: a failure is logged)."""
+    def _release_segments(self, tps: set[TopicPartition]) -> None:
+        """Before revoked partitions move, publish what the stage gives for their open segments: their
+        state on ``segments`` for the new owner to carry on, or (without that topic) ``match.ended``
+        (best effort: a failure is logged)."""
         revoke = getattr(self.stage, "revoke", None)
         if revoke is None or self._producer is None:
             return
         try:
-            ended = revoke({(t.topic, t.partition) for t in tps})
-            for out in ended:
+            released = revoke({(t.topic, t.partition) for t in tps})
+            for out in released:
                 self._producer.produce(out.topic, out.key, out.value, out.headers)
             self._producer.flush()
-            log.info("ended %d open segments of revoked partitions", len(ended))
+            log.info("released %d open segments of revoked partitions", len(released))
         except Exception as exc:  # noqa: BLE001 - a rebalance must go on; the new owner ends them by timeout
             log.warning("could not end the segments of revoked partitions: %s", exc)
 

@@ -189,10 +189,10 @@ def test_auto_index_switches_to_ivf_when_large(rng: np.random.Generator, monkeyp
     image_ids, item_ids, vectors = _catalogue(rng, items=60, per_item=5)
     gallery.add(image_ids[:100], item_ids[:100], vectors[:100])
     gallery.search(vectors[:1])
-    assert gallery._faiss.built_kind == "flat"
+    assert gallery.index_kind == "flat"
     gallery.add(image_ids[100:], item_ids[100:], vectors[100:])
     assert gallery.search(vectors[250:251], k=1)[0][0].image_id == image_ids[250]
-    assert gallery._faiss.built_kind == "ivf"
+    assert gallery.index_kind == "ivf"
 
 
 def test_concurrent_updates_and_searches(rng: np.random.Generator) -> None:
@@ -223,3 +223,19 @@ def test_concurrent_updates_and_searches(rng: np.random.Generator) -> None:
         t.join()
     assert not errors
     assert len(gallery) == 300 + 2 * 20
+
+
+def test_a_change_builds_a_new_snapshot_and_leaves_the_one_in_use_alone(rng: np.random.Generator) -> None:
+    """Searches hold the snapshot they started with: a change never alters it (no stall, no torn state)."""
+    gallery, images, items, vectors = _filled(rng)
+    before = gallery.snapshot
+    index_before = before.faiss.index if before.faiss is not None else None
+    total = len(before)
+    new = _unit(rng.normal(size=(1, vectors.shape[1])).astype(np.float32))
+    gallery.add(["new/0"], ["item-new"], new)
+    gallery.remove_images([images[0]])
+    assert len(before) == total and before.image_ids[0] == images[0], "the old snapshot is unchanged"
+    assert index_before is not None and index_before.ntotal == total, "its index too"
+    after = gallery.snapshot
+    assert after is not before and len(after) == total and "new/0" in after.row_of_image
+    assert gallery.search(new[0], k=1)[0][0].image_id == "new/0"

@@ -61,3 +61,34 @@ def test_follower_loads_then_follows_adds_and_removals(kafka_bus: KafkaBus, kafk
     finally:
         follower.close()
         producer.close()
+
+
+def test_apply_adds_runs_of_images_in_one_call_and_isolates_a_bad_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each add copies the gallery once: a run of records is one add; a removal splits the runs; an
+    image whose vector does not fit is found by retrying its run one by one, and only it is lost."""
+    from consumers.bus import TopicSpec
+    from consumers.in_process_bus import InProcessBus
+    from stream.clock import FakeClock
+
+    bus = InProcessBus(FakeClock())
+    bus.create_topics([TopicSpec("g", 1)])
+    gallery = GalleryIndex(8)
+    sizes: list[int] = []
+    add = gallery.add
+
+    def counted(image_ids: list[str], *rest: object, **opts: object) -> None:
+        sizes.append(len(image_ids))
+        add(image_ids, *rest, **opts)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(gallery, "add", counted)
+    follower = GalleryFollower(bus, "g", gallery)
+    records = [Record("g", *_entry(f"a/{n}", "item-a", "shop", n).to_record()) for n in range(40)]
+    records.insert(20, Record("g", b"a/3", None))  # a removal between two runs
+    records.insert(30, Record("g", *_entry("bad/0", "item-x", "shop", 99, dim=9).to_record()))
+    assert follower.apply(records) == 41  # 40 images + the removal; the bad one is not counted
+    assert follower.malformed == 1
+    assert len(gallery) == 39 and "a/3" not in gallery.image_ids() and "bad/0" not in gallery.image_ids()
+    # one add for the first run; the second run holds the bad image (its vectors do not even stack):
+    # it is retried image by image
+    assert sizes == [20] + [1] * 21
+    assert follower.catalog_items("shop") == {"item-a"}
