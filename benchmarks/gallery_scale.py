@@ -1,7 +1,8 @@
 """The gallery at scale: search latency, IVF recall, and how long a change stalls the searches.
 
-For each index kind, a gallery of ``--images`` random unit vectors (4 images per item, items spread
-over ``--catalogs`` catalogs) is built in one ``add``; then
+For each index kind, a gallery of ``--images`` unit vectors (4 per item, scattered around a random
+centre per item; items spread over ``--catalogs`` catalogs) is built in one ``add``; queries are
+other points around random items' centres. Then
 
 * search latency, one query at a time: the whole gallery (FAISS) and one catalog (the per-stream
   default, scored exactly below ``exact_below`` images);
@@ -41,6 +42,12 @@ def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     vectors = rng.standard_normal((n, dim), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors
+
+
+def near(rng: np.random.Generator, centres: np.ndarray, spread: float) -> np.ndarray:
+    """Unit vectors around ``centres`` (one per row): the images of one item look alike."""
+    out = centres + spread * rng.standard_normal(centres.shape, dtype=np.float32) / np.sqrt(centres.shape[1])
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 def timed_searches(gallery: GalleryIndex, queries: np.ndarray, catalog: set[str] | None) -> list[float]:
@@ -95,7 +102,8 @@ def stall(gallery: GalleryIndex, query: np.ndarray, change: Any) -> dict[str, fl
 def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     n = args.images
-    vectors = unit_rows(rng, n, args.dim)
+    centres = unit_rows(rng, n // 4 + 1, args.dim)  # one per item; 4 images per item around it
+    vectors = near(rng, centres[np.arange(n) // 4], args.spread)
     items = [f"item-{i // 4}" for i in range(n)]
     catalog_of_item = {f"item-{j}": f"shop-{j % args.catalogs}" for j in range(n // 4 + 1)}
     gallery = GalleryIndex(args.dim, index=kind)
@@ -103,7 +111,7 @@ def run(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     gallery.add([f"img-{i}" for i in range(n)], items, vectors,
                 metadata=[{"catalog": catalog_of_item[item]} for item in items])
     build_s = time.perf_counter() - start
-    queries = unit_rows(rng, args.queries, args.dim)
+    queries = near(rng, centres[rng.integers(0, n // 4, args.queries)], args.spread)  # a crop of some item
     shop = {item for item, cat in catalog_of_item.items() if cat == "shop-0"}
     whole = timed_searches(gallery, queries, None)
     per_catalog = timed_searches(gallery, queries, shop)
@@ -127,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--index", nargs="+", default=["flat", "ivf"], choices=["flat", "ivf", "hnsw", "auto"])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--recall-queries", type=int, default=50)
+    parser.add_argument("--spread", type=float, default=0.5, help="noise around an item's centre (0: identical)")
     parser.add_argument("--seed", type=int, default=2031)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Collection, Iterable, Sequence
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from engines.gallery_search import FaissSearcher, TorchSearcher, exact_top_k
-from engines.gallery_snapshot import GallerySnapshot, appended, build_snapshot, without_rows
+from engines.gallery_snapshot import GallerySnapshot, appended, empty_snapshot, loaded, without_rows
 from stream.errors import LiveTagError
 
 log = logging.getLogger(__name__)
@@ -108,9 +110,9 @@ class GalleryIndex:
         except ValueError as exc:
             raise GalleryInputError(str(exc)) from exc
         torch = TorchSearcher(device) if backend == "torch" else None
-        empty = np.zeros((0,), np.int64), np.zeros((0, dim), np.float32), np.zeros((0, 4), np.float32)
         self._write_lock = threading.Lock()
-        self._snap = build_snapshot(*empty, [], [], [], 0, None if torch else faiss, torch)
+        self._snap = empty_snapshot(dim, None if torch else faiss, torch)
+        self._id_of_image: dict[str, int] = {}  # image id -> faiss id; the writers' own (under the lock)
 
     @property
     def snapshot(self) -> GallerySnapshot:
@@ -127,11 +129,11 @@ class GalleryIndex:
 
     def item_ids(self) -> set[str]:
         """Items with at least one image."""
-        return set(self._snap.rows_of_item)
+        return self._snap.item_set()
 
     def image_ids(self) -> list[str]:
         """Image ids in row order."""
-        return list(self._snap.image_ids)
+        return [str(i) for i in self._snap.image_ids.tolist()]
 
     def vectors(self) -> np.ndarray:
         """(N, D) float32 copy of the stored unit vectors, in row order."""
@@ -171,27 +173,44 @@ class GalleryIndex:
                     boxes[i] = np.asarray(box, np.float32).reshape(4)
         with self._write_lock:
             snap = self._snap
-            replaced = [snap.row_of_image[img] for img in image_ids if img in snap.row_of_image]
+            replaced = [self._id_of_image[img] for img in image_ids if img in self._id_of_image]
             if replaced:
-                snap = without_rows(snap, replaced)
-            self._snap = appended(snap, image_ids, item_ids, unit, boxes, metadata or [{} for _ in range(n)])
+                snap = without_rows(snap, snap.rows_of_ids(np.asarray(replaced)).tolist())
+            snap = appended(snap, image_ids, item_ids, unit, boxes, metadata or [{} for _ in range(n)])
+            self._id_of_image.update(zip(map(str, image_ids), snap.ids[-n:].tolist(), strict=True))
+            self._swap(snap)
 
     def remove_images(self, image_ids: Iterable[str]) -> int:
         """Remove images by id (unknown ids are ignored); returns how many were removed."""
         with self._write_lock:
-            rows = {self._snap.row_of_image[i] for i in image_ids if i in self._snap.row_of_image}
-            return self._remove_rows(rows)
+            gone = [self._id_of_image[i] for i in set(image_ids) if i in self._id_of_image]
+            return self._remove_rows(set(self._snap.rows_of_ids(np.asarray(gone, dtype=np.int64)).tolist()))
 
     def remove_items(self, item_ids: Iterable[str]) -> int:
         """Remove every image of the given items; returns how many images were removed."""
         with self._write_lock:
-            rows = {r for item in item_ids for r in self._snap.rows_of_item.get(item, [])}
-            return self._remove_rows(rows)
+            return self._remove_rows(set(self._snap.rows_of_items(set(item_ids)).tolist()))
 
     def _remove_rows(self, rows: set[int]) -> int:
+        rows.discard(-1)
         if rows:
-            self._snap = without_rows(self._snap, rows)
+            snap = self._snap
+            for image_id in snap.image_ids[sorted(rows)].tolist():
+                self._id_of_image.pop(image_id, None)
+            new = without_rows(snap, rows)
+            del snap  # no reference of ours may keep the replaced snapshot alive (see _swap)
+            self._swap(new)
         return len(rows)
+
+    def _swap(self, snap: GallerySnapshot) -> None:
+        """Make ``snap`` current; free the replaced one here (in the writer), once no search holds
+        it, rather than in whichever search thread lets go of it last (up to 2 s of waiting)."""
+        old, self._snap = self._snap, snap
+        for _ in range(400):
+            if sys.getrefcount(old) <= 2:  # this frame's name and the call's argument
+                break
+            time.sleep(0.005)
+        del old
 
     def search(self, queries: np.ndarray, k: int = 5, catalog: Collection[str] | None = None) -> list[list[GalleryHit]]:
         """The ``k`` most similar images per query, optionally only among a catalog's items.
@@ -212,7 +231,7 @@ class GalleryIndex:
         if k < 1:
             raise GalleryInputError(f"k must be >= 1, got {k}")
         snap = self._snap  # one consistent state for the whole call
-        if not snap.image_ids:
+        if not len(snap):
             raise EmptyGalleryError("the gallery is empty; build it with 'livetag gallery build' or add images first")
         rows = None if catalog is None else snap.catalog_rows(catalog)
         if rows is not None and rows.size == 0:
@@ -226,8 +245,7 @@ class GalleryIndex:
             assert snap.faiss is not None
             allowed = None if rows is None else snap.ids[rows]
             scores, faiss_ids = snap.faiss.search(q, k, allowed)
-            found = np.array([[snap.row_of_id.get(f, -1) for f in line] for line in faiss_ids.tolist()], np.int64)
-            found = found.reshape(faiss_ids.shape)
+            found = snap.rows_of_ids(faiss_ids)
         return [[_hit(snap, int(r), float(s)) for r, s in zip(fr, sr, strict=True) if r >= 0]
                 for fr, sr in zip(found, scores, strict=True)]
 
@@ -249,9 +267,9 @@ class GalleryIndex:
             "dim": self.dim,
             "index": searcher.kind,
             "next_id": snap.next_id,
-            "image_ids": snap.image_ids,
-            "item_ids": snap.item_ids,
-            "metadata": snap.metadata,
+            "image_ids": snap.image_ids.tolist(),
+            "item_ids": snap.item_ids.tolist(),
+            "metadata": snap.metadata.tolist(),
         }
         (out / "gallery.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
         return out
@@ -302,16 +320,17 @@ class GalleryIndex:
         if torch is not None:
             torch.build(vectors)
         next_id = int(info.get("next_id", int(ids.max(initial=-1)) + 1))
-        gallery._snap = build_snapshot(ids, vectors, boxes, list(info["image_ids"]), list(info["item_ids"]),
-                                       list(info.get("metadata") or [{} for _ in range(n)]), next_id, searcher, torch)
+        gallery._snap = loaded(ids, vectors, boxes, list(info["image_ids"]), list(info["item_ids"]),
+                               list(info.get("metadata") or [{} for _ in range(n)]), next_id, searcher, torch)
+        gallery._id_of_image = dict(zip(map(str, info["image_ids"]), ids.tolist(), strict=True))
         return gallery
 
 
 def _hit(snap: GallerySnapshot, row: int, score: float) -> GalleryHit:
     box = snap.boxes[row]
     return GalleryHit(
-        image_id=snap.image_ids[row],
-        item_id=snap.item_ids[row],
+        image_id=str(snap.image_ids[row]),
+        item_id=str(snap.item_ids[row]),
         score=score,
         item_box=None if np.isnan(box).any() else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
         metadata=snap.metadata[row],

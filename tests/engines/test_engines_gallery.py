@@ -237,5 +237,5 @@ def test_a_change_builds_a_new_snapshot_and_leaves_the_one_in_use_alone(rng: np.
     assert len(before) == total and before.image_ids[0] == images[0], "the old snapshot is unchanged"
     assert index_before is not None and index_before.ntotal == total, "its index too"
     after = gallery.snapshot
-    assert after is not before and len(after) == total and "new/0" in after.row_of_image
+    assert after is not before and len(after) == total and "new/0" in after.image_ids.tolist()
     assert gallery.search(new[0], k=1)[0][0].image_id == "new/0"
