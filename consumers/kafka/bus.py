@@ -123,6 +123,7 @@ class KafkaBusConsumer:
         self._pending_commit: _PendingCommit | None = None
         self._consumer = connect(KafkaConsumer, config, "consumer")
         self._closed = False
+        self._rebalancing_since: float | None = None  # when this member's current rebalance began
         # Metadata first: a group member whose client does not know a topic's partitions yet would be
         # assigned none of them until its next metadata refresh.
         parts: list[Any] = []
@@ -150,7 +151,6 @@ class KafkaBusConsumer:
 
         self._topics = list(topics)
         self._listener = _Listener()
-        self._rebalancing_since: float | None = None
         self._consumer.subscribe(self._topics, listener=self._listener)
 
     def _check_open(self) -> None:
@@ -168,6 +168,8 @@ class KafkaBusConsumer:
         if self._group_id is not None and self._rebalancing():
             timeout_ms = max(timeout_ms, _REBALANCE_POLL_MS)
             self._unstick()
+        else:
+            self._rebalancing_since = None  # settled: the next rebalance is timed from its own start
         try:
             batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except KafkaError as exc:
