@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from consumers.bus import Record
+from consumers.bus import Record, TopicPartition
 from consumers.kafka.bus import KafkaBus
 from stream.encode import write_video
 
@@ -146,3 +146,15 @@ def gallery_entries(detector: object, embedder: object, image: np.ndarray, item_
 
 def _box(row: np.ndarray) -> tuple[float, float, float, float]:
     return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
+
+
+def committed_offset(bus: KafkaBus, group: str, tp: TopicPartition) -> int | None:
+    """The group's committed offset, read by a client that does not join the group."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    inspector = KafkaConsumer(bootstrap_servers=bus.bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return inspector.committed(KafkaTopicPartition(tp.topic, tp.partition))
+    finally:
+        inspector.close(autocommit=False)

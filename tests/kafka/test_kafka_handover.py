@@ -16,7 +16,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from kafka_helpers import LoopThread, first_frame, gallery_entries, product_video, read_all, wait_for
+from kafka_helpers import (
+    LoopThread,
+    committed_offset,
+    first_frame,
+    gallery_entries,
+    product_video,
+    read_all,
+    wait_for,
+)
 
 from consumers.bus import TopicPartition
 from consumers.events import make_event_id
@@ -71,7 +79,7 @@ def test_kill_9_of_a_consumer_with_open_segments_hands_them_to_the_next_owner(
     assert state.item_id == started["item_id"] == "item-A" and state.segment_start == started["segment"]["start"]
 
     tp = TopicPartition(kafka_topics.frames, records[-1].partition)
-    committed_by_owner1 = _committed(kafka_bus, GROUP, tp) or 0
+    committed_by_owner1 = committed_offset(kafka_bus, GROUP, tp) or 0
     owner2_settings = Settings(topics=topic_settings, voter=VoterSettings(idle_timeout_s=3.0))
     stage, follower = build_stage(kafka_bus, owner2_settings, detector, embedder)
     assert stage.segments_topic == kafka_topics.segments
@@ -95,15 +103,3 @@ def test_kill_9_of_a_consumer_with_open_segments_hands_them_to_the_next_owner(
     # every frame is processed once by owner 1 (committed) or handed to owner 2 (the uncommitted rest)
     assert stage.counters.records == frames - committed_by_owner1
     assert stage.voter.stats["frames"] + stage.voter.stats["handover_skipped"] == stage.counters.frames
-
-
-def _committed(bus: KafkaBus, group: str, tp: TopicPartition) -> int | None:
-    """The group's committed offset, read by a client that does not join the group."""
-    from kafka import KafkaConsumer
-    from kafka import TopicPartition as KafkaTopicPartition
-
-    inspector = KafkaConsumer(bootstrap_servers=bus.bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        return inspector.committed(KafkaTopicPartition(tp.topic, tp.partition))
-    finally:
-        inspector.close(autocommit=False)

@@ -9,7 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from kafka_helpers import LoopThread, first_frame, gallery_entries, product_video, read_all, wait_for
+from kafka_helpers import (
+    LoopThread,
+    committed_offset,
+    first_frame,
+    gallery_entries,
+    product_video,
+    read_all,
+    wait_for,
+)
 
 from consumers.bus import Record, TopicPartition
 from consumers.dead_letter import DeadLetter
@@ -92,7 +100,7 @@ def test_two_consumers_rebalance_and_every_frame_is_accounted_for(
 
         def committed_all() -> bool:
             return consumers[0].commit_stats.commits > 0 and all(
-                _committed(kafka_bus, "infer-rebalance", tp) == end for tp, end in ends.items()
+                committed_offset(kafka_bus, "infer-rebalance", tp) == end for tp, end in ends.items()
             )
 
         wait_for(committed_all, 60, "the remaining consumer to commit every partition to its end")
@@ -118,15 +126,3 @@ def test_two_consumers_rebalance_and_every_frame_is_accounted_for(
     moved_streams = {sid for sid, _, p in recorders[1].seen}
     after = [e for e in started if e["stream_id"] in moved_streams and e["_ts"] > stopped_at_ms]
     assert after, "matches continue for the moved streams after the consumer stopped"
-
-
-def _committed(bus: KafkaBus, group: str, tp: TopicPartition) -> int | None:
-    """The group's committed offset, read by a client that does not join the group."""
-    from kafka import KafkaConsumer
-    from kafka import TopicPartition as KafkaTopicPartition
-
-    inspector = KafkaConsumer(bootstrap_servers=bus.bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        return inspector.committed(KafkaTopicPartition(tp.topic, tp.partition))
-    finally:
-        inspector.close(autocommit=False)
