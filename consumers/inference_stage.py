@@ -31,7 +31,7 @@ import numpy as np
 from consumers.bus import Record
 from consumers.dead_letter import DeadLetter
 from consumers.events import MatchEvent
-from consumers.frame_hits import best_hits
+from consumers.frame_hits import best_hits, hits_per_crop, named_items
 from consumers.gallery_lookups import CatalogResolver, CatalogScope
 from consumers.segment_state import SegmentState, tombstone
 from consumers.settings import PipelineSettings, TopicSettings
@@ -274,7 +274,7 @@ class InferenceStage:
         s = self.settings
         detections = self.detector.detect([f.image for f in frames])
         scopes = self._scopes(frames)
-        named = self._named_items(frames, scopes)
+        named = named_items(self.voter.text, frames, scopes)
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int, bool]] = []  # (frame index, detection index, named only) per crop
         for fi, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
@@ -290,7 +290,7 @@ class InferenceStage:
                 crops.append(crop(frame.image, dets.boxes[di], s.crop_expand))
                 owners.append((fi, di, named_only))
         vectors, garment = self._embed(crops)
-        hits_of_crop = self._hits(frames, owners, vectors, named, scopes)
+        hits_of_crop = hits_per_crop(frames, owners, vectors, named, scopes, self._search)
         per_frame: list[list[Observation]] = [[] for _ in frames]
         for ci, (fi, di, named_only) in enumerate(owners):
             dets = detections[fi]
@@ -316,54 +316,6 @@ class InferenceStage:
             events = self.voter.observe(frame.packet.stream_id, pts, observations, frame.packet.wallclock)
             out += self._events(events, pts)
         return out
-
-    def _named_items(
-        self, frames: Sequence[DecodedFrame], scopes: Mapping[str | None, frozenset[str] | None]
-    ) -> dict[str, frozenset[str]]:
-        """stream id -> the items its text names within its catalog (empty without text cues).
-
-        The text is first brought to each frame's pts, so only what was said by then counts."""
-        text = self.voter.text
-        out: dict[str, frozenset[str]] = {}
-        if text is None:
-            return out
-        for frame in frames:
-            stream_id = frame.packet.stream_id
-            text.seen(stream_id, frame.packet.pts_seconds)
-            named = text.candidates(stream_id)
-            allowed = scopes[frame.catalog]
-            out[stream_id] = named if allowed is None else named & allowed
-        return out
-
-    def _hits(
-        self,
-        frames: Sequence[DecodedFrame],
-        owners: Sequence[tuple[int, int, bool]],
-        vectors: np.ndarray,
-        named: Mapping[str, frozenset[str]],
-        scopes: Mapping[str | None, frozenset[str] | None],
-    ) -> dict[int, list[Any]]:
-        """Gallery hits per crop (rows of (M, D) ``vectors``), best first, within the stream's catalog;
-        a crop of a stream whose text names items is also compared with those items. A ``named only``
-        crop keeps its hits only when its best match is a named item, and then only the named ones:
-        the text chooses the box, the picture still chooses the item."""
-        groups: dict[frozenset[str] | None, list[int]] = {}  # allowed items -> crops searched among them
-        for ci, (fi, _, _) in enumerate(owners):
-            frame = frames[fi]
-            groups.setdefault(scopes[frame.catalog], []).append(ci)
-            if named.get(frame.packet.stream_id):
-                groups.setdefault(named[frame.packet.stream_id], []).append(ci)
-        hits: dict[int, list[Any]] = {ci: [] for ci in range(len(owners))}
-        for allowed, crop_indices in groups.items():
-            for ci, more in zip(crop_indices, self._search(vectors[crop_indices], allowed), strict=True):
-                have = {h.image_id for h in hits[ci]}
-                hits[ci] = sorted(hits[ci] + [h for h in more if h.image_id not in have], key=lambda h: -float(h.score))
-        for ci, (fi, _, named_only) in enumerate(owners):
-            if named_only:
-                mine = named.get(frames[fi].packet.stream_id, frozenset())
-                ranked = hits[ci]
-                hits[ci] = [h for h in ranked if h.item_id in mine] if ranked and ranked[0].item_id in mine else []
-        return hits
 
     def _embed(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """(M, D) vectors of the crops and, when the embedder gives one, their (M,) garment probability."""

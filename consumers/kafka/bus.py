@@ -207,14 +207,9 @@ class KafkaBusConsumer:
         return self._consumer.group_metadata().state != MemberState.STABLE or not self._consumer.assignment()
 
     def _unstick(self) -> None:
-        """Rejoin afresh when a rebalance of this member has not finished for ``_STUCK_REBALANCE_S``.
-
-        A join round that finished while no poll awaited it may never be applied by kafka-python 3.0:
-        the member stays rebalancing, without partitions, for good. The public membership snapshot
-        (``group_metadata().state``) shows it; leaving the group and subscribing again (public API)
-        starts a new round. A round that is merely slow (waiting for another member) costs one more
-        round. ``benchmarks/kafka_rebalance.py`` and the Kafka tests exercise it.
-        """
+        """Leave and subscribe again (public API) when ``group_metadata().state`` has been
+        REBALANCING for ``_STUCK_REBALANCE_S``: a round kafka-python never applied then starts anew
+        (a merely slow round costs one more round)."""
         from kafka.structs import MemberState
 
         if self._consumer.group_metadata().state != MemberState.REBALANCING:
