@@ -111,6 +111,7 @@ class InferenceStage:
         self.counters = StageCounters()
         self._partitions: OrderedDict[str, tuple[str, int]] = OrderedDict()  # stream -> its frames' partition
         self._infer_lock = threading.Lock()  # the models and the voter: inference thread vs revoke callback
+        self._revoked: set[tuple[str, int]] = set()  # taken away: frames of them still queued are not analysed
         #: Told of counted drops as (queue, policy, count); the metrics hook sets it.
         self.on_drop: Callable[[str, str, int], None] | None = None
 
@@ -164,7 +165,27 @@ class InferenceStage:
                 self._count_stale(shed)
                 frames = [frame for frame in frames if not frame.shed]
         with self._infer_lock:
-            return self._infer_batch(frames)
+            return self._infer_batch(self._still_owned(frames))
+
+    def _still_owned(self, frames: Sequence[DecodedFrame]) -> list[DecodedFrame]:
+        """Frames whose partition was revoked while they waited are not analysed (marked ``shed``):
+        their commit is refused and the new owner processes them; analysing them here would open
+        segments the new owner also opens."""
+        if not self._revoked:
+            return list(frames)
+        kept = []
+        for frame in frames:
+            if (frame.record.topic, frame.record.partition) in self._revoked:
+                frame.shed = True
+                self.counters.skipped_revoked += 1
+            else:
+                kept.append(frame)
+        return kept
+
+    def assign(self, partitions: Collection[tuple[str, int]]) -> None:
+        """The consumer was assigned these ``(topic, partition)`` s (again): their frames count."""
+        with self._infer_lock:
+            self._revoked -= set(partitions)
 
     def revoke(self, partitions: Collection[tuple[str, int]]) -> list[Record]:
         """The consumer lost these ``(topic, partition)`` s; returns the records to publish now.
@@ -175,6 +196,7 @@ class InferenceStage:
         """
         wanted = set(partitions)
         with self._infer_lock:
+            self._revoked |= wanted
             streams = [s for s, tp in list(self._partitions.items()) if tp in wanted]
             if self.segments_topic is None:
                 return self.end_streams(streams)

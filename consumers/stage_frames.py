@@ -41,6 +41,7 @@ class StageCounters:
     dead_letters: int = 0
     unknown_catalog: int = 0  # searches for frames whose catalog the gallery does not have
     dropped_stale: int = 0  # frames older than pipeline.max_frame_age_s, shed before the models
+    skipped_revoked: int = 0  # frames of partitions revoked while they waited (the new owner has them)
 
 
 class StaleFrame(Exception):  # noqa: N818 - a signal, not an error: the frame is a counted drop

@@ -32,6 +32,10 @@ State: streams are held in LRU order; a stream without frames for ``idle_timeout
 (injected clock) is evicted by ``evict_idle`` with ``match.ended``; beyond ``max_streams`` the least
 recently seen stream is evicted the same way. Candidates (``max_items_per_stream``) and evidence
 (``max_evidence`` per candidate) are bounded. Not thread-safe: one voter per consuming thread.
+
+Handover (``consumers.segment_state``): ``open_segment`` gives a stream's running match as a state
+another consumer can ``adopt`` when the stream's partition moves; the adopted segment goes on under
+the same event ids, and redelivered frames the state already counted are skipped.
 """
 
 from __future__ import annotations
@@ -193,12 +197,12 @@ class StreamVoter:
         if len(self._streams) >= self.settings.max_streams:
             return False
         cand = Candidate(score=segment.score, first_pts=segment.segment_start, last_pts=segment.last_vote_pts,
-                          votes=segment.votes, evidence=list(segment.evidence), first_wallclock=segment.session)
+                         votes=segment.votes, evidence=list(segment.evidence), first_wallclock=segment.session)
         state = StreamState(last_seen=self._clock.monotonic(), last_pts=segment.last_pts,
-                        candidates={segment.item_id: cand}, last_wallclock=segment.last_wallclock,
-                        adopted_until=(segment.last_pts, segment.last_wallclock))
+                            candidates={segment.item_id: cand}, last_wallclock=segment.last_wallclock,
+                            adopted_until=(segment.last_pts, segment.last_wallclock))
         state.match = RunningMatch(segment.item_id, segment.segment_start, last_update_pts=segment.last_update_pts,
-                             updates=segment.updates, session=segment.session)
+                                   updates=segment.updates, session=segment.session)
         self._streams[segment.stream_id] = state
         self.stats["adopted"] += 1
         return True

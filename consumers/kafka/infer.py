@@ -161,6 +161,8 @@ class InferenceConsumer:
         def assigned(tps: set[TopicPartition]) -> None:
             self.commit_stats.assigned += len(tps)
             log.info("partitions assigned: %s", sorted(f"{t.topic}[{t.partition}]" for t in tps))
+            if isinstance(self.stage, InferenceStage):
+                self.stage.assign({(t.topic, t.partition) for t in tps})
             self._adopt_segments(tps)
             self._owned |= set(tps)
             self._report_assignment()

@@ -485,3 +485,21 @@ def test_revoked_partitions_end_their_streams_open_segments(world: dict[str, Any
     assert [(r.key, r.header("event")) for r in ended] == [(b"s2", b"match.ended")]
     assert stage.revoke({("frames", 0)}) == [], "a stream is ended once"
     assert stage.voter.current("s1") is not None and stage.voter.current("s2") is None
+
+
+def test_frames_of_a_revoked_partition_still_queued_are_not_analysed(world: dict[str, Any]) -> None:
+    """A decoded batch that waited while its partition was revoked opens no segment here: the
+    partition's new owner processes those frames (this consumer's commit for them is refused)."""
+    clock = FakeClock()
+    stage = _stage(world, clock)
+    s1 = [Record("frames", *p.to_record(), 1, i) for i, p in enumerate(_packets(world["videos"]["s1"], "s1"))]
+    frames, letters = stage.decode_records(s1)
+    assert letters == [] and frames
+    stage.revoke({("frames", 1)})
+    assert stage.infer_frames(frames) == []
+    assert stage.counters.skipped_revoked == len(frames) and all(f.shed for f in frames)
+    assert stage.voter.current("s1") is None
+    stage.assign({("frames", 1)})
+    fresh, _ = stage.decode_records(s1)
+    outputs = stage.infer_frames(fresh)
+    assert any(r.header("event") == b"match.started" for r in outputs), "assigned again: its frames count"

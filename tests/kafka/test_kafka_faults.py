@@ -85,7 +85,8 @@ def test_poison_frames_are_dead_letters_and_the_consumer_commits_to_the_end(
     letters = {d.key: d for d in (DeadLetter.from_record(r) for r in dlq)}
     assert set(letters) == set(poison)
     assert letters[b"undecodable-8mb"].value_size == 8_388_308 and letters[b"undecodable-8mb"].value_sha256
-    assert stage.counters.frames + stage.counters.dead_letters == stage.counters.records == total
+    c = stage.counters  # a rebalance may deliver uncommitted records again: at least every record once
+    assert c.frames + c.dead_letters + c.skipped_revoked == c.records >= total
     events = [json.loads(r.value or b"{}") for r in read_all(kafka_bus, kafka_topics.matches, 1)]
     assert {e["stream_id"] for e in events} == {"good"}, "the good stream matched through it all"
 

@@ -100,6 +100,7 @@ def test_kill_9_of_a_consumer_with_open_segments_hands_them_to_the_next_owner(
     assert stage.voter.stats["adopted"] == 1 and stage.voter.stats["evicted_idle"] == 1
     final, _ = latest_states(read_all(kafka_bus, kafka_topics.segments, 1), GROUP)
     assert final == {}, "the ended segment's state is a tombstone"
-    # every frame is processed once by owner 1 (committed) or handed to owner 2 (the uncommitted rest)
-    assert stage.counters.records == frames - committed_by_owner1
+    # every frame is processed by owner 1 (committed) or handed to owner 2: the uncommitted rest, at
+    # least once (a rebalance of owner 2's own may deliver some again)
+    assert stage.counters.records >= frames - committed_by_owner1
     assert stage.voter.stats["frames"] + stage.voter.stats["handover_skipped"] == stage.counters.frames

@@ -106,7 +106,9 @@ def test_twice_the_capacity_for_30_s_keeps_latency_bounded_and_counts_every_drop
         loop.stop()
     assert published >= 0.9 * OVERLOAD_FPS * OVERLOAD_S
     counters = stage.counters
-    assert counters.records == total == counters.frames + counters.dead_letters + counters.dropped_stale
+    # every record is analysed, dead-lettered or dropped (a rebalance may deliver some again)
+    assert counters.records == counters.frames + counters.dead_letters + counters.dropped_stale + counters.skipped_revoked
+    assert counters.records >= total
     assert counters.dead_letters == 0
     assert counters.dropped_stale >= 0.3 * published, "about half the frames cannot be analysed in time"
     assert counters.frames >= 0.25 * published, "the consumer kept analysing the newest frames"
@@ -144,7 +146,8 @@ def test_a_stalled_stream_ends_its_segment_on_the_idle_timer(
     assert [e["event"] for e in events if e["event"] != "match.updated"] == ["match.started", "match.ended"]
     # a rebalance may deliver uncommitted frames again: every record is still accounted for
     assert stage.counters.records >= frames
-    assert stage.counters.records == stage.counters.frames + stage.counters.dead_letters
+    c = stage.counters
+    assert c.records == c.frames + c.dead_letters + c.skipped_revoked
 
 
 def test_a_pts_restart_redelivered_to_a_new_group_gives_the_same_ids_and_repeats_none(
