@@ -79,10 +79,16 @@ def test_publish_replay_and_infer_process_drains_on_sigterm(
     first_out = _infer_until(kafka, tiny_package_dirs, lambda: bool(read_all(kafka_bus, kafka_topics.matches, 1, limit_s=1)))
     first = _consumed(first_out)
     ends = _end_offsets(kafka_bus, kafka_topics.frames)
-    assert sum(_committed(kafka_bus, "cli-infer", ends).values()) == first, "it committed exactly what it processed"
+    committed = sum(_committed(kafka_bus, "cli-infer", ends).values())
     # Second process in the same group: resumes after the committed offsets and finishes the topic.
     second_out = _infer_until(kafka, tiny_package_dirs, lambda: _committed(kafka_bus, "cli-infer", ends) == ends)
-    assert first + _consumed(second_out) == 24, "every frame processed once: no loss, no duplicate after a clean stop"
+    if _refused(first_out) + _refused(second_out) == 0:
+        assert committed == first, "it committed exactly what it processed"
+        assert first + _consumed(second_out) == 24, "every frame processed once: no loss, no duplicate after a clean stop"
+    else:  # the group rebalanced under a process (fresh topics' metadata settling): a refused commit
+        # means its batch is delivered again (at least once, never lost)
+        assert committed <= first
+        assert committed + _consumed(second_out) >= 24, "the second process takes everything not committed"
     events = [json.loads(r.value or b"{}") for r in read_all(kafka_bus, kafka_topics.matches, 1)]
     assert events and {e["item_id"] for e in events} == {"item-A"}
 
@@ -113,6 +119,12 @@ def _infer_until(kafka: list[str], packages: dict[str, Path], condition: Callabl
             proc.kill()
     assert proc.returncode == 0, err[-2000:]
     return out
+
+
+def _refused(out: str) -> int:
+    found = re.search(r"\((\d+) refused by rebalances\)", out)
+    assert found, out
+    return int(found.group(1))
 
 
 def _consumed(out: str) -> int:
