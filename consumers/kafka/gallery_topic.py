@@ -207,8 +207,9 @@ class GalleryFollower(TopicFollower):
         Consecutive images are added to the index in one call (each call copies the gallery once);
         a removal, or an image already waiting, first adds what waits.
         """
-        changed = titled = 0
-        waiting: list[GalleryEntry] = []
+        added: list[GalleryEntry] = []
+        removed = 0
+        waiting: dict[str, GalleryEntry] = {}  # image id -> entry, in arrival order
         for record in records:
             try:
                 found = decode_gallery_record(record)
@@ -216,23 +217,21 @@ class GalleryFollower(TopicFollower):
                 self.malformed += 1
                 log.warning("%s", exc)
                 continue
+            if isinstance(found, str) or found.image_id in waiting:
+                added += self._add(list(waiting.values()))
+                waiting = {}
             if isinstance(found, str):
-                added = self._add(waiting)
-                changed, titled, waiting = changed + len(added), titled + _titled(added), []
                 if self.gallery is not None:
                     self.gallery.remove_images([found])
                 with self._lock:
                     self._forget(found)
-                changed += 1
-                continue
-            if any(w.image_id == found.image_id for w in waiting):
-                added = self._add(waiting)
-                changed, titled, waiting = changed + len(added), titled + _titled(added), []
-            waiting.append(found)
-        added = self._add(waiting)
-        changed, titled = changed + len(added), titled + _titled(added)
+                removed += 1
+            else:
+                waiting[found.image_id] = found
+        added += self._add(list(waiting.values()))
+        changed = len(added) + removed
         self.applied += changed
-        if titled and self.on_titles is not None:
+        if _titled(added) and self.on_titles is not None:
             self.on_titles(self.item_titles())
         return changed
 

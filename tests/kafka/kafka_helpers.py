@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -148,13 +148,13 @@ def _box(row: np.ndarray) -> tuple[float, float, float, float]:
     return (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
 
 
-def committed_offset(bus: KafkaBus, group: str, tp: TopicPartition) -> int | None:
-    """The group's committed offset, read by a client that does not join the group."""
+def committed_offsets(bus: KafkaBus, group: str, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int | None]:
+    """The group's committed offset of each partition (None: none), read by a client that does not join."""
     from kafka import KafkaConsumer
     from kafka import TopicPartition as KafkaTopicPartition
 
     inspector = KafkaConsumer(bootstrap_servers=bus.bootstrap, group_id=group, enable_auto_commit=False)
     try:
-        return inspector.committed(KafkaTopicPartition(tp.topic, tp.partition))
+        return {tp: inspector.committed(KafkaTopicPartition(tp.topic, tp.partition)) for tp in partitions}
     finally:
         inspector.close(autocommit=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from kafka_helpers import first_frame, gallery_entries, product_video, read_all, wait_for
+from kafka_helpers import committed_offsets, first_frame, gallery_entries, product_video, read_all, wait_for
 
 from consumers.bus import TopicPartition
 from consumers.kafka.bus import KafkaBus
@@ -142,15 +142,8 @@ def _end_offsets(bus: KafkaBus, topic: str) -> dict[TopicPartition, int]:
 
 
 def _committed(bus: KafkaBus, group: str, ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-    """The group's committed offsets (0 where none), read by a client that does not join the group."""
-    from kafka import KafkaConsumer
-    from kafka import TopicPartition as KafkaTopicPartition
-
-    inspector = KafkaConsumer(bootstrap_servers=bus.bootstrap, group_id=group, enable_auto_commit=False)
-    try:
-        return {tp: inspector.committed(KafkaTopicPartition(tp.topic, tp.partition)) or 0 for tp in ends}
-    finally:
-        inspector.close(autocommit=False)
+    """The group's committed offsets (0 where none)."""
+    return {tp: offset or 0 for tp, offset in committed_offsets(bus, group, ends).items()}
 
 
 def test_infer_refuses_an_empty_gallery_in_one_line(

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from kafka_helpers import (
     LoopThread,
-    committed_offset,
+    committed_offsets,
     first_frame,
     gallery_entries,
     product_video,
@@ -79,7 +79,7 @@ def test_kill_9_of_a_consumer_with_open_segments_hands_them_to_the_next_owner(
     assert state.item_id == started["item_id"] == "item-A" and state.segment_start == started["segment"]["start"]
 
     tp = TopicPartition(kafka_topics.frames, records[-1].partition)
-    committed_by_owner1 = committed_offset(kafka_bus, GROUP, tp) or 0
+    committed_by_owner1 = committed_offsets(kafka_bus, GROUP, [tp])[tp] or 0
     owner2_settings = Settings(topics=topic_settings, voter=VoterSettings(idle_timeout_s=3.0))
     stage, follower = build_stage(kafka_bus, owner2_settings, detector, embedder)
     assert stage.segments_topic == kafka_topics.segments

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kafka_helpers import (
     LoopThread,
-    committed_offset,
+    committed_offsets,
     first_frame,
     gallery_entries,
     product_video,
@@ -99,9 +99,7 @@ def test_two_consumers_rebalance_and_every_frame_is_accounted_for(
         checker.close()
 
         def committed_all() -> bool:
-            return consumers[0].commit_stats.commits > 0 and all(
-                committed_offset(kafka_bus, "infer-rebalance", tp) == end for tp, end in ends.items()
-            )
+            return consumers[0].commit_stats.commits > 0 and committed_offsets(kafka_bus, "infer-rebalance", ends) == ends
 
         wait_for(committed_all, 60, "the remaining consumer to commit every partition to its end")
     finally:
