@@ -8,8 +8,10 @@ import numpy as np
 
 from training.categories import CATEGORIES, english
 
-PATTERNS: tuple[str, ...] = ("stripes", "checks", "dots", "print", "text", "logo", "gradient", "noise", "trim")
-_PATTERN_WEIGHTS = np.array([1.2, 1.0, 1.0, 1.2, 0.8, 0.8, 0.8, 1.0, 0.5])
+# "solid": plain fabric, the most common real product; the render still shades it (folds, light).
+PATTERNS: tuple[str, ...] = ("stripes", "checks", "dots", "print", "text", "logo", "gradient", "noise", "trim",
+                             "solid")
+_PATTERN_WEIGHTS = np.array([1.2, 1.0, 1.0, 1.2, 0.8, 0.8, 0.8, 1.0, 0.5, 1.6])
 
 # Named fashion colours (RGB); a product's main colour name makes "same category, same colour" findable.
 COLOURS: dict[str, tuple[int, int, int]] = {

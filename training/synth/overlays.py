@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from training.synth.compose import paste_at
+from training.synth.ui_panels import make_panels
 
 
 def _word(rng: np.random.Generator, lo: int, hi: int) -> str:
@@ -36,6 +37,8 @@ class Overlay:
         comments: RGBA comment lines (a window of them scrolls).
         stickers: RGBA stickers (hearts, stars, a sale tag) with their drift parameters.
         pip: RGBA picture-in-picture and its top-left position.
+        panels: RGBA live-commerce boards and avatars (``ui_panels``) with their top-left positions;
+            drawn under the banner and comments, never boxed.
     """
 
     banner: tuple[np.ndarray, int, int]
@@ -43,6 +46,7 @@ class Overlay:
     comment_origin: tuple[int, int]
     stickers: list[tuple[np.ndarray, float, float, float, float]]
     pip: tuple[np.ndarray, int, int] | None
+    panels: list[tuple[np.ndarray, int, int]]
 
 
 def make_overlay(rng: np.random.Generator, width: int, height: int) -> Overlay:
@@ -95,12 +99,15 @@ def make_overlay(rng: np.random.Generator, width: int, height: int) -> Overlay:
         comment_origin=(int(width * 0.02), int(height * 0.86)),
         stickers=stickers,
         pip=pip,
+        panels=make_panels(np.random.default_rng(int(rng.integers(2**63))), width, height),
     )
 
 
 def draw_overlay(frame: np.ndarray, overlay: Overlay, t: float) -> None:
     """Draw the UI for stream time ``t`` (seconds) onto ``frame`` (H, W, 3) uint8 in place."""
     h, w = frame.shape[:2]
+    for panel, px, py in overlay.panels:
+        paste_at(frame, panel, px, py)
     banner, bx, by = overlay.banner
     paste_at(frame, banner, bx, by)
     if overlay.pip is not None:

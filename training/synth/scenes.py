@@ -9,7 +9,7 @@ import numpy as np
 
 from training.categories import CATEGORIES
 from training.categories import region as region_of
-from training.synth.catalog import COLOURS, Product, Shape
+from training.synth.catalog import COLOUR_NAMES, COLOURS, Product, Shape
 from training.synth.compose import paste_at
 from training.synth.garments import BACK, FRONT, GarmentSprite, product_sprite, render_garment
 
@@ -53,17 +53,33 @@ def _muted(rng: np.random.Generator, lo: int = 120, hi: int = 235) -> tuple[int,
 
 
 def plain_garment(rng: np.random.Generator, category: str, unit_px: float, view: int = FRONT) -> GarmentSprite:
-    """A plain (solid) garment in a neutral colour, as worn by the presenter."""
-    rgb = COLOURS[NEUTRAL[int(rng.integers(len(NEUTRAL)))]]
+    """A garment the presenter wears besides the sold one.
+
+    Mostly a neutral solid, but a third of the time a saturated colour or a two-colour pattern, as
+    real presenters wear: so a loud colour or a print alone never tells the sold item apart.
+    """
+    draw = rng.random()
+    if draw < 0.65:
+        rgb = COLOURS[NEUTRAL[int(rng.integers(len(NEUTRAL)))]]
+        colours, pattern = (rgb, rgb, rgb), "solid"
+    else:
+        main = COLOURS[COLOUR_NAMES[int(rng.integers(len(COLOUR_NAMES)))]]
+        second = COLOURS[COLOUR_NAMES[int(rng.integers(len(COLOUR_NAMES)))]]
+        colours = (main, second, second)
+        pattern = "solid" if draw < 0.85 else ["stripes", "checks", "dots"][int(rng.integers(3))]
     shape = Shape(*(float(x) for x in rng.uniform(0.92, 1.08, 5)))
-    return render_garment(category, shape, "solid", (rgb, rgb, rgb), int(rng.integers(2**31)), view, unit_px)
+    return render_garment(category, shape, pattern, colours, int(rng.integers(2**31)), view, unit_px)
 
 
 def random_garment(rng: np.random.Generator, unit_px: float) -> tuple[str, GarmentSprite]:
-    """A garment that is not in the catalog (muted two-colour stripes, checks or solid)."""
+    """A garment that is not in the catalog: muted or saturated, solid, striped, checked or dotted."""
     category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
-    c0, c1 = _muted(rng, 60, 200), _muted(rng, 60, 200)
-    pattern = ["solid", "stripes", "checks"][int(rng.integers(3))]
+    if rng.random() < 0.5:
+        c0, c1 = _muted(rng, 60, 200), _muted(rng, 60, 200)
+    else:
+        c0 = COLOURS[COLOUR_NAMES[int(rng.integers(len(COLOUR_NAMES)))]]
+        c1 = COLOURS[COLOUR_NAMES[int(rng.integers(len(COLOUR_NAMES)))]]
+    pattern = ["solid", "stripes", "checks", "dots"][int(rng.integers(4))]
     shape = Shape(*(float(x) for x in rng.uniform(0.9, 1.1, 5)))
     sprite = render_garment(category, shape, pattern, (c0, c1, c1), int(rng.integers(2**31)), FRONT, unit_px)
     return category, sprite

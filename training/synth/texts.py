@@ -29,7 +29,7 @@ COLOUR_WORDS: dict[str, str] = {
 }
 PATTERN_WORDS: dict[str, str] = {
     "stripes": "条纹", "checks": "格子", "dots": "波点", "print": "印花", "text": "字母", "logo": "logo",
-    "gradient": "渐变", "noise": "肌理", "trim": "撞色",
+    "gradient": "渐变", "noise": "肌理", "trim": "撞色", "solid": "纯色",
 }
 #: The words a seller or a title uses for each category (the first is also the banner's English word).
 GARMENT_WORDS: dict[str, tuple[str, ...]] = {

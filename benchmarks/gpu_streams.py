@@ -1,0 +1,301 @@
+"""One accelerator's capacity: keyframe decode (NVDEC), the torch engines at batch 1-256, live streams.
+
+Three parts, each with its own time cap, so the whole run fits a short device lease (default budget
+420 s):
+
+1. decode: keyframes/s of a synthetic 1080p H.264 clip (every frame an IDR), decoded to RGB by the
+   software decoder (``h264``, one thread and FFmpeg's auto threads) and by NVDEC (``h264_cuvid``
+   through the FFmpeg inside PyAV) when the machine has it; a part that cannot run says why.
+2. engines: the shipped detector (frames/s, on pre-letterboxed tensors: the model alone) and embedder
+   (crops/s) through the torch backend, at each ``--batches`` size: FP16 and CUDA graphs on CUDA.
+3. streams: N live streams each sending one keyframe per second (phases spread over the second) into
+   the real inference stage (decode, detect, embed, gallery search, vote), fed in batches of what is
+   queued, the newest frame of a stream winning when it is behind; p50/p99 frame-to-result. N doubles
+   from ``--streams-start`` while p99 <= ``--p99-target`` (1.5 s) and the cap allows; the largest
+   passing N is the figure.
+
+    python benchmarks/gpu_streams.py --device cuda --json gpu.json           # on a GPU (under 8 min)
+    python benchmarks/gpu_streams.py --device cpu --tiny                      # CI smoke size (~1 min)
+
+Prints one JSON document (also to ``--json``). Figures go in docs/benchmarks.md with device and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from consumers.bus import Record  # noqa: E402
+from consumers.demo import DEFAULT_SAMPLE, find_sample  # noqa: E402
+from consumers.embedded import EMBEDDED_TOPICS, make_stage, quiet_library_logs  # noqa: E402
+from consumers.gallery_builder import build_gallery, find_shop_images, to_index  # noqa: E402
+from consumers.model_loading import DEFAULT_MODELS_DIR  # noqa: E402
+from consumers.settings import Settings  # noqa: E402
+from engines import load_detector, load_embedder  # noqa: E402
+from stream.clock import SystemClock  # noqa: E402
+from stream.decode import PacketDecoder  # noqa: E402
+from stream.frames import iter_frame_packets  # noqa: E402
+
+
+def make_clip(path: Path, pictures: list[np.ndarray], width: int, height: int, fps: int = 25) -> None:
+    """Encode ``pictures`` (RGB uint8, any size), scaled to ``width`` x ``height``, as an all-IDR H.264 clip."""
+    import av
+    import cv2
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps, 1))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "23", "g": "1", "keyint_min": "1", "threads": "2"}
+        for i, picture in enumerate(pictures):
+            scaled = np.ascontiguousarray(cv2.resize(picture, (width, height)), dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(scaled, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _rate(work: Any, items: int, cap_s: float, min_calls: int = 3) -> float:
+    """Items per second of ``work()`` (one warm-up call, then calls until ``cap_s``, at least ``min_calls``)."""
+    work()
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < cap_s:
+        work()
+        calls += 1
+    return items * calls / (time.perf_counter() - start)
+
+
+def bench_decode(packets: list[Any], cap_s: float) -> dict[str, Any]:
+    """Keyframes/s to RGB: the stage's software decoder (one thread / FFmpeg's auto threads) and NVDEC."""
+    import av
+    from av.video.codeccontext import VideoCodecContext
+
+    out: dict[str, Any] = {}
+    for name, threads in (("software_1_thread", 1), ("software_auto_threads", 0)):
+        decoder = PacketDecoder(threads=threads)
+        out[name] = {"keyframes_per_s": round(_rate(lambda d=decoder: [d.decode(p) for p in packets], len(packets),
+                                                   cap_s), 1)}
+
+    def nvdec_round() -> None:  # a fresh context per round: a drained one takes no more packets
+        ctx = av.CodecContext.create("h264_cuvid", "r")
+        assert isinstance(ctx, VideoCodecContext)
+        ctx.extradata = packets[0].extradata or None
+        for p in packets:
+            for frame in ctx.decode(av.Packet(p.data)):
+                frame.to_ndarray(format="rgb24")
+        for frame in ctx.decode(None):
+            frame.to_ndarray(format="rgb24")
+
+
+    try:
+        out["nvdec_h264_cuvid"] = {"keyframes_per_s": round(_rate(nvdec_round, len(packets), cap_s), 1)}
+    except Exception as exc:  # noqa: BLE001 - no NVDEC here is a result, not a failure
+        out["nvdec_h264_cuvid"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
+    return out
+
+
+def bench_engines(args: argparse.Namespace, rng: np.random.Generator, cap_s: float) -> dict[str, Any]:
+    """Detector frames/s (model alone) and embedder crops/s at each batch size."""
+    on_gpu = args.device.startswith("cuda")
+    out: dict[str, Any] = {"fp16": on_gpu, "cuda_graphs": on_gpu}
+    for role, loader in (("detector", load_detector), ("embedder", load_embedder)):
+        for batch in args.batches:
+            opts = {"device": args.device, "fp16": on_gpu, "cuda_graphs": on_gpu, "max_batch": batch,
+                    "buckets": (batch,)}
+            try:
+                engine = loader(Path(getattr(args, role)), backend="torch", **opts)
+                shape = (batch, 3, engine.spec.input.height, engine.spec.input.width)
+                tensor = rng.random(shape, dtype=np.float32)
+                rate = _rate(lambda e=engine, t=tensor: e.forward(t), batch, cap_s)
+                out[f"{role}_batch{batch}_per_s"] = round(rate, 1)
+            except Exception as exc:  # noqa: BLE001
+                out[f"{role}_batch{batch}"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
+    return out
+
+
+class LiveFeed:
+    """N streams each publishing one keyframe record per ``period_s``; a bounded per-stream mailbox.
+
+    The mailbox holds the newest frame of each stream: a newer frame replaces one still waiting
+    (counted in ``replaced``), so a consumer that falls behind analyses fresh frames.
+    """
+
+    def __init__(self, packets: list[Any], streams: int, period_s: float, clock: SystemClock):
+        self.packets, self.streams, self.period_s, self.clock = packets, streams, period_s, clock
+        self.mailbox: OrderedDict[str, Record] = OrderedDict()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.replaced = 0
+        self.published = 0
+
+    def run(self) -> None:
+        start = self.clock.monotonic()
+        tick = 0
+        while not self.stop.is_set():
+            for k in range(self.streams):
+                due = start + tick * self.period_s + k * self.period_s / self.streams
+                wait = due - self.clock.monotonic()
+                if wait > 0 and self.stop.wait(wait):
+                    return
+                source = self.packets[(tick + k) % len(self.packets)]
+                packet = dataclasses.replace(source, stream_id=f"live{k:05d}", wallclock=self.clock.now(),
+                                             sequence=tick, pts=tick * int(round(1 / float(source.time_base))))
+                key, value, headers = packet.to_record()
+                record = Record("frames", key, value, headers, partition=0, offset=self.published)
+                with self.lock:
+                    self.replaced += int(packet.stream_id in self.mailbox)
+                    self.mailbox[packet.stream_id] = record
+                    self.mailbox.move_to_end(packet.stream_id)
+                self.published += 1
+            tick += 1
+
+    def take(self, limit: int) -> list[Record]:
+        with self.lock:
+            out: list[Record] = []
+            while self.mailbox and len(out) < limit:
+                out.append(self.mailbox.popitem(last=False)[1])
+            return out
+
+
+def run_streams(stage: Any, packets: list[Any], streams: int, seconds: float, max_batch: int,
+                warmup_s: float) -> dict[str, Any]:
+    """Latency of ``streams`` live streams through ``stage`` for ``seconds`` (after ``warmup_s``)."""
+    clock = SystemClock()
+    feed = LiveFeed(packets, streams, 1.0, clock)
+    feeder = threading.Thread(target=feed.run, daemon=True)
+    latencies: list[float] = []
+    start = clock.monotonic()
+    feeder.start()
+    try:
+        while clock.monotonic() - start < warmup_s + seconds:
+            batch = feed.take(max_batch)
+            if not batch:
+                time.sleep(0.002)
+                continue
+            stage.process(batch)
+            done = clock.now()
+            if clock.monotonic() - start >= warmup_s:
+                latencies += [done - float(dict(r.headers)["wallclock"]) for r in batch]
+    finally:
+        feed.stop.set()
+        feeder.join()
+    if not latencies:
+        return {"streams": streams, "frames": 0}
+    lat = np.sort(np.asarray(latencies))
+    return {"streams": streams, "frames": len(lat), "analysed_per_s": round(len(lat) / seconds, 1),
+            "p50_s": round(float(np.percentile(lat, 50)), 3), "p99_s": round(float(np.percentile(lat, 99)), 3),
+            "replaced_by_newer": feed.replaced}
+
+
+def bench_streams(args: argparse.Namespace, packets: list[Any], cap_s: float) -> dict[str, Any]:
+    """The largest N (doubling) whose p99 frame-to-result stays within ``--p99-target``."""
+    on_gpu = args.device.startswith("cuda")
+    settings = Settings().with_overrides(topics=EMBEDDED_TOPICS)
+    p = settings.pipeline
+    opts = {"device": args.device, "fp16": on_gpu, "cuda_graphs": on_gpu, "max_batch": args.stream_batch}
+    detector = load_detector(args.detector, backend="torch", score_threshold=p.detection_threshold,
+                             iou_threshold=p.nms_iou, **opts)
+    embedder = load_embedder(args.embedder, backend="torch", **opts)
+    sample = find_sample(args.sample)
+    gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
+                                     progress=False))
+    runs: list[dict[str, Any]] = []
+    streams, start = args.streams_start, time.perf_counter()
+    bar = tqdm(desc="streams", unit="run", disable=args.quiet)
+    while time.perf_counter() - start + args.stream_seconds + args.warmup_s <= cap_s:
+        stage = make_stage(detector, embedder, gallery, settings, SystemClock())
+        try:
+            run = run_streams(stage, packets, streams, args.stream_seconds, args.stream_batch, args.warmup_s)
+        finally:
+            stage.close()
+        runs.append(run)
+        bar.update()
+        bar.set_postfix(streams=streams, p99=run.get("p99_s"))
+        if run.get("p99_s") is None or run["p99_s"] > args.p99_target or streams >= args.streams_max:
+            break
+        streams *= 2
+    bar.close()
+    passing = [r["streams"] for r in runs if r.get("p99_s") is not None and r["p99_s"] <= args.p99_target]
+    return {"p99_target_s": args.p99_target, "max_streams_within_target": max(passing) if passing else 0,
+            "runs": runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
+    parser.add_argument("--detector", type=Path, default=DEFAULT_MODELS_DIR / "detector")
+    parser.add_argument("--embedder", type=Path, default=DEFAULT_MODELS_DIR / "embedder")
+    parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE, help="shop images for the gallery, videos for the clip")
+    parser.add_argument("--size", default="1920x1080", help="clip size WxH")
+    parser.add_argument("--batches", default="1,8,32,64,128,256", help="engine batch sizes")
+    parser.add_argument("--stream-batch", type=int, default=64, help="largest batch the stream part feeds the stage")
+    parser.add_argument("--streams-start", type=int, default=32)
+    parser.add_argument("--streams-max", type=int, default=4096)
+    parser.add_argument("--stream-seconds", type=float, default=20.0, help="measured seconds per stream count")
+    parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument("--p99-target", type=float, default=1.5)
+    parser.add_argument("--budget-s", type=float, default=420.0, help="whole run; parts get 15 / 35 / 50 %%")
+    parser.add_argument("--tiny", action="store_true", help="CI smoke size: 320x180, batches 1,2, 2-4 streams")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.size, args.batches, args.stream_batch = "320x180", "1,2", 4
+        args.streams_start, args.streams_max, args.stream_seconds, args.warmup_s = 2, 4, 2.0, 1.0
+        args.budget_s = min(args.budget_s, 24.0)
+    args.batches = [int(b) for b in str(args.batches).split(",")]
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    quiet_library_logs()
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    sample = find_sample(args.sample)
+    decoder = PacketDecoder()
+    pictures = [decoder.decode(p) for v in sample.videos[:2] for p in iter_frame_packets(v.stem, v, "keyframes")]
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip.mp4"
+        make_clip(clip, pictures[:16], width, height)
+        packets = list(iter_frame_packets("clip", clip, "keyframes"))
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "device": _device_name(args.device), "size": f"{width}x{height}", "keyframes_in_clip": len(packets),
+    }
+    result["decode"] = bench_decode(packets, 0.15 * args.budget_s / 3)
+    result["engines"] = bench_engines(args, rng, 0.35 * args.budget_s / (2 * len(args.batches)))
+    result["streams"] = bench_streams(args, packets, 0.5 * args.budget_s)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+def _device_name(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return str(torch.cuda.get_device_name(torch.device(device)))
+    import platform
+
+    return f"CPU ({platform.processor() or platform.machine()})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
