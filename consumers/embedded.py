@@ -40,6 +40,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                        help="what a detection votes with (default similarity_sold_confidence; see voter.vote_weight)")
     group.add_argument("--votes-per-frame", type=int, default=None,
                        help="only the frame's N strongest item votes count (default 0: all)")
+    group.add_argument("--vote-interval-s", type=float, default=None,
+                       help="stream seconds one frame's vote stands for (default 0.25; 0: every frame counts once)")
     group.add_argument("--no-text", action="store_true",
                        help="ignore titles, transcripts and on-screen text (votes are visual alone)")
     group.add_argument("--ocr", default=None, choices=("off", "inline", "background"),
@@ -62,6 +64,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["voter__vote_weight"] = args.vote_weight
     if getattr(args, "votes_per_frame", None) is not None:
         overrides["voter__votes_per_frame"] = args.votes_per_frame
+    if getattr(args, "vote_interval_s", None) is not None:
+        overrides["voter__vote_interval_s"] = args.vote_interval_s
     if getattr(args, "no_text", False):
         overrides["text__enabled"] = False
     if getattr(args, "ocr", None) is not None:

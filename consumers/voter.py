@@ -17,6 +17,10 @@ Rules, per stream (times are stream seconds, pts, unless said otherwise):
   sold head did not choose are compared with those items too (``named_only``) and vote with the
   text's strength for the item instead of the sold probability. A stream without text has factors
   of exactly 1; events of a match that text supported quote the snippets (``text``, schema v2).
+* Evidence is counted per stream second: a frame's votes are scaled by the stream time since the
+  stream's previous analysed frame (capped at ``half_life_s``) over ``vote_interval_s`` (the
+  default sampling's spacing, where the scale is 1), so keyframes 2 s apart weigh as much per
+  second as four frames a second; ``vote_interval_s`` = 0 counts each frame once.
 * Scores decay exponentially with ``half_life_s`` of stream time, applied as pts advances, so frames
   without detections also lower every score.
 * A candidate's *run* starts at its first vote and restarts when it has had no vote for
@@ -136,6 +140,7 @@ class StreamVoter:
             events += self._close(stream_id, state)
             state.candidates.clear()
             state.last_pts = None
+        span = self._frame_span(state, pts)
         self._decay(state, pts)
         if self.text is not None:
             self.text.seen(stream_id, pts)
@@ -143,7 +148,7 @@ class StreamVoter:
         if self.settings.votes_per_frame > 0:
             votes = votes[: self.settings.votes_per_frame]
         for item_id, (weight, evidence) in votes:
-            self._add_vote(state, item_id, weight, evidence, pts, wallclock)
+            self._add_vote(state, item_id, weight * span, evidence, pts, wallclock)
         self._prune(state)
         events += self._decide(stream_id, state, pts)
         return events
@@ -225,6 +230,15 @@ class StreamVoter:
             self.text.drop_stream(stream_id)
 
     # -- voting ----------------------------------------------------------------------------------
+    def _frame_span(self, state: StreamState, pts: float) -> float:
+        """How many ``vote_interval_s`` this frame's votes stand for: the stream time since the
+        previous analysed frame (at most ``half_life_s``) over the interval; 1 for a stream's first
+        frame and when ``vote_interval_s`` is 0."""
+        interval = self.settings.vote_interval_s
+        if interval <= 0.0 or state.last_pts is None:
+            return 1.0
+        return min(max(pts - state.last_pts, 0.0), self.settings.half_life_s) / interval
+
     def _decay(self, state: StreamState, pts: float) -> None:
         if state.last_pts is not None and pts > state.last_pts:
             factor = 0.5 ** ((pts - state.last_pts) / self.settings.half_life_s)

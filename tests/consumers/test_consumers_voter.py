@@ -17,6 +17,7 @@ STEP = 0.5  # stream seconds between processed frames
 SETTINGS = VoterSettings(
     half_life_s=2.0, min_votes=3, start_score=1.0, margin=1.5, end_score=0.3, update_interval_s=1000.0,
     category_mismatch_weight=0.0,  # a hard category check; the soft one has cases of its own
+    vote_interval_s=0.5,  # = STEP: every frame here counts once; the time weighting has tests of its own
 )
 CATALOG = {"A": {1}, "B": {2}, "C": {1, 2}}
 
@@ -295,3 +296,37 @@ def test_event_ids_survive_redelivery_but_never_repeat_after_a_pts_restart() -> 
     assert len(ids) == len(set(ids)), "no id of the second session repeats one of the first"
     again = run([1_700_000_000.0, 1_700_000_600.0])
     assert [e.event_id for e in again] == ids, "redelivered records give the same ids"
+
+
+def _decided_at(settings: VoterSettings, step: float, similarity: float, until: float) -> float | None:
+    """Stream time of match.started for one stream voting ``similarity`` for A every ``step`` s."""
+    voter = StreamVoter(settings, FakeClock(), detector_version="d1", embedder_version="e1")
+    hits = (GalleryHit("A", "A-img", similarity, None),)
+    for i in range(int(until / step) + 1):
+        pts = round(i * step, 6)
+        events = voter.observe("s", pts, [Observation((0.0, 0.0, 9.0, 9.0), 1.0, 1.0, hits)])
+        if any(e.event == "match.started" for e in events):
+            return pts
+    return None
+
+
+def test_votes_count_per_stream_second_so_sparse_frames_decide_too() -> None:
+    timed = VoterSettings(half_life_s=3.0, start_score=1.0, min_votes=3, vote_interval_s=0.25)
+    per_frame = replace(timed, vote_interval_s=0.0)
+    # four frames a second: the interval is the spacing, both rules agree
+    assert _decided_at(timed, 0.25, 0.4, 10.0) == _decided_at(per_frame, 0.25, 0.4, 10.0) == 0.5
+    # keyframes 2 s apart with the same similarity: per frame, the decayed score never reaches
+    # start_score; per stream second it does, on the third frame (min_votes)
+    assert _decided_at(per_frame, 2.0, 0.35, 60.0) is None
+    assert _decided_at(timed, 2.0, 0.35, 60.0) == 4.0
+
+
+def test_a_long_gap_counts_at_most_one_half_life() -> None:
+    settings = VoterSettings(half_life_s=3.0, start_score=50.0, end_score=0.3, min_votes=1, vote_interval_s=0.25)
+    voter = StreamVoter(settings, FakeClock(), detector_version="d1", embedder_version="e1")
+    hits = (GalleryHit("A", "A-img", 0.5, None),)
+    obs = [Observation((0.0, 0.0, 9.0, 9.0), 1.0, 1.0, hits)]
+    voter.observe("s", 0.0, obs)
+    voter.observe("s", 600.0, obs)  # ten minutes later: the frame stands for 3 s, not 600 s
+    score = voter._streams["s"].candidates["A"].score
+    assert score == pytest.approx(0.5 * 3.0 / 0.25 + 0.5 * 0.5 ** (600.0 / 3.0))
