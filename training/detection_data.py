@@ -118,6 +118,15 @@ def data_fingerprint(data_root: Path) -> str:
     return hashlib.sha256(catalog.read_bytes()).hexdigest()
 
 
+def generator_version(data_root: Path) -> str:
+    """The ``generator`` that wrote the data set (``livetag-synth/N`` from ``catalog.json``), or ``unknown``."""
+    try:
+        value = json.loads((Path(data_root) / "catalog.json").read_text(encoding="utf-8")).get("generator")
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+    return value if isinstance(value, str) else "unknown"
+
+
 def _letterbox_sample(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     canvas, scale = letterbox(image, size, size, PAD_VALUE)
     out = (boxes * scale).astype(np.float32).reshape(-1, 4)

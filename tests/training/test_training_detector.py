@@ -186,7 +186,7 @@ def _write_tiny_dataset(root: Path) -> None:
     import cv2
 
     root.mkdir(parents=True)
-    (root / "catalog.json").write_text(json.dumps({"categories": [], "products": []}))
+    (root / "catalog.json").write_text(json.dumps({"generator": "tiny-test/1", "categories": [], "products": []}))
     rng = np.random.default_rng(0)
     for split, videos in (("train", 2), ("test", 1)):
         base = root / split
@@ -246,6 +246,7 @@ def test_command_trains_resumes_and_exports_a_loadable_package(tmp_path: Path) -
     spec = json.loads((package / "spec.json").read_text())
     assert spec["input"]["shape"] == [-1, 3, 96, 96] and spec["classes"] == list(CATEGORIES)
     assert spec["metrics"]["frames"] == 12 and (package / "curves.png").is_file()
+    assert spec["training_data"]["generator_version"] == "tiny-test/1"  # from the data set's catalog.json
     detector = engines.load_detector(package)
     frame = np.full((96, 128, 3), 90, np.uint8)
     found = detector.detect([frame])

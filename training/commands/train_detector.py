@@ -297,7 +297,14 @@ def _export(settings: DetectorTrainSettings, model: Any, test_cache: Any, test_f
 
     from stream.clock import SystemClock
     from training.categories import CATEGORIES
-    from training.detection_data import MEAN, PAD_VALUE, STD, data_fingerprint, normalise_images
+    from training.detection_data import (
+        MEAN,
+        PAD_VALUE,
+        STD,
+        data_fingerprint,
+        generator_version,
+        normalise_images,
+    )
     from training.export import ExportError, check_parity, export_package, remove_package
     from training.models.detector import OUTPUT_NAMES, config_dict
 
@@ -315,7 +322,7 @@ def _export(settings: DetectorTrainSettings, model: Any, test_cache: Any, test_f
         "classes": list(CATEGORIES),
         "max_detections": min(config.max_detections, (settings.input_size // config.stride) ** 2),
         "training_data": {"fingerprint": data_fingerprint(settings.data), "generator": "livetag data synth",
-                          "seed": settings.seed},
+                          "generator_version": generator_version(settings.data), "seed": settings.seed},
         "metrics": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items()},
         "torch": {"factory": "training.models.detector:build_detector", "config": config_dict(config)},
     }
