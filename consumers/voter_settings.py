@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from consumers.setting_checks import check, check_types, positive, unit_interval
 
-VOTE_WEIGHTS = ("similarity", "similarity_sold_confidence")
+VOTE_WEIGHTS = ("similarity", "similarity_sold_confidence", "similarity_sold_confidence_garment")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,8 @@ class VoterSettings:
             similarity times its sold-item probability times its objectness; ``similarity``: with the
             similarity times the embedder's garment probability (1 when it gives none), once it
             passed the detector's thresholds: for a detector whose probabilities are not calibrated
-            on the footage at hand.
+            on the footage at hand; ``similarity_sold_confidence_garment``: the default's product
+            times the garment probability (three independent signs that the box is the sold garment).
         vote_interval_s: Stream seconds one frame's vote stands for at full weight. A frame's votes
             are scaled by the stream time since the stream's previous analysed frame (at most
             ``half_life_s``) over this interval, so evidence is counted per stream second, not per

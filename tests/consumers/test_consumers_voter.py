@@ -254,17 +254,29 @@ def test_an_unknown_vote_weight_is_a_settings_error() -> None:
         VoterSettings(vote_weight="loudest")
 
 
+@pytest.mark.parametrize("weight", ["similarity", "similarity_sold_confidence_garment"])
 @pytest.mark.parametrize(("garment", "starts"), [(1.0, True), (0.3, False), (0.0, False)])
-def test_the_garment_probability_weighs_similarity_votes(garment: float, starts: bool) -> None:
-    """With similarity votes, a box the embedder's ImageNet classes call no garment (a banner, a lamp)
-    does not vote."""
+def test_the_garment_probability_weighs_votes(weight: str, garment: float, starts: bool) -> None:
+    """With similarity votes (and with the product of all three probabilities), a box the embedder's
+    ImageNet classes call no garment (a banner, a lamp) does not vote."""
     hits = (GalleryHit("A", "A-img", 0.8, None),)
-    settings = replace(SETTINGS, vote_weight="similarity")
+    settings = replace(SETTINGS, vote_weight=weight)
     voter = StreamVoter(settings, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
     events: list[MatchEvent] = []
     for pts, _ in _span(0, 1.0):  # three frames: 0.8 each reaches start_score only at full weight
         events += voter.observe("s1", pts, [Observation((0.0, 0.0, 9.0, 9.0), 1.0, 1.0, hits, garment=garment)])
     assert bool(events) is starts
+
+
+def test_the_garment_weight_also_keeps_the_detectors_probabilities() -> None:
+    """Unlike similarity votes, the product rule still shrinks a vote by a low sold probability."""
+    hits = (GalleryHit("A", "A-img", 0.8, None),)
+    settings = replace(SETTINGS, vote_weight="similarity_sold_confidence_garment")
+    voter = StreamVoter(settings, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
+    events: list[MatchEvent] = []
+    for pts, _ in _span(0, 1.0):
+        events += voter.observe("s1", pts, [Observation((0.0, 0.0, 9.0, 9.0), 0.3, 1.0, hits, garment=1.0)])
+    assert events == []
 
 
 def test_votes_per_frame_keeps_only_the_frames_strongest_vote() -> None:
