@@ -83,13 +83,15 @@ def _rate(work: Any, items: int, cap_s: float, min_calls: int = 3) -> float:
 
 
 def bench_decode(packets: list[Any], cap_s: float) -> dict[str, Any]:
-    """Keyframes/s to RGB: the stage's software decoder (one thread / FFmpeg's auto threads) and NVDEC."""
+    """Keyframes/s to RGB: the stage's software decoder (one thread, FFmpeg's auto threads, no
+    deblocking) and NVDEC."""
     import av
     from av.video.codeccontext import VideoCodecContext
 
     out: dict[str, Any] = {}
-    for name, threads in (("software_1_thread", 1), ("software_auto_threads", 0)):
-        decoder = PacketDecoder(threads=threads)
+    for name, threads, skip in (("software_1_thread", 1, False), ("software_auto_threads", 0, False),
+                                ("software_1_thread_skip_loop_filter", 1, True)):
+        decoder = PacketDecoder(threads=threads, skip_loop_filter=skip)
         out[name] = {"keyframes_per_s": round(_rate(lambda d=decoder: [d.decode(p) for p in packets], len(packets),
                                                    cap_s), 1)}
 

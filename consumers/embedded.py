@@ -42,6 +42,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
                        help="only the frame's N strongest item votes count (default 0: all)")
     group.add_argument("--vote-interval-s", type=float, default=None,
                        help="stream seconds one frame's vote stands for (default 0.25; 0: every frame counts once)")
+    group.add_argument("--skip-loop-filter", action="store_true",
+                       help="decode keyframes without deblocking (faster; see pipeline.skip_loop_filter)")
     group.add_argument("--no-text", action="store_true",
                        help="ignore titles, transcripts and on-screen text (votes are visual alone)")
     group.add_argument("--ocr", default=None, choices=("off", "inline", "background"),
@@ -66,6 +68,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         overrides["voter__votes_per_frame"] = args.votes_per_frame
     if getattr(args, "vote_interval_s", None) is not None:
         overrides["voter__vote_interval_s"] = args.vote_interval_s
+    if getattr(args, "skip_loop_filter", False):
+        overrides["pipeline__skip_loop_filter"] = True
     if getattr(args, "no_text", False):
         overrides["text__enabled"] = False
     if getattr(args, "ocr", None) is not None:

@@ -93,7 +93,7 @@ class InferenceStage:
         if decoder is None:
             from stream.decode import PacketDecoder
 
-            decoder = PacketDecoder()
+            decoder = PacketDecoder(threads=settings.decoder_threads, skip_loop_filter=settings.skip_loop_filter)
         self.detector = detector
         self.embedder = embedder
         self.gallery = gallery

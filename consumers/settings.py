@@ -67,6 +67,9 @@ class PipelineSettings:
             it reaches the models is dropped and counted (``dropped_frames_total{reason="stale"}``),
             so latency stays bounded when the consumer is behind; 0 never drops
             (replays and evaluation).
+        decoder_threads: FFmpeg slice threads per stream's decoder (0: FFmpeg chooses).
+        skip_loop_filter: Decode keyframes without H.264/HEVC deblocking (faster, slightly
+            blockier pictures; see ``stream.decode.PacketDecoder``).
     """
 
     detector_dir: str = "models/detector"
@@ -81,9 +84,13 @@ class PipelineSettings:
     sold_threshold: float = 0.3
     max_detections_per_frame: int = 8
     max_frame_age_s: float = 0.0
+    decoder_threads: int = 1
+    skip_loop_filter: bool = False
 
     def __post_init__(self) -> None:
         check_types(self, "pipeline")
+        check(0 <= self.decoder_threads <= 64, "pipeline.decoder_threads",
+              f"must be in 0..64 (0: FFmpeg chooses), got {self.decoder_threads}")
         check(self.max_frame_age_s >= 0, "pipeline.max_frame_age_s", f"must be >= 0, got {self.max_frame_age_s}")
         check(self.backend in ("onnxruntime", "tensorrt", "torch"), "pipeline.backend",
               f"must be onnxruntime, tensorrt or torch, got {self.backend!r}")

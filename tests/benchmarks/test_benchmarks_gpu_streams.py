@@ -31,7 +31,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_every_part_reports(result: dict) -> None:
     assert result["size"] == "320x180" and result["keyframes_in_clip"] == 16
-    for name in ("software_1_thread", "software_auto_threads"):
+    for name in ("software_1_thread", "software_auto_threads", "software_1_thread_skip_loop_filter"):
         assert result["decode"][name]["keyframes_per_s"] > 0
     nvdec = result["decode"]["nvdec_h264_cuvid"]  # no NVDEC on a CPU machine: said, not hidden
     assert "keyframes_per_s" in nvdec or nvdec["unavailable"]

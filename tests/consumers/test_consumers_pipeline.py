@@ -503,3 +503,15 @@ def test_frames_of_a_revoked_partition_still_queued_are_not_analysed(world: dict
     fresh, _ = stage.decode_records(s1)
     outputs = stage.infer_frames(fresh)
     assert any(r.header("event") == b"match.started" for r in outputs), "assigned again: its frames count"
+
+
+def test_the_stage_decodes_with_the_decoder_settings(world: dict[str, Any]) -> None:
+    settings = SETTINGS.with_overrides(pipeline__decoder_threads=2, pipeline__skip_loop_filter=True)
+    stage = make_stage(world["detector"], world["embedder"], world["gallery"], settings, FakeClock())
+    try:
+        assert stage.decoder.threads == 2 and stage.decoder.skip_loop_filter is True
+        packet = _packets(world["videos"]["s1"], "s1")[0]
+        frames, letters = stage.decode_records([Record("frames", *packet.to_record())])
+        assert letters == [] and frames[0].image.ndim == 3
+    finally:
+        stage.close()

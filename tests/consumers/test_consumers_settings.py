@@ -36,6 +36,7 @@ def test_defaults_are_valid_and_voter_settings_are_shared() -> None:
         (lambda: PipelineSettings(top_k=0), "pipeline.top_k"),
         (lambda: PipelineSettings(sold_threshold=1.5), "pipeline.sold_threshold"),
         (lambda: PipelineSettings(crop_expand=-0.1), "pipeline.crop_expand"),
+        (lambda: PipelineSettings(decoder_threads=-1), "pipeline.decoder_threads"),
         (lambda: BatchSettings(max_batch=0), "batch.max_batch"),
         (lambda: BatchSettings(max_batch=8, queue_capacity=4), "batch.queue_capacity"),
         (lambda: BatchSettings(drop_policy="random"), "batch.drop_policy"),

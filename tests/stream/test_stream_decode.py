@@ -200,3 +200,17 @@ def test_a_decode_bomb_is_refused_before_it_is_allocated() -> None:
     assert grown_mb < 200, f"peak memory grew {grown_mb:.0f} MB"
     small = FramePacket("s1", "mjpeg", jpeg(64), b"", 1, Fraction(1, 1000), 1.0, 1)
     assert decoder.decode(small).shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("name", REAL_VIDEOS[:1])
+def test_skip_loop_filter_changes_only_block_edges_of_a_real_keyframe(name):
+    """Without deblocking the picture is the same scene: same shape, a small mean difference."""
+    packet = next(iter(iter_frame_packets("real", DATA / name, "keyframes")))
+    plain = PacketDecoder().decode(packet).astype(np.int16)
+    fast_decoder = PacketDecoder(skip_loop_filter=True)
+    fast = fast_decoder.decode(packet).astype(np.int16)
+    assert fast.shape == plain.shape
+    difference = np.abs(fast - plain)
+    assert difference.max() > 0  # the option reached FFmpeg: deblocking really was skipped
+    assert difference.mean() < 4.0
+    assert fast_decoder.decode(packet).shape == plain.shape  # the context keeps decoding
