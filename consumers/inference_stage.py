@@ -43,6 +43,7 @@ from consumers.stage_frames import (
     FrameRecordError,
     StageCounters,
     StaleFrame,
+    newest_per_stream,
 )
 from consumers.text.ocr import OcrScheduler
 from consumers.text.transcripts import TranscriptSegment
@@ -129,6 +130,11 @@ class InferenceStage:
             for those that are not frame packets or do not decode.
         """
         self.counters.records += len(records)
+        if self.settings.newest_frame_wins:
+            records, superseded = newest_per_stream(records)
+            self.counters.superseded += superseded
+            if superseded and self.on_drop is not None:
+                self.on_drop("frames", "superseded", superseded)
         frames: list[DecodedFrame] = []
         letters: list[Record] = []
         stale = 0

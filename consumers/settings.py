@@ -67,6 +67,9 @@ class PipelineSettings:
             it reaches the models is dropped and counted (``dropped_frames_total{reason="stale"}``),
             so latency stays bounded when the consumer is behind; 0 never drops
             (replays and evaluation).
+        newest_frame_wins: Live streams: of several frames of one stream in a batch (the consumer
+            is behind), only the newest is decoded and analysed; the others are counted
+            (``dropped_frames_total{reason="superseded"}``). Off for replays and evaluation.
         decoder_threads: FFmpeg slice threads per stream's decoder (0: FFmpeg chooses).
         skip_loop_filter: Decode keyframes without H.264/HEVC deblocking (faster, slightly
             blockier pictures; see ``stream.decode.PacketDecoder``).
@@ -84,6 +87,7 @@ class PipelineSettings:
     sold_threshold: float = 0.3
     max_detections_per_frame: int = 8
     max_frame_age_s: float = 0.0
+    newest_frame_wins: bool = False
     decoder_threads: int = 1
     skip_loop_filter: bool = False
 

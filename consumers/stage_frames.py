@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,24 @@ class StageCounters:
     unknown_catalog: int = 0  # searches for frames whose catalog the gallery does not have
     dropped_stale: int = 0  # frames older than pipeline.max_frame_age_s, shed before the models
     skipped_revoked: int = 0  # frames of partitions revoked while they waited (the new owner has them)
+    superseded: int = 0  # older frames of a stream with a newer one in the same batch (newest_frame_wins)
+
+
+def newest_per_stream(records: Sequence[Record]) -> tuple[list[Record], int]:
+    """Keep each stream's last record of a batch (records without a key are kept, to be judged).
+
+    Every frame packet decodes alone, so when a consumer is behind and a batch holds several frames
+    of one stream, the newest is enough: the older ones are counted and not decoded.
+
+    Returns:
+        ``(kept records in input order, number left out)``.
+    """
+    last: dict[bytes, int] = {}
+    for index, record in enumerate(records):
+        if record.key:
+            last[record.key] = index
+    kept = [r for i, r in enumerate(records) if not r.key or last[r.key] == i]
+    return kept, len(records) - len(kept)
 
 
 class StaleFrame(Exception):  # noqa: N818 - a signal, not an error: the frame is a counted drop

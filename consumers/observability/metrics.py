@@ -18,7 +18,8 @@ matches_published_total                       event                  match.start
 queue_depth (gauge)                           queue                  items waiting in a bounded queue
 dropped_total                                 queue, policy          items lost to a queue's drop policy
 dropped_frames_total                          reason                 frames not analysed: stale (older than
-                                                                     pipeline.max_frame_age_s), max_rate
+                                                                     pipeline.max_frame_age_s), superseded
+                                                                     (newest_frame_wins), max_rate
 dead_letters_total                            stage, reason          dead letters; reason = error class name
 active_streams (gauge)                        -                      streams with voter state / running (ingest)
 source_reconnects_total                       -                      live source reconnects

@@ -515,3 +515,25 @@ def test_the_stage_decodes_with_the_decoder_settings(world: dict[str, Any]) -> N
         assert letters == [] and frames[0].image.ndim == 3
     finally:
         stage.close()
+
+
+def test_newest_frame_wins_decodes_only_each_streams_last_frame_of_a_batch(world: dict[str, Any]) -> None:
+    """A consumer behind live streams analyses each stream's newest frame; the others are counted drops."""
+    s1 = _records(_packets(world["videos"]["s1"], "s1"))[:3]
+    s2 = _records(_packets(world["videos"]["s2"], "s2"))[:2]
+    batch = [s1[0], s2[0], s1[1], s2[1], s1[2]]
+    drops: list[tuple[str, str, int]] = []
+    live = make_stage(world["detector"], world["embedder"], world["gallery"],
+                      SETTINGS.with_overrides(pipeline__newest_frame_wins=True), FakeClock())
+    live.on_drop = lambda queue, reason, count: drops.append((queue, reason, count))
+    replaying = _stage(world, FakeClock())
+    try:
+        frames, letters = live.decode_records(batch)
+        assert letters == [] and [f.record for f in frames] == [s2[1], s1[2]]
+        assert live.counters.superseded == 3 and drops == [("frames", "superseded", 3)]
+        assert live.counters.records == 5  # consumed (and so committed) all the same
+        everything, _ = replaying.decode_records(batch)
+        assert len(everything) == 5 and replaying.counters.superseded == 0
+    finally:
+        live.close()
+        replaying.close()
