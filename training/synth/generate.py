@@ -22,7 +22,7 @@ from training.synth.texts import product_title, stream_transcript
 from training.synth.writer import split_dirs, write_jpeg, write_json
 
 log = logging.getLogger(__name__)
-GENERATOR = "livetag-synth/2"
+GENERATOR = "livetag-synth/3"
 
 
 class SynthConfigError(LiveTagError):

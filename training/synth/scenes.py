@@ -92,7 +92,7 @@ def make_room(rng: np.random.Generator, width: int, height: int, distractors: in
         rng: the stream's generator.
         width: frame width.
         height: frame height.
-        distractors: number of garments on the rack (0-3).
+        distractors: number of garments on the rack (0-6).
     """
     mx, my = int(width * 0.05), int(height * 0.05)
     W, H = width + 2 * mx, height + 2 * my
@@ -149,8 +149,23 @@ def make_room(rng: np.random.Generator, width: int, height: int, distractors: in
             cv2.line(img, (cx, rack_y), (cx, y + 4), (60, 60, 60), 2)
             paste_at(img, small, x, y)
             room.garments.append(PlacedGarment(sprite.outline * scale + [x, y], label, 0, FRONT, 0))
+    if rng.random() < 0.35:
+        _add_bystander(rng, room, floor_y)
     cv2.GaussianBlur(img, (0, 0), 1.2, dst=img)
     return room
+
+
+def _add_bystander(rng: np.random.Generator, room: Room, floor_y: int) -> None:
+    """A second person at one side of the room (an assistant, a model waiting), dressed in the outfit
+    garments; their garments are boxed as instance 0, so wearing clothes alone never means "sold"."""
+    H, W = room.image.shape[:2]
+    S = H * float(rng.uniform(0.045, 0.07))  # the body is about 10 S tall
+    person = make_actor(rng, None, "wear", S)
+    x = int(W * rng.uniform(-0.12, 0.05)) if rng.random() < 0.5 else int(W * rng.uniform(0.6, 0.75))
+    y = int(floor_y + 0.1 * H - 10.2 * S)
+    paste_at(room.image, person.rgba, x, y)
+    for g in person.garments:
+        room.garments.append(PlacedGarment(g.outline + [x, y], g.label, 0, g.viewpoint, g.display))
 
 
 @dataclass

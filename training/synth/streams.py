@@ -161,7 +161,7 @@ def render_stream(job: StreamJob, out_path: Path) -> tuple[dict, list[dict], dic
     gop = min(max(gop, fps), 2 * fps)
     n_frames = int(round(job.seconds * fps))
     segments = plan_segments(rng, n_frames, fps, job.products)
-    room = make_room(rng, width, height, int(rng.integers(1, 4)))
+    room = make_room(rng, width, height, int(rng.integers(1, 7)))
     overlay = make_overlay(rng, width, height)
     shake = (_wave(rng, 0.8 * room.margin[0]), _wave(rng, 0.8 * room.margin[1]))
     sigma = float(rng.uniform(0.8, 2.5))
