@@ -64,3 +64,21 @@ def test_overlay_draws_the_panels_into_the_frame() -> None:
     h, w = rgba.shape[:2]
     region = frame[max(y, 0) : y + h, max(x, 0) : x + w]
     assert np.count_nonzero(np.abs(region.astype(int) - 128).sum(-1) > 30) > 0.3 * region.shape[0] * region.shape[1]
+
+
+def test_some_rooms_have_a_bystander_whose_clothes_are_not_sold() -> None:
+    from training.synth.scenes import make_room
+
+    with_bystander = 0
+    for seed in range(12):
+        room = make_room(np.random.default_rng(seed), 540, 960, distractors=2)
+        extra = room.garments[2:]  # the rack's two garments come first
+        if not extra:
+            continue
+        with_bystander += 1
+        h, w = room.image.shape[:2]
+        for garment in extra:
+            assert garment.instance_id == 0
+            lo, hi = garment.outline.min(0), garment.outline.max(0)
+            assert hi[0] > 0 and lo[0] < w and hi[1] > 0 and lo[1] < h  # on the room's picture
+    assert 1 <= with_bystander <= 10  # about a third of rooms

@@ -161,7 +161,8 @@ def _add_bystander(rng: np.random.Generator, room: Room, floor_y: int) -> None:
     H, W = room.image.shape[:2]
     S = H * float(rng.uniform(0.045, 0.07))  # the body is about 10 S tall
     person = make_actor(rng, None, "wear", S)
-    x = int(W * rng.uniform(-0.12, 0.05)) if rng.random() < 0.5 else int(W * rng.uniform(0.6, 0.75))
+    centre = W * (rng.uniform(0.06, 0.2) if rng.random() < 0.5 else rng.uniform(0.8, 0.94))
+    x = int(centre - 4.5 * S)  # the actor canvas is 9 S wide, the body in its middle
     y = int(floor_y + 0.1 * H - 10.2 * S)
     paste_at(room.image, person.rgba, x, y)
     for g in person.garments:
