@@ -231,9 +231,7 @@ class StreamVoter:
 
     # -- voting ----------------------------------------------------------------------------------
     def _frame_span(self, state: StreamState, pts: float) -> float:
-        """How many ``vote_interval_s`` this frame's votes stand for: the stream time since the
-        previous analysed frame (at most ``half_life_s``) over the interval; 1 for a stream's first
-        frame and when ``vote_interval_s`` is 0."""
+        """Stream time since the previous frame (at most ``half_life_s``) over ``vote_interval_s``; else 1."""
         interval = self.settings.vote_interval_s
         if interval <= 0.0 or state.last_pts is None:
             return 1.0
