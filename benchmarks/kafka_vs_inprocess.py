@@ -178,7 +178,7 @@ def main() -> int:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     detector = load_detector(args.detector)
     embedder = load_embedder(args.embedder)
-    batch = BatchSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, queue_capacity=max(256, args.max_batch))
+    batch = BatchSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     work = Path(tempfile.mkdtemp(prefix="livetag-bench-kafka-"))
     paths = make_inputs(work, args.streams, args.seconds)
     broker = None

@@ -53,12 +53,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """Validated settings from the options of :func:`add_pipeline_arguments` (defaults elsewhere)."""
     overrides: dict[str, Any] = {
-        "batch": BatchSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                               queue_capacity=max(256, args.max_batch)),
+        "batch": BatchSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms),
         "topics": EMBEDDED_TOPICS,
     }
     if args.min_similarity is not None:
-        overrides["pipeline__min_similarity"] = args.min_similarity
         overrides["voter__min_similarity"] = args.min_similarity
     if args.sold_threshold is not None:
         overrides["pipeline__sold_threshold"] = args.sold_threshold

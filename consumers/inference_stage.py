@@ -326,7 +326,7 @@ class InferenceStage:
             hits = tuple(
                 GalleryHit(h.item_id, h.image_id, float(h.score), h.item_box)
                 for h in hits_of_crop[ci]
-                if h.score >= s.min_similarity
+                if h.score >= self.voter.settings.min_similarity
             )
             top = tuple(int(c) for c in dets.top_categories(s.category_top_k)[di])
             per_frame[fi].append(Observation((x1, y1, x2, y2), float(dets.sold[di]), float(dets.scores[di]), hits, top,
@@ -350,7 +350,7 @@ class InferenceStage:
         if not crops:
             return np.zeros((0, 0), np.float32), None
         scored = getattr(self.embedder, "embed_scored", None)
-        if scored is None:  # an embedder without the optional output (e.g. a fusion of packages)
+        if scored is None:  # an embedder without the optional garment output
             return self.embedder.embed(crops), None
         vectors, garment = scored(crops)
         return vectors, garment

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engines.loading import BACKENDS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
-BACKENDS = ("onnxruntime", "torch", "tensorrt")
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,6 @@ class PipelineSettings:
         backend: ``onnxruntime``, ``tensorrt`` or ``torch``.
         detection_threshold: Minimum objectness to keep a box.
         nms_iou: IoU above which the weaker of two boxes is dropped.
-        min_similarity: Minimum cosine similarity of a gallery hit.
         top_k: Gallery hits kept per detection.
         category_top_k: Top categories of a detection compared with the product's categories. The
             shipped detector's category head is weak (about 0.2 mAP@0.5 over 23 categories on stream
@@ -80,7 +79,6 @@ class PipelineSettings:
     backend: str = "onnxruntime"
     detection_threshold: float = 0.3
     nms_iou: float = 0.6
-    min_similarity: float = 0.3
     top_k: int = 5
     category_top_k: int = 8
     crop_expand: float = 0.1
@@ -102,13 +100,9 @@ class PipelineSettings:
         check(bool(self.embedder_dir), "pipeline.embedder_dir", "is empty")
         for name in ("detection_threshold", "nms_iou", "sold_threshold"):
             unit_interval(f"pipeline.{name}", getattr(self, name))
-        check(-1.0 <= self.min_similarity <= 1.0, "pipeline.min_similarity", "must be in [-1, 1]")
         for name in ("top_k", "category_top_k", "max_detections_per_frame"):
             check(getattr(self, name) >= 1, f"pipeline.{name}", f"must be >= 1, got {getattr(self, name)}")
         check(0.0 <= self.crop_expand <= 1.0, "pipeline.crop_expand", f"must be in [0, 1], got {self.crop_expand}")
-
-
-DROP_POLICIES = ("drop_oldest", "drop_newest", "block")
 
 
 @dataclass(frozen=True)
@@ -118,23 +112,21 @@ class BatchSettings:
     Attributes:
         max_batch: Most frames in one model call.
         max_wait_ms: Longest a frame waits for the batch to fill.
-        queue_capacity: Bound of the queue in front of the batcher.
-        drop_policy: What a full queue does: ``drop_oldest``, ``drop_newest`` or ``block``.
+        decoded_queue_batches: Decoded batches waiting for the model thread
+            (:func:`consumers.stage_runner.run_decoupled_loop`); drop policy ``block``: a full queue
+            holds the poller back, nothing is dropped.
     """
 
     max_batch: int = 16
     max_wait_ms: float = 20.0
-    queue_capacity: int = 256
-    drop_policy: str = "drop_oldest"
+    decoded_queue_batches: int = 2
 
     def __post_init__(self) -> None:
         check_types(self, "batch")
         check(self.max_batch >= 1, "batch.max_batch", f"must be >= 1, got {self.max_batch}")
         check(self.max_wait_ms >= 0, "batch.max_wait_ms", f"must be >= 0, got {self.max_wait_ms}")
-        check(self.queue_capacity >= self.max_batch, "batch.queue_capacity",
-              f"must be >= max_batch ({self.max_batch}), got {self.queue_capacity}")
-        check(self.drop_policy in DROP_POLICIES, "batch.drop_policy",
-              f"must be one of {', '.join(DROP_POLICIES)}, got {self.drop_policy!r}")
+        check(self.decoded_queue_batches >= 1, "batch.decoded_queue_batches",
+              f"must be >= 1, got {self.decoded_queue_batches}")
 
 
 def _default_topic_configs() -> dict[str, dict[str, str]]:

@@ -147,13 +147,12 @@ def run_decoupled_loop(
     stop: threading.Event,
     batch: BatchSettings,
     on_committed: Callable[[list[Record]], None] | None = None,
-    queued_batches: int = 2,
     metrics: Any = None,
 ) -> LoopCounters:
     """:func:`run_stage_loop` with decoding and inference on two threads.
 
     The calling thread owns the consumer: it polls, decodes, and hands decoded batches to an
-    inference thread through a queue of ``queued_batches`` (drop policy ``block``: a full queue
+    inference thread through a queue of ``batch.decoded_queue_batches`` (drop policy ``block``: a full queue
     holds the poller back, nothing is dropped). The inference thread publishes and flushes; the
     calling thread then commits exactly the offsets of the published batch, in order. So decoding
     of batch n+1 overlaps inference of batch n, and offsets are still committed only after publish.
@@ -166,7 +165,7 @@ def run_decoupled_loop(
         failed batch committed.
     """
     counters = LoopCounters()
-    work: queue.Queue[_Decoded | None] = queue.Queue(maxsize=max(1, queued_batches))
+    work: queue.Queue[_Decoded | None] = queue.Queue(maxsize=batch.decoded_queue_batches)
     done: queue.Queue[tuple[list[Record], dict[TopicPartition, int]] | BaseException] = queue.Queue()
 
     def infer() -> None:

@@ -19,7 +19,6 @@ ITEMS: dict[str, str] = {"A": "red", "B": "green", "C": "blue", "D": "yellow"}
 # Loose thresholds: the tiny models are random, so every detection should be allowed to vote.
 LOOSE_SETTINGS = Settings().with_overrides(
     pipeline__sold_threshold=0.0,
-    pipeline__min_similarity=-1.0,
     voter__min_similarity=-1.0,
     voter__start_score=0.2,
     voter__end_score=0.05,

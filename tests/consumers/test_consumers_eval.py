@@ -224,7 +224,7 @@ def test_eval_end_to_end_on_a_generated_set(tmp_path: Path) -> None:
         {"A": "red", "B": "green", "C": "blue", "D": "yellow"},
     )
     packages = export_tiny_models(tmp_path / "models")
-    settings = Settings().with_overrides(pipeline__sold_threshold=0.0, pipeline__min_similarity=-1.0,
+    settings = Settings().with_overrides(pipeline__sold_threshold=0.0,
                                          voter__min_similarity=-1.0, voter__min_votes=2, voter__start_score=0.2,
                                          voter__end_score=0.05, voter__margin=1.0)
     report, result = run_tianchi_eval(root, ModelChoice(packages["detector"], packages["embedder"]), settings,

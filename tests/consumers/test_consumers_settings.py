@@ -38,8 +38,7 @@ def test_defaults_are_valid_and_voter_settings_are_shared() -> None:
         (lambda: PipelineSettings(crop_expand=-0.1), "pipeline.crop_expand"),
         (lambda: PipelineSettings(decoder_threads=-1), "pipeline.decoder_threads"),
         (lambda: BatchSettings(max_batch=0), "batch.max_batch"),
-        (lambda: BatchSettings(max_batch=8, queue_capacity=4), "batch.queue_capacity"),
-        (lambda: BatchSettings(drop_policy="random"), "batch.drop_policy"),
+        (lambda: BatchSettings(decoded_queue_batches=0), "batch.decoded_queue_batches"),
         (lambda: VoterSettings(half_life_s=0), "voter.half_life_s"),
         (lambda: VoterSettings(margin=0.9), "voter.margin"),
         (lambda: VoterSettings(end_score=5.0), "voter.end_score"),
@@ -112,7 +111,7 @@ def test_bad_environment_is_a_clear_error(env: dict[str, str], message: str) -> 
 
 def test_overrides_replace_fields_or_sections_and_revalidate() -> None:
     base = Settings()
-    changed = base.with_overrides(voter__min_votes=5, batch=BatchSettings(max_batch=4, queue_capacity=8))
+    changed = base.with_overrides(voter__min_votes=5, batch=BatchSettings(max_batch=4))
     assert changed.voter.min_votes == 5 and changed.batch.max_batch == 4
     assert base.voter.min_votes == VoterSettings().min_votes
     with pytest.raises(SettingsError, match="voter.min_votes"):

@@ -47,7 +47,7 @@ def test_poison_frames_are_dead_letters_and_the_consumer_commits_to_the_end(
     kafka_bus: KafkaBus, kafka_topics: TopicNames, topic_settings: TopicSettings, tiny_models: tuple, tmp_path: Path
 ) -> None:
     detector, embedder = tiny_models
-    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=4, max_wait_ms=50, queue_capacity=64))
+    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=4, max_wait_ms=50))
     video = product_video(tmp_path / "item-A.mp4", 1, seconds=6.0)
     producer = kafka_bus.producer()
     publish_gallery(producer, kafka_topics.gallery,

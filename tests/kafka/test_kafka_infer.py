@@ -57,7 +57,7 @@ def test_two_consumers_rebalance_and_every_frame_is_accounted_for(
     kafka_bus: KafkaBus, kafka_topics: TopicNames, topic_settings: TopicSettings, tiny_models: tuple, videos: dict[str, Path]
 ) -> None:
     detector, embedder = tiny_models
-    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50, queue_capacity=64))
+    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50))
     producer = kafka_bus.producer()
     for item, path in videos.items():
         publish_gallery(producer, kafka_topics.gallery, gallery_entries(detector, embedder, first_frame(path), item, "shop", settings.pipeline))

@@ -44,7 +44,7 @@ def test_live_rtmp_stream_is_matched_and_read_by_kcat(
     assert RtmpServer.available(), "nginx with libnginx-mod-rtmp is required (scripts/test.sh installs it)"
     assert shutil.which("kcat"), "kcat is required (scripts/test.sh installs it)"
     detector, embedder = tiny_models
-    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50, queue_capacity=64))
+    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50))
     shown = product_video(tmp_path / "item-A.mp4", seed=11, seconds=20.0, fps=10, gop=10)
     other = product_video(tmp_path / "item-B.mp4", seed=12, seconds=1.0, fps=10, gop=10)
     producer = kafka_bus.producer()

@@ -37,7 +37,7 @@ def test_shipped_models_name_the_shown_product_live(
     kafka_bus: KafkaBus, kafka_topics: TopicNames, topic_settings: TopicSettings, tmp_path: Path
 ) -> None:
     assert RtmpServer.available(), "nginx with libnginx-mod-rtmp is required (scripts/test.sh installs it)"
-    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50, queue_capacity=64))
+    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50))
     detector, embedder = load_models(
         ModelChoice(DEFAULT_MODELS_DIR / "detector", DEFAULT_MODELS_DIR / "embedder"),
         settings.pipeline.detection_threshold, settings.pipeline.nms_iou,

@@ -66,7 +66,7 @@ def test_twice_the_capacity_for_30_s_keeps_latency_bounded_and_counts_every_drop
     kafka_bus: KafkaBus, kafka_topics: TopicNames, topic_settings: TopicSettings, tiny_models: tuple, tmp_path: Path
 ) -> None:
     detector, embedder = tiny_models
-    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50, queue_capacity=64),
+    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50),
                         pipeline=PipelineSettings(max_frame_age_s=MAX_FRAME_AGE_S))
     video = product_video(tmp_path / "a.mp4", 1, seconds=2.0)
     publish_gallery(kafka_bus.producer(), kafka_topics.gallery,

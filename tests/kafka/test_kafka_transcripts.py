@@ -90,7 +90,7 @@ def test_a_transcript_on_kafka_reaches_the_match_event(
     from consumers.settings import BatchSettings, Settings
 
     detector, embedder = tiny_models
-    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=4, max_wait_ms=50, queue_capacity=64))
+    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=4, max_wait_ms=50))
     video = product_video(tmp_path / "item-A.mp4", 1, seconds=6.0)
     producer = kafka_bus.producer()
     entries = [replace(e, metadata={**e.metadata, "title": "西装短裤 8302114"})

@@ -12,7 +12,7 @@ the full 256. Outputs:
 
 - ``embeddings`` [B, D_a + D_b]: the two unit vectors scaled by ``sqrt(w)`` and concatenated, so the
   output has unit norm and the dot product of two outputs is the weighted mean of the branches'
-  cosine similarities (as ``engines.fusion`` does for separate packages);
+  cosine similarities;
 - ``garment`` [B]: the ImageNet classifier's probability that the crop shows clothing (the summed
   softmax of the clothing classes in :data:`GARMENT_CLASSES`). It comes with the ImageNet branch at
   the cost of one 1280 x 1000 product and tells a garment from the banners, lamps and overlays that
