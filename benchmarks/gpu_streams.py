@@ -43,10 +43,10 @@ sys.path.insert(0, str(REPO))
 
 from consumers.bus import Record  # noqa: E402
 from consumers.demo import DEFAULT_SAMPLE, find_sample  # noqa: E402
-from consumers.embedded import EMBEDDED_TOPICS, make_stage, quiet_library_logs  # noqa: E402
 from consumers.gallery_builder import build_gallery, find_shop_images, to_index  # noqa: E402
 from consumers.model_loading import DEFAULT_MODELS_DIR  # noqa: E402
 from consumers.settings import Settings  # noqa: E402
+from consumers.stage_builder import build_stage, quiet_library_logs  # noqa: E402
 from engines import load_detector, load_embedder  # noqa: E402
 from stream.clock import SystemClock  # noqa: E402
 from stream.decode import PacketDecoder  # noqa: E402
@@ -191,7 +191,7 @@ def run_streams(stage: Any, packets: list[Any], streams: int, seconds: float, ma
 def bench_streams(args: argparse.Namespace, packets: list[Any], cap_s: float) -> dict[str, Any]:
     """The largest N (doubling) whose p99 frame-to-result stays within ``--p99-target``."""
     on_gpu = args.device.startswith("cuda")
-    settings = Settings().with_overrides(topics=EMBEDDED_TOPICS)
+    settings = Settings()
     p = settings.pipeline
     opts = {"device": args.device, "fp16": on_gpu, "cuda_graphs": on_gpu, "max_batch": args.stream_batch}
     detector = load_detector(args.detector, backend="torch", score_threshold=p.detection_threshold,
@@ -204,7 +204,7 @@ def bench_streams(args: argparse.Namespace, packets: list[Any], cap_s: float) ->
     streams, start = args.streams_start, time.perf_counter()
     bar = tqdm(desc="streams", unit="run", disable=args.quiet)
     while time.perf_counter() - start + args.stream_seconds + args.warmup_s <= cap_s:
-        stage = make_stage(detector, embedder, gallery, settings, SystemClock())
+        stage = build_stage(detector, embedder, gallery, settings, SystemClock())
         try:
             run = run_streams(stage, packets, streams, args.stream_seconds, args.stream_batch, args.warmup_s)
         finally:

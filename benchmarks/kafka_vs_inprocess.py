@@ -36,17 +36,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.bus import TopicPartition  # noqa: E402
-from consumers.gallery_lookups import catalog_resolver  # noqa: E402
-from consumers.inference_stage import InferenceStage  # noqa: E402
 from consumers.kafka.bus import KafkaBus  # noqa: E402
 from consumers.kafka.gallery_topic import GalleryEntry, publish_gallery  # noqa: E402
-from consumers.kafka.infer import InferenceConsumer, build_stage  # noqa: E402
+from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic  # noqa: E402
 from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka  # noqa: E402
 from consumers.kafka.topics import topic_specs  # noqa: E402
 from consumers.pipeline import SourceSpec  # noqa: E402
-from consumers.replay import ReplayOptions, replay  # noqa: E402
+from consumers.replay import replay  # noqa: E402
 from consumers.settings import BatchSettings, Settings, TopicSettings  # noqa: E402
-from consumers.voter import StreamVoter  # noqa: E402
+from consumers.stage_builder import build_stage  # noqa: E402
 from engines import load_detector, load_embedder  # noqa: E402
 from engines.gallery import GalleryIndex  # noqa: E402
 from engines.preprocess import crop  # noqa: E402
@@ -88,17 +86,14 @@ def gallery_entries(detector: Any, embedder: Any, paths: list[Path], settings: S
 
 def run_inprocess(detector: Any, embedder: Any, entries: list[GalleryEntry], paths: list[Path], settings: Settings) -> dict[str, Any]:
     gallery = GalleryIndex(embedder.dim)
-    gallery.add([e.image_id for e in entries], [e.item_id for e in entries], np.stack([e.vector for e in entries]))
+    gallery.add([e.image_id for e in entries], [e.item_id for e in entries], np.stack([e.vector for e in entries]),
+                metadata=[{"catalog": e.catalog} for e in entries])
     clock = SystemClock()
-    voter = StreamVoter(settings.voter, clock)
-    catalogs = catalog_resolver([e.item_id for e in entries], [{"catalog": e.catalog} for e in entries])
-    stage = InferenceStage(detector, embedder, gallery, voter, settings.pipeline, TopicSettings(partitions=1), clock,
-                           catalogs=catalogs)  # fmt: skip
+    stage = build_stage(detector, embedder, gallery, settings, clock)  # the same builder as the Kafka side
     specs = [SourceSpec(p.stem, str(p), "bench") for p in paths]
     events: list[dict[str, Any]] = []
     start = time.perf_counter()
-    report = replay(stage, specs, ReplayOptions(speed="max"), lambda doc, *_: events.append(doc), batch=settings.batch,
-                    clock=clock, progress=False)  # fmt: skip
+    report = replay(stage, specs, settings, lambda doc, *_: events.append(doc), clock=clock, progress=False)
     elapsed = time.perf_counter() - start
     return {"frames": report.frames_consumed, "seconds": round(elapsed, 3),
             "frames_per_s": round(report.frames_consumed / elapsed, 2), "events": len(events)}  # fmt: skip
@@ -109,7 +104,7 @@ def run_kafka(bus: KafkaBus, detector: Any, embedder: Any, entries: list[Gallery
     bus.create_topics(topic_specs(topics))
     producer = bus.producer()
     publish_gallery(producer, topics.name("gallery"), entries)
-    stage, follower = build_stage(bus, settings, detector, embedder)
+    stage, follower = stage_from_gallery_topic(bus, settings, detector, embedder)
     consumer = InferenceConsumer(bus, stage, settings, follower, group_id=f"bench-{uuid.uuid4().hex[:6]}")
     stop = threading.Event()
     done = threading.Event()

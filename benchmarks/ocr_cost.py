@@ -24,8 +24,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from consumers.settings.text import TextSettings  # noqa: E402
 from consumers.text.ocr import RapidOcrReader  # noqa: E402
-from consumers.text.text_settings import TextSettings  # noqa: E402
 
 
 def sample_frame() -> np.ndarray:

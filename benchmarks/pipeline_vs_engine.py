@@ -29,12 +29,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from consumers.demo import DEFAULT_SAMPLE, find_sample  # noqa: E402
-from consumers.embedded import EMBEDDED_TOPICS, make_stage, quiet_library_logs  # noqa: E402
 from consumers.gallery_builder import build_gallery, find_shop_images, to_index  # noqa: E402
-from consumers.model_loading import DEFAULT_MODELS_DIR, ModelChoice, load_models  # noqa: E402
+from consumers.model_loading import DEFAULT_MODELS_DIR, load_models  # noqa: E402
 from consumers.pipeline import SourceSpec  # noqa: E402
-from consumers.replay import ReplayOptions, replay  # noqa: E402
-from consumers.settings import BatchSettings, PipelineSettings, Settings  # noqa: E402
+from consumers.replay import replay  # noqa: E402
+from consumers.settings import (  # noqa: E402
+    BatchSettings,
+    ModelSettings,
+    PipelineSettings,
+    Settings,
+)
+from consumers.stage_builder import build_stage, quiet_library_logs  # noqa: E402
 from stream.clock import SystemClock  # noqa: E402
 from stream.decode import PacketDecoder  # noqa: E402
 from stream.frames import iter_frame_packets  # noqa: E402
@@ -69,15 +74,13 @@ def raw_engines(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline
 def whole_pipeline(videos: list[Path], streams: int, stage_factory: Any, settings: Settings,
                    sampling: str, decoupled: bool = True) -> tuple[float, int]:
     """Seconds for ``streams`` concurrent replays at max speed; frames consumed."""
-    from stream.sampling import SamplingSpec
-
     specs = [SourceSpec(f"s{k}-{v.stem}", str(v)) for k in range(streams) for v in videos]
-    options = ReplayOptions(speed="max", sampling=SamplingSpec.parse(sampling), max_concurrent_sources=len(specs),
-                            decoupled=decoupled)
+    run_settings = settings.with_overrides(replay__speed="max", replay__sampling=sampling,
+                                           replay__max_concurrent_sources=len(specs), replay__decoupled=decoupled)
     stage = stage_factory()
     start = time.perf_counter()
     try:
-        report = replay(stage, specs, options, lambda e, pts: None, batch=settings.batch, progress=False)
+        report = replay(stage, specs, run_settings, lambda e, pts: None, progress=False)
         return time.perf_counter() - start, report.frames_consumed
     finally:
         stage.close()  # an OCR worker must not read on into the next timed run
@@ -133,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sample = find_sample(args.sample)
     settings = Settings().with_overrides(batch=BatchSettings(max_batch=args.max_batch, max_wait_ms=20.0),
-                                         topics=EMBEDDED_TOPICS, text__ocr_mode=args.ocr)
+                                         text__ocr_mode=args.ocr)
     p = settings.pipeline
-    detector, embedder = load_models(ModelChoice(args.detector, args.embedder), p.detection_threshold, p.nms_iou)
+    detector, embedder = load_models(ModelSettings(str(args.detector), str(args.embedder)), p.detection_threshold, p.nms_iou)
     gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
                                      progress=False))
     clock = SystemClock()
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds, crops = raw_engines(frames, detector, embedder, p, args.max_batch)
         raw_runs.append(len(frames) / seconds)
         seconds, consumed = whole_pipeline(sample.videos, args.streams,
-                                           lambda: make_stage(detector, embedder, gallery, settings, clock),
+                                           lambda: build_stage(detector, embedder, gallery, settings, clock),
                                            settings, args.sampling, decoupled=not args.single_thread)
         if consumed != len(frames):
             print(f"pipeline consumed {consumed} frames, raw had {len(frames)}", file=sys.stderr)

@@ -32,7 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consumers.model_loading import ModelChoice, add_model_arguments, load_models, model_choice  # noqa: E402
+from consumers.model_loading import load_models  # noqa: E402
+from consumers.settings import Settings  # noqa: E402
+from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
 from engines.preprocess import crop, iou_matrix  # noqa: E402
 from training.tianchi import TianchiDataset, read_frames  # noqa: E402
 
@@ -130,16 +132,16 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) 
     return figures
 
 
-def pipeline_figures(root: Path, choice: ModelChoice, pipeline_args: list[str] | None = None) -> dict[str, Any]:
-    """``livetag eval tianchi`` with its default settings."""
-    from consumers.embedded import add_pipeline_arguments, settings_from_args
+def pipeline_figures(root: Path, models: Settings, pipeline_args: list[str] | None = None) -> dict[str, Any]:
+    """``livetag eval tianchi`` with its default settings (the environment is not read), the models of
+    ``models.models`` and the pipeline options ``pipeline_args``."""
+    from consumers.commands.eval_tianchi import SETTINGS_DEFAULTS
     from consumers.eval_runner import run_tianchi_eval
-    from stream.sampling import SamplingSpec
 
     parser = argparse.ArgumentParser()
-    add_pipeline_arguments(parser)
-    settings = settings_from_args(parser.parse_args(pipeline_args or []))
-    report, _ = run_tianchi_eval(root, choice, settings, sampling=SamplingSpec.parse("fps:4"), progress=False)
+    add_setting_options(parser, "batch", "pipeline", "replay", defaults=SETTINGS_DEFAULTS)
+    settings = load_settings(parser.parse_args(pipeline_args or []), {}, SETTINGS_DEFAULTS)
+    report, _ = run_tianchi_eval(root, settings.with_overrides(models=models.models), progress=False)
     scored = report["scored_videos"]
     correct = sum(1 for row in report["per_video"] if row.get("correct"))
     undecided = sum(1 for row in report["per_video"] if not row.get("decided"))
@@ -154,11 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--skip-pipeline", action="store_true", help="only the embedder and detector figures")
     parser.add_argument("--pipeline-args", default="", help="pipeline options for the end-to-end run, e.g. '--votes-per-frame 1'")
-    add_model_arguments(parser)
+    add_setting_options(parser, "models")
     args = parser.parse_args(argv)
-    choice = model_choice(args)
+    choice = load_settings(args, {})
     data = TianchiDataset(args.data)
-    detector, embedder = load_models(choice)
+    detector, embedder = load_models(choice.models)
     started = time.perf_counter()
     figures: dict[str, Any] = {"data": str(args.data), "detector": detector.spec.version,
                                "embedder": embedder.spec.version}

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_accuracy import annotated_crops, item_recall  # noqa: E402
 
-from consumers.model_loading import add_model_arguments, load_models, model_choice  # noqa: E402
+from consumers.model_loading import load_models  # noqa: E402
+from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
 from training.tianchi import TianchiDataset  # noqa: E402
 
 
@@ -47,9 +48,9 @@ def neighbour_average(anchors: np.ndarray, pool: np.ndarray, k: int, include_sel
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a folder in the Tianchi layout")
-    add_model_arguments(parser)
+    add_setting_options(parser, "models")
     args = parser.parse_args(argv)
-    _, embedder = load_models(model_choice(args))
+    _, embedder = load_models(load_settings(args, {}).models)
     queries, query_items, _, shop, shop_items = annotated_crops(TianchiDataset(args.data))
 
     def embed(crops: list[np.ndarray]) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 Only the module of the command being run is imported, so ``livetag demo`` never loads
 torch and ``livetag --help`` loads nothing heavy. Each command module exposes
-``configure(parser)`` to declare its arguments and ``run(args) -> int``.
+``configure(parser)`` to declare its arguments and ``run(args, settings) -> int``, and may set
+``SETTINGS_DEFAULTS`` (``{"section__field": value}``, its own defaults). The settings of every
+command are loaded here, once, by :func:`consumers.settings.options.load_settings`
+(CLI > ``LIVETAG_*`` environment > command defaults > defaults); logging is set up from them.
 """
 
 from __future__ import annotations
@@ -89,17 +92,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     words, module_name = found
     module = importlib.import_module(module_name)
+    from consumers.settings.options import add_setting_options, load_settings
+
     parser = argparse.ArgumentParser(prog="livetag " + " ".join(words), description=COMMANDS[words][1])
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"],
-                        help="log lines as text or one JSON object per line (credentials are masked)")
+    defaults = getattr(module, "SETTINGS_DEFAULTS", {})
+    add_setting_options(parser, "observability", defaults=defaults)
     module.configure(parser)
     args = parser.parse_args(args_in[len(words) :])
     from consumers.observability.logging_setup import setup_logging
 
-    redact = setup_logging(args.log_format, args.log_level, environ=os.environ)
     try:
-        return int(module.run(args) or 0)
+        settings = load_settings(args, os.environ, defaults)
+    except LiveTagError as exc:
+        print(f"livetag: error: {exc}", file=sys.stderr)
+        return 2
+    redact = setup_logging(settings.observability.log_format, settings.observability.log_level, environ=os.environ)
+    try:
+        return int(module.run(args, settings) or 0)
     except LiveTagError as exc:
         print(f"livetag: error: {redact(str(exc))}", file=sys.stderr)
         return 1

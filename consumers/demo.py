@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from consumers.embedded import make_stage
 from consumers.gallery_builder import build_gallery, find_shop_images, to_index
-from consumers.model_loading import ModelChoice, load_models
+from consumers.model_loading import load_models
 from consumers.pipeline import EventSink, PipelineReport
-from consumers.replay import ReplayOptions, replay, source_specs
+from consumers.replay import replay, source_specs
 from consumers.settings import Settings
+from consumers.stage_builder import build_stage
 from consumers.tianchi_truth import VIDEO_SUFFIXES
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
@@ -56,9 +56,7 @@ def find_sample(folder: Path) -> Sample:
 
 def run_demo(
     sample: Sample,
-    models: ModelChoice,
     settings: Settings,
-    options: ReplayOptions,
     on_event: EventSink,
     clock: Clock | None = None,
     progress: bool = False,
@@ -70,14 +68,13 @@ def run_demo(
         ``(report, gallery_images)``.
     """
     clock = clock or SystemClock()
-    detector, embedder = load_models(models, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
+    detector, embedder = load_models(settings.models, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
     shop = find_shop_images(sample.images, sample.annotations)
     gallery = to_index(build_gallery(shop, detector, embedder, progress=progress))
     if announce is not None:
-        announce(f"gallery: {len(gallery.item_ids)} shop images of {len(set(gallery.item_ids))} products; "
+        announce(f"gallery: {len(gallery)} shop images of {len(gallery.item_ids())} products; "
                  f"models {detector.spec.label}, {embedder.spec.label}")
-    stage = make_stage(detector, embedder, gallery, settings, clock)
+    stage = build_stage(detector, embedder, gallery, settings, clock)
     specs = source_specs([str(v) for v in sample.videos])
-    report = replay(stage, specs, options, on_event, batch=settings.batch, clock=clock,
-                    progress=progress)
-    return report, len(gallery.item_ids)
+    report = replay(stage, specs, settings, on_event, clock=clock, progress=progress)
+    return report, len(gallery)

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consumers.embedded import make_stage
-from consumers.gallery_builder import build_gallery, find_shop_images, to_index
+from consumers.gallery_builder import build_gallery, find_shop_images, gallery_refs, to_index
 from consumers.match_summary import Hit, MatchSummary
-from consumers.model_loading import ModelChoice, load_models
-from consumers.replay import ReplayOptions, replay, source_specs
+from consumers.model_loading import load_models
+from consumers.replay import replay, source_specs
 from consumers.settings import Settings
+from consumers.stage_builder import build_stage
 from consumers.text.transcripts import read_titles, read_transcripts
 from consumers.tianchi_eval import GalleryImageRef, ReplayedVideo, evaluate
 from consumers.tianchi_truth import (
@@ -36,7 +36,6 @@ from consumers.tianchi_truth import (
     video_truth,
 )
 from stream.clock import Clock, SystemClock
-from stream.sampling import SamplingSpec
 from stream.source import nominal_frame_rate
 
 log = logging.getLogger(__name__)
@@ -68,14 +67,13 @@ def probe_timing(path: Path) -> VideoTiming | None:
 
 def run_tianchi_eval(
     root: Path,
-    models: ModelChoice,
     settings: Settings,
     refine: bool = False,
     clock: Clock | None = None,
     progress: bool = True,
-    sampling: SamplingSpec | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """Evaluate the pipeline on ``root`` (Tianchi layout).
+    """Evaluate the pipeline on ``root`` (Tianchi layout): models from ``settings.models``, videos
+    read as ``settings.replay`` says.
 
     Returns:
         ``(report, result)``: the report (metrics, per-video rows, run figures) and the
@@ -91,7 +89,7 @@ def run_tianchi_eval(
         raise DatasetLayoutError(f"{root / 'video'} holds no video; nothing to evaluate")
     annotations = root / "image_annotation"
     shop = find_shop_images(root / "image", annotations if annotations.is_dir() else None)
-    detector, embedder = load_models(models, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
+    detector, embedder = load_models(settings.models, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
     started = time.perf_counter()
     text_on = settings.text.enabled
     titles = read_titles(root / "image_text") if text_on and (root / "image_text").is_dir() else {}
@@ -109,16 +107,15 @@ def run_tianchi_eval(
         with lock:
             summaries[event["stream_id"]].add_event(event)
 
-    stage = make_stage(detector, embedder, gallery, settings, clock, observer=on_frame)
+    stage = build_stage(detector, embedder, gallery, settings, clock, observer=on_frame)
     transcripts = read_transcripts(root / "video_text") if text_on and (root / "video_text").is_dir() else {}
     for segments in transcripts.values():
         for segment in segments:
             stage.add_text(segment)
     specs = source_specs([str(p) for p in videos])
     started = time.perf_counter()
-    options = ReplayOptions(speed="max", sampling=sampling or SamplingSpec())
     try:
-        run = replay(stage, specs, options, on_event, batch=settings.batch, clock=clock, progress=progress)
+        run = replay(stage, specs, settings, on_event, clock=clock, progress=progress)
     finally:
         stage.close()
     replay_s = time.perf_counter() - started
@@ -131,11 +128,11 @@ def run_tianchi_eval(
         replayed.append(ReplayedVideo(path.stem, summary, timing.fps, timing.start_s))
     items_by_instance = instance_to_item(root)
     truths = {p.stem: video_truth(root, p.stem, items_by_instance) for p in videos}
-    refs = {image_id: GalleryImageRef(item, name) for image_id, (item, name) in gallery.refs.items()}
+    refs = {image_id: GalleryImageRef(item, name) for image_id, (item, name) in gallery_refs(gallery).items()}
     report, result = evaluate(replayed, truths, refs, shop_image_boxes(root), read_segments(root), refine=refine)
     report["run"] = {
-        "gallery_images": len(gallery.item_ids),
-        "gallery_items": len(set(gallery.item_ids)),
+        "gallery_images": len(gallery),
+        "gallery_items": len(gallery.item_ids()),
         "gallery_build_s": round(gallery_s, 2),
         "replay_s": round(replay_s, 2),
         "frames": run.frames_consumed,
@@ -143,7 +140,7 @@ def run_tianchi_eval(
         "events": run.events,
         "dead_letters": run.dead_letters,
         "source_errors": run.source_errors,
-        "sampling": str(options.sampling),
+        "sampling": settings.replay.sampling,
         "text": {"titles": len(titles), "transcripts": len(transcripts), "ocr": settings.text.ocr_mode}
         if text_on else None,
         "models": {"detector": detector.spec.label, "embedder": embedder.spec.label},

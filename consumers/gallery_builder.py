@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from engines.gallery import EmptyGalleryError
+from engines.gallery import EmptyGalleryError, GalleryIndex
 from stream.errors import LiveTagError
 
 log = logging.getLogger(__name__)
@@ -240,46 +240,33 @@ def build_gallery(
     return build
 
 
-@dataclass
-class LoadedGallery:
-    """A gallery index with the per-image item ids and metadata (for catalog and category lookups)."""
-
-    index: Any
-    item_ids: list[str]
-    metadata: list[dict[str, Any]]
-
-    @property
-    def refs(self) -> dict[str, tuple[str, str]]:
-        """gallery image id -> (item id, shop image name)."""
-        return {
-            image_id: (item_id, str(meta.get("img_name", image_id.rsplit("/", 1)[-1])))
-            for image_id, item_id, meta in zip(self.index.image_ids(), self.item_ids, self.metadata, strict=True)
-        }
+def gallery_refs(gallery: GalleryIndex) -> dict[str, tuple[str, str]]:
+    """gallery image id -> (item id, shop image name), from the images' metadata ``img_name``."""
+    snap = gallery.snapshot
+    return {
+        str(image_id): (str(item_id), str(meta.get("img_name", str(image_id).rsplit("/", 1)[-1])))
+        for image_id, item_id, meta in zip(snap.image_ids, snap.item_ids, snap.metadata, strict=True)
+    }
 
 
-def to_index(build: GalleryBuild) -> LoadedGallery:
-    """Put a build into an ``engines.gallery.GalleryIndex`` (exact flat search)."""
-    from engines.gallery import GalleryIndex
-
+def to_index(build: GalleryBuild) -> GalleryIndex:
+    """Put a build into a gallery index (exact flat search); catalogs, categories and titles come
+    with the metadata."""
     index = GalleryIndex(int(build.vectors.shape[1]))
     item_ids = [m["item_id"] for m in build.metadata]
     index.add(build.ids, item_ids, build.vectors, [m["box"] for m in build.metadata], build.metadata)
-    return LoadedGallery(index, item_ids, list(build.metadata))
+    return index
 
 
-def load_gallery(folder: Path) -> LoadedGallery:
+def load_gallery(folder: Path) -> GalleryIndex:
     """Load a gallery written by ``livetag gallery build``.
 
     Raises:
         EmptyGalleryError: The folder holds no gallery, or a gallery without images.
     """
-    from engines.gallery import GalleryIndex
-
     if not folder.is_dir():
         raise EmptyGalleryError(f"gallery {folder} not found; build one with 'livetag gallery build --images DIR --out {folder}'")
     index = GalleryIndex.load(folder)
     if len(index) == 0:
         raise EmptyGalleryError(f"gallery {folder} holds no images; rebuild it from a folder of shop images")
-    info = json.loads((folder / "gallery.json").read_text(encoding="utf-8"))
-    metadata = [dict(m) for m in info.get("metadata") or [{} for _ in info["item_ids"]]]
-    return LoadedGallery(index, [str(i) for i in info["item_ids"]], metadata)
+    return index

@@ -11,6 +11,7 @@ reading).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -182,7 +183,8 @@ class EmbeddedPipeline:
         self.decoupled = decoupled and hasattr(stage, "decode_records") and hasattr(stage, "infer_frames")
         self.frame_source = frame_source
         self.batch = batch or BatchSettings()
-        self.topics = topics or TopicSettings(partitions=1)
+        # one consumer reads every topic of the in-process bus: one partition each
+        self.topics = dataclasses.replace(topics or TopicSettings(), partitions=1)
         self.clock = clock or SystemClock()
         self.max_in_flight = max_in_flight
         self.max_concurrent_sources = max(1, max_concurrent_sources)

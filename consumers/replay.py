@@ -9,49 +9,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from consumers.pipeline import EmbeddedPipeline, EventSink, PipelineReport, SourceSpec
-from consumers.settings import BatchSettings
+from consumers.settings import ReplaySettings, Settings
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError, SourceOpenError
 from stream.packet import FramePacket
-from stream.sampling import SamplingSpec
-
-SPEEDS = ("realtime", "max")
 
 
 class ReplayInputError(LiveTagError):
     """A replay source is missing or no source could be read."""
-
-
-@dataclass(frozen=True)
-class ReplayOptions:
-    """How sources are read.
-
-    Attributes:
-        speed: ``realtime`` (paced to the stream's timestamps) or ``max``.
-        sampling: Keyframes (default) or ``fps:N``.
-        max_in_flight: Frames published but not processed before readers wait.
-        max_concurrent_sources: Videos read at the same time.
-        decoupled: Decode and run the models on two threads (see ``run_decoupled_loop``).
-    """
-
-    speed: str = "max"
-    sampling: SamplingSpec = SamplingSpec()
-    max_in_flight: int = 64
-    max_concurrent_sources: int = 8
-    decoupled: bool = True
-
-    def __post_init__(self) -> None:
-        if self.speed not in SPEEDS:
-            raise ReplayInputError(f"speed must be 'realtime' or 'max', got {self.speed!r}")
-        if self.max_in_flight < 1 or self.max_concurrent_sources < 1:
-            raise ReplayInputError("max_in_flight and max_concurrent_sources must be >= 1")
 
 
 def is_url(text: str) -> bool:
@@ -85,7 +56,7 @@ def source_specs(urls: Sequence[str], catalog: str | None = None) -> list[Source
 
 
 def file_frame_source(
-    options: ReplayOptions, clock: Clock | None = None
+    options: ReplaySettings, clock: Clock | None = None
 ) -> Callable[[SourceSpec, threading.Event], Iterator[FramePacket]]:
     """A frame source for :class:`EmbeddedPipeline` reading files (and URLs) once, without reconnects."""
     from stream.frames import iter_frame_packets
@@ -95,7 +66,7 @@ def file_frame_source(
     the_clock = clock or SystemClock()
 
     def frames(spec: SourceSpec, stop: threading.Event) -> Iterator[FramePacket]:
-        yield from iter_frame_packets(spec.stream_id, spec.url, options.sampling, source_options, the_clock, stop=stop)
+        yield from iter_frame_packets(spec.stream_id, spec.url, options.sampling_spec, source_options, the_clock, stop=stop)
 
     return frames
 
@@ -103,15 +74,17 @@ def file_frame_source(
 def replay(
     stage: Any,
     specs: Sequence[SourceSpec],
-    options: ReplayOptions,
+    settings: Settings,
     on_event: EventSink,
-    batch: BatchSettings | None = None,
     clock: Clock | None = None,
     progress: bool = True,
     frame_source: Callable[[SourceSpec, threading.Event], Iterator[FramePacket]] | None = None,
     metrics: Any = None,
 ) -> PipelineReport:
     """Run ``specs`` through ``stage`` in an embedded pipeline; events go to ``on_event`` as published.
+
+    How the sources are read comes from ``settings.replay``, the micro-batches from
+    ``settings.batch``, the topic names from ``settings.topics``.
 
     ``metrics`` (a ``consumers.observability.metrics.PipelineMetrics``) is fed by the pipeline.
 
@@ -121,10 +94,12 @@ def replay(
     Raises:
         ReplayInputError: Every source failed (nothing was read).
     """
+    options = settings.replay
     pipeline = EmbeddedPipeline(
         stage,
         frame_source or file_frame_source(options, clock),
-        batch=batch,
+        batch=settings.batch,
+        topics=settings.topics,
         clock=clock,
         max_in_flight=options.max_in_flight,
         max_concurrent_sources=options.max_concurrent_sources,

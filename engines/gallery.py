@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from engines.gallery_items import ItemMetadata
 from engines.gallery_search import FaissSearcher, TorchSearcher, exact_top_k
 from engines.gallery_snapshot import GallerySnapshot, appended, empty_snapshot, loaded, without_rows
 from stream.errors import LiveTagError
@@ -113,6 +114,7 @@ class GalleryIndex:
         self._write_lock = threading.Lock()
         self._snap = empty_snapshot(dim, None if torch else faiss, torch)
         self._id_of_image: dict[str, int] = {}  # image id -> faiss id; the writers' own (under the lock)
+        self._items = ItemMetadata()
 
     @property
     def snapshot(self) -> GallerySnapshot:
@@ -130,6 +132,18 @@ class GalleryIndex:
     def item_ids(self) -> set[str]:
         """Items with at least one image."""
         return self._snap.item_set()
+
+    def catalog_items(self, catalog: str) -> frozenset[str] | None:
+        """Items of ``catalog`` (images' metadata ``catalog``); None for a catalog not in the gallery."""
+        return self._items.catalog_items(catalog)
+
+    def item_categories(self, item_id: str) -> frozenset[int] | None:
+        """Detector category indices of the item (images' metadata ``category``), or None."""
+        return self._items.item_categories(item_id)
+
+    def item_titles(self) -> dict[str, str]:
+        """item id -> title (images' metadata ``title``), for the text cues."""
+        return self._items.item_titles()
 
     def image_ids(self) -> list[str]:
         """Image ids in row order."""
@@ -176,8 +190,10 @@ class GalleryIndex:
             replaced = [self._id_of_image[img] for img in image_ids if img in self._id_of_image]
             if replaced:
                 snap = without_rows(snap, snap.rows_of_ids(np.asarray(replaced)).tolist())
-            snap = appended(snap, image_ids, item_ids, unit, boxes, metadata or [{} for _ in range(n)])
+            metadata = metadata or [{} for _ in range(n)]
+            snap = appended(snap, image_ids, item_ids, unit, boxes, metadata)
             self._id_of_image.update(zip(map(str, image_ids), snap.ids[-n:].tolist(), strict=True))
+            self._items.add([str(i) for i in image_ids], [str(i) for i in item_ids], metadata)
             self._swap(snap)
 
     def remove_images(self, image_ids: Iterable[str]) -> int:
@@ -195,8 +211,10 @@ class GalleryIndex:
         rows.discard(-1)
         if rows:
             snap = self._snap
-            for image_id in snap.image_ids[sorted(rows)].tolist():
+            gone = snap.image_ids[sorted(rows)].tolist()
+            for image_id in gone:
                 self._id_of_image.pop(image_id, None)
+            self._items.remove(gone)
             new = without_rows(snap, rows)
             del snap  # no reference of ours may keep the replaced snapshot alive (see _swap)
             self._swap(new)
@@ -323,6 +341,8 @@ class GalleryIndex:
         gallery._snap = loaded(ids, vectors, boxes, list(info["image_ids"]), list(info["item_ids"]),
                                list(info.get("metadata") or [{} for _ in range(n)]), next_id, searcher, torch)
         gallery._id_of_image = dict(zip(map(str, info["image_ids"]), ids.tolist(), strict=True))
+        snap = gallery._snap
+        gallery._items.add(snap.image_ids.tolist(), snap.item_ids.tolist(), snap.metadata.tolist())
         return gallery
 
 

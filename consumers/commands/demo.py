@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from consumers.embedded import add_pipeline_arguments
-from consumers.model_loading import add_model_arguments
+from consumers.settings import Settings
+from consumers.settings.options import add_setting_options
+
+#: The demo replays its sample like a live stream, decoding four frames a second.
+SETTINGS_DEFAULTS = {"batch__max_batch": 8, "replay__speed": "realtime", "replay__sampling": "fps:4"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -14,35 +17,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE,
                         help="sample folder: image/<item_id>/<n>.jpg and video/*.mp4 (default: the shipped one)")
-    parser.add_argument("--speed", choices=("realtime", "max"), default="realtime",
-                        help="replay at the stream's own pace (default) or as fast as possible")
-    parser.add_argument("--sampling", default="fps:4",
-                        help="'fps:N' (default fps:4: decode and take N frames a second) or 'keyframes' (demux only)")
     parser.add_argument("--out", type=Path, default=None, help="also write the events to this JSONL file")
-    add_model_arguments(parser)
-    add_pipeline_arguments(parser)
+    add_setting_options(parser, "models", "batch", "pipeline", "replay", defaults=SETTINGS_DEFAULTS)
 
 
-def run(args: argparse.Namespace) -> int:
-    from consumers.embedded import quiet_library_logs
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.stage_builder import quiet_library_logs
 
     quiet_library_logs()
-    if args.log_level == "INFO":  # the match lines are the demo's output; source chatter only on request
+    if settings.observability.log_level == "INFO":  # the match lines are the demo's output; source chatter only on request
         import logging
 
         logging.getLogger("stream").setLevel(logging.WARNING)
     from typing import Any
 
     from consumers.demo import find_sample, run_demo
-    from consumers.embedded import settings_from_args
     from consumers.match_printer import printer
-    from consumers.model_loading import model_choice
     from consumers.pipeline import write_jsonl
-    from consumers.replay import ReplayOptions
-    from stream.sampling import SamplingSpec
 
-    settings = settings_from_args(args)
-    sampling = SamplingSpec.parse(args.sampling)
     sample = find_sample(args.sample)
     show = printer()
     write, close = write_jsonl(args.out) if args.out is not None else (None, None)
@@ -52,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
         if write is not None:
             write(event)
 
-    print(f"demo: {len(sample.videos)} stream(s) from {args.sample}, speed {args.speed}", flush=True)
+    print(f"demo: {len(sample.videos)} stream(s) from {args.sample}, speed {settings.replay.speed}", flush=True)
     try:
-        report, images = run_demo(sample, model_choice(args), settings, ReplayOptions(args.speed, sampling), on_event,
+        report, images = run_demo(sample, settings, on_event,
                                   announce=lambda text: print(f"demo: {text}; matches:", flush=True))
     finally:
         if close is not None:

@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from consumers.settings import Settings
+from consumers.settings.options import add_setting_options
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="folder for config, data and broker.log (default: a fresh temporary folder)")
     parser.add_argument("--heap-mb", type=int, default=512, help="JVM heap in MiB (default 512)")
     parser.add_argument("--create-topics", action="store_true", help="also create the LiveTag topics")
-    parser.add_argument("--topic-prefix", default="", help="prefix of the topics created with --create-topics")
     parser.add_argument("--keep", action="store_true",
                         help="restart on the data already in --work-dir (default: start empty)")
     parser.add_argument("--fetch-only", action="store_true", help="fetch and verify the jars, then exit")
+    add_setting_options(parser, "topic-prefix", "topic-layout")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
 
     from consumers.kafka.broker import KafkaBroker, ensure_jars, kafka_home
@@ -36,9 +39,8 @@ def run(args: argparse.Namespace) -> int:
         if args.create_topics:
             from consumers.kafka.bus import KafkaBus
             from consumers.kafka.topics import topic_specs
-            from consumers.settings import TopicSettings
 
-            KafkaBus(broker.bootstrap).create_topics(topic_specs(TopicSettings(prefix=args.topic_prefix)))
+            KafkaBus(broker.bootstrap).create_topics(topic_specs(settings.topics))
         print(f"Kafka broker ready: bootstrap {broker.bootstrap}  (log: {broker.log_file}; Ctrl-C stops it)")
         print(f"export LIVETAG_KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}", flush=True)
         stop.wait()

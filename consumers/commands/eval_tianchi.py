@@ -6,8 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from consumers.embedded import add_pipeline_arguments
-from consumers.model_loading import add_model_arguments
+from consumers.settings import Settings
+from consumers.settings.options import add_setting_options
+
+#: Evaluation decodes four frames a second, as fast as the machine goes.
+SETTINGS_DEFAULTS = {"batch__max_batch": 8, "replay__sampling": "fps:4"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,25 +20,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="report file (default report.json); result.json is written beside it")
     parser.add_argument("--refine", action="store_true",
                         help="when many videos claim one item, move the weaker claims to their next candidate")
-    parser.add_argument("--sampling", default="fps:4",
-                        help="'fps:N' (default fps:4: decode and take N frames a second) or 'keyframes' (demux only)")
-    add_model_arguments(parser)
-    add_pipeline_arguments(parser)
+    add_setting_options(parser, "models", "batch", "pipeline", "replay", defaults=SETTINGS_DEFAULTS)
 
 
-def run(args: argparse.Namespace) -> int:
-    from consumers.embedded import quiet_library_logs
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.stage_builder import quiet_library_logs
 
     quiet_library_logs()
-    from consumers.embedded import settings_from_args
     from consumers.eval_runner import run_tianchi_eval
-    from consumers.model_loading import model_choice
 
-    settings = settings_from_args(args)
-    from stream.sampling import SamplingSpec
-
-    sampling = SamplingSpec.parse(args.sampling)
-    report, result = run_tianchi_eval(args.data, model_choice(args), settings, refine=args.refine, sampling=sampling)
+    report, result = run_tianchi_eval(args.data, settings, refine=args.refine)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     result_path = args.out.parent / "result.json"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from consumers.model_loading import add_model_arguments
+from consumers.settings import Settings
+from consumers.settings.options import add_setting_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -17,25 +18,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--titles", type=Path, default=None, metavar="DIR",
                         help="item titles for text cues: DIR/<item_id>.txt (Tianchi image_text/)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per model call (default 16)")
-    add_model_arguments(parser)
+    add_setting_options(parser, "models")
 
 
-def run(args: argparse.Namespace) -> int:
-    from consumers.embedded import quiet_library_logs
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.stage_builder import quiet_library_logs
 
     quiet_library_logs()
     from consumers.gallery_builder import build_gallery, find_shop_images, to_index
-    from consumers.model_loading import load_models, model_choice
+    from consumers.model_loading import load_models
 
     images = find_shop_images(args.images, args.annotations)
-    detector, embedder = load_models(model_choice(args))
+    detector, embedder = load_models(settings.models)
     from consumers.text.transcripts import read_titles
 
     titles = read_titles(args.titles) if args.titles is not None else None
     build = build_gallery(images, detector, embedder, catalog=args.catalog, batch_size=max(1, args.batch_size),
                           titles=titles)
     gallery = to_index(build)
-    gallery.index.save(args.out)
+    gallery.save(args.out)
     print(f"gallery: {len(build.ids)} images of {len(build.items)} items -> {args.out}"
           + (f" ({len(build.skipped)} unreadable images skipped)" if build.skipped else ""))
     return 0

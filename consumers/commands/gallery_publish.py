@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from consumers.kafka.command_support import add_kafka_arguments
+from consumers.settings import Settings
+from consumers.settings.options import add_setting_options
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -14,17 +15,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="catalog id for entries whose metadata names none (default: leave them without)")
     parser.add_argument("--prune", action="store_true",
                         help="also remove (tombstone) images on the topic that the folder no longer has")
-    add_kafka_arguments(parser)
+    add_setting_options(parser, "kafka", "topic-prefix")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
 
-    from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs, settings_from_args
+    from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs
     from consumers.kafka.gallery_topic import GalleryFollower, publish_gallery, read_gallery_folder
 
     quiet_kafka_logs(one_shot=True)
-    settings = settings_from_args(args)
     entries = read_gallery_folder(args.gallery)
     if args.catalog:
         entries = [e if e.catalog else dataclasses.replace(e, catalog=args.catalog) for e in entries]

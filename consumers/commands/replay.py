@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from consumers.embedded import add_pipeline_arguments
-from consumers.model_loading import add_model_arguments
+from consumers.settings import Settings
+from consumers.settings.options import add_setting_options
+
+SETTINGS_DEFAULTS = {"batch__max_batch": 8}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -16,37 +18,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", default=None, metavar="IDS",
                         help="comma-separated item ids the streams may match (default: the whole gallery)")
     parser.add_argument("--out", type=Path, default=None, help="JSONL file of match events (required unless --to-kafka)")
-    parser.add_argument("--speed", choices=("realtime", "max"), default="max", help="replay pace (default max)")
-    parser.add_argument("--sampling", default="keyframes", help="'keyframes' (default) or 'fps:N'")
     parser.add_argument("--transcripts", type=Path, default=None, metavar="DIR",
                         help="speech transcripts: DIR/<stream>.txt (whole stream) or .jsonl ({text, start, end} a line)")
-    add_model_arguments(parser)
-    add_pipeline_arguments(parser)
+    add_setting_options(parser, "models", "batch", "pipeline", "replay", defaults=SETTINGS_DEFAULTS)
     from consumers.kafka.replay_to_kafka import add_to_kafka_arguments
 
     add_to_kafka_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    from consumers.embedded import quiet_library_logs
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.stage_builder import quiet_library_logs
 
     quiet_library_logs()
-    from consumers.embedded import make_stage, settings_from_args
     from consumers.gallery_builder import load_gallery
-    from consumers.model_loading import load_models, model_choice
+    from consumers.model_loading import load_models
     from consumers.pipeline import write_jsonl
-    from consumers.replay import ReplayInputError, ReplayOptions, replay, source_specs
+    from consumers.replay import ReplayInputError, replay, source_specs
+    from consumers.stage_builder import build_stage
     from stream.clock import SystemClock
-    from stream.sampling import SamplingSpec
 
     if args.to_kafka:
         from consumers.kafka.replay_to_kafka import run_to_kafka
 
-        return run_to_kafka(args)
+        return run_to_kafka(args, settings)
     if args.gallery is None or args.out is None:
         raise ReplayInputError("replay needs --gallery and --out (or --to-kafka to publish the frames to Kafka)")
-    settings = settings_from_args(args)
-    options = ReplayOptions(speed=args.speed, sampling=SamplingSpec.parse(args.sampling))
     specs = source_specs(args.sources)
     items = None
     if args.catalog is not None:
@@ -54,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
         if not items:
             raise ReplayInputError("--catalog is empty; give comma-separated item ids, e.g. --catalog i001,i002")
     gallery = load_gallery(args.gallery)
-    if items is not None and not items & set(gallery.item_ids):
+    if items is not None and not items & gallery.item_ids():
         raise ReplayInputError(f"none of the --catalog items is in the gallery {args.gallery}; check the item ids")
-    detector, embedder = load_models(model_choice(args), settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
+    detector, embedder = load_models(settings.models, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
     clock = SystemClock()
-    stage = make_stage(detector, embedder, gallery, settings, clock, items=items)
+    stage = build_stage(detector, embedder, gallery, settings, clock, items=items)
     if args.transcripts is not None:
         from consumers.text.transcripts import read_transcripts
 
@@ -68,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                 stage.add_text(segment)
     write, close = write_jsonl(args.out)
     try:
-        report = replay(stage, specs, options, lambda event, _pts: write(event), batch=settings.batch, clock=clock)
+        report = replay(stage, specs, settings, lambda event, _pts: write(event), clock=clock)
     finally:
         close()
         stage.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,8 +33,6 @@ from stream.errors import LiveTagError
 log = logging.getLogger(__name__)
 
 SCHEMA = "livetag.gallery/v1"
-#: Characters of an item title kept (metadata ``title``).
-MAX_TITLE_CHARS = 500
 
 
 class GalleryRecordError(LiveTagError):
@@ -111,24 +108,18 @@ def decode_gallery_record(record: Record) -> GalleryEntry | str:
 
 def read_gallery_folder(folder: str | Path) -> list[GalleryEntry]:
     """Entries of a gallery saved by ``GalleryIndex.save`` (``gallery.json`` + ``vectors.npz``)."""
-    path = Path(folder)
-    gallery = GalleryIndex.load(path)  # validates the folder and raises a clear error
-    info = json.loads((path / "gallery.json").read_text(encoding="utf-8"))
-    boxes = np.load(path / "vectors.npz")["boxes"]
-    vectors = gallery.vectors()
-    metadata = info.get("metadata") or [{} for _ in info["image_ids"]]
+    snap = GalleryIndex.load(Path(folder)).snapshot  # validates the folder and raises a clear error
     out = []
-    for row, (image_id, item_id) in enumerate(zip(info["image_ids"], info["item_ids"], strict=True)):
-        box = boxes[row]
-        meta = dict(metadata[row])
+    for row, (image_id, item_id, meta) in enumerate(zip(snap.image_ids, snap.item_ids, snap.metadata, strict=True)):
+        box = snap.boxes[row]
         out.append(
             GalleryEntry(
-                image_id=image_id,
-                item_id=item_id,
-                vector=vectors[row],
+                image_id=str(image_id),
+                item_id=str(item_id),
+                vector=snap.vectors[row],
                 catalog=meta.get("catalog"),
                 item_box=None if np.isnan(box).any() else (float(box[0]), float(box[1]), float(box[2]), float(box[3])),
-                metadata=meta,
+                metadata=dict(meta),
             )
         )
     return out
@@ -169,37 +160,6 @@ class GalleryFollower(TopicFollower):
         self.malformed = 0
         #: Called with item id -> title after records changed a title (the text cues' catalog).
         self.on_titles: Callable[[dict[str, str]], None] | None = None
-        self._titles: dict[str, dict[str, str]] = {}  # item id -> image id -> title
-        self._catalogs: dict[str, dict[str, str]] = {}  # catalog -> image id -> item id
-        self._categories: dict[str, dict[str, int]] = {}  # item id -> image id -> category index
-        self._lock = threading.Lock()
-
-    def catalog_items(self, catalog: str) -> set[str]:
-        """Item ids of ``catalog`` that have at least one image now."""
-        with self._lock:
-            return set(self._catalogs.get(catalog, {}).values())
-
-    def item_categories(self, item_id: str) -> set[int] | None:
-        """Category indices the gallery metadata gives for ``item_id`` (None when it gives none)."""
-        with self._lock:
-            found = set(self._categories.get(item_id, {}).values())
-        return found or None
-
-    def item_titles(self) -> dict[str, str]:
-        """item id -> catalog title (from its images' metadata ``title``)."""
-        with self._lock:
-            return {item: next(iter(by_image.values())) for item, by_image in self._titles.items() if by_image}
-
-    def item_ids(self) -> set[str]:
-        """Items with at least one image now."""
-        return set(self.gallery.item_ids()) if self.gallery is not None else set()
-
-    def _forget(self, image_id: str) -> None:
-        for table in (self._titles, self._catalogs):
-            for images in table.values():
-                images.pop(image_id, None)
-        for categories in self._categories.values():
-            categories.pop(image_id, None)
 
     def apply(self, records: Iterable[Record]) -> int:
         """Apply gallery records in order; returns how many changed the index.
@@ -223,16 +183,14 @@ class GalleryFollower(TopicFollower):
             if isinstance(found, str):
                 if self.gallery is not None:
                     self.gallery.remove_images([found])
-                with self._lock:
-                    self._forget(found)
                 removed += 1
             else:
                 waiting[found.image_id] = found
         added += self._add(list(waiting.values()))
         changed = len(added) + removed
         self.applied += changed
-        if _titled(added) and self.on_titles is not None:
-            self.on_titles(self.item_titles())
+        if _titled(added) and self.on_titles is not None and self.gallery is not None:
+            self.on_titles(self.gallery.item_titles())
         return changed
 
     def _add(self, entries: list[GalleryEntry]) -> list[GalleryEntry]:
@@ -254,9 +212,6 @@ class GalleryFollower(TopicFollower):
                 except (LiveTagError, ValueError) as exc:
                     self.malformed += 1
                     log.warning("gallery record %r rejected: %s", entry.image_id, exc)
-        with self._lock:
-            for entry in added:
-                self._remember(entry)
         return added
 
     def _index(self, entries: list[GalleryEntry]) -> None:
@@ -265,18 +220,6 @@ class GalleryFollower(TopicFollower):
             [e.image_id for e in entries], [e.item_id for e in entries], np.stack([e.vector for e in entries]),
             [e.item_box for e in entries], [{**e.metadata, "catalog": e.catalog} for e in entries],
         )  # fmt: skip
-
-    def _remember(self, entry: GalleryEntry) -> None:
-        """Record an indexed image's catalog, category and title (under ``_lock``)."""
-        self._forget(entry.image_id)
-        if entry.catalog is not None:
-            self._catalogs.setdefault(entry.catalog, {})[entry.image_id] = entry.item_id
-        category = entry.metadata.get("category")
-        if isinstance(category, int) and category >= 0:
-            self._categories.setdefault(entry.item_id, {})[entry.image_id] = category
-        title = entry.metadata.get("title")
-        if isinstance(title, str) and title:
-            self._titles.setdefault(entry.item_id, {})[entry.image_id] = title[:MAX_TITLE_CHARS]
 
     def load(self, timeout_s: float = 60.0) -> int:
         """Read the topic up to the end offsets seen now; returns images in the gallery."""

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.bus import Bus, BusError, CommitFailedError, Consumer, Producer, Record, TopicPartition
-from consumers.embedded import make_ocr
 from consumers.inference_stage import InferenceStage
 from consumers.kafka.gallery_topic import GalleryFollower
 from consumers.kafka.segment_topic import read_open_segments, topic_exists
@@ -43,9 +42,8 @@ from consumers.observability.health import Readiness
 from consumers.observability.metrics import PipelineMetrics
 from consumers.pipeline import INFERENCE_GROUP, LoopCounters, RecordStage, run_decoupled_loop, run_stage_loop
 from consumers.settings import Settings
+from consumers.stage_builder import build_stage
 from consumers.stage_runner import SplitStage
-from consumers.text.text_prior import TextPriors
-from consumers.voter import StreamVoter
 from engines.gallery import GalleryIndex
 from stream.clock import Clock, SystemClock
 
@@ -241,51 +239,33 @@ class InferenceConsumer:
             self.readiness.set("partitions_assigned", bool(owned), ", ".join(owned) or "no partition assigned")
 
 
-def build_stage(
+def stage_from_gallery_topic(
     bus: Bus,
     settings: Settings,
     detector: Any,
     embedder: Any,
     clock: Clock | None = None,
-    gallery_timeout_s: float = 60.0,
+    metrics: PipelineMetrics | None = None,
 ) -> tuple[InferenceStage, GalleryFollower]:
-    """The inference stage with its gallery loaded from the gallery topic (read to the end now).
+    """The inference stage (:func:`consumers.stage_builder.build_stage`) over the gallery topic, read
+    to its end now (within ``infer.gallery_timeout_s``).
 
     Returns:
         ``(stage, follower)``; pass the follower to :class:`InferenceConsumer` to keep following.
     """
     the_clock = clock or SystemClock()
     dim = int(getattr(embedder, "dim", 0) or embedder.spec.embedding_dim)
-    follower = GalleryFollower(bus, settings.topics.name("gallery"), GalleryIndex(dim))
-    images = follower.load(gallery_timeout_s)
+    gallery = GalleryIndex(dim)
+    follower = GalleryFollower(bus, settings.topics.name("gallery"), gallery)
+    images = follower.load(settings.infer.gallery_timeout_s)
     log.info("gallery loaded from %s: %d images", follower.topic, images)
-    text = None
-    if settings.text.enabled:
-        classes = tuple(getattr(getattr(detector, "spec", None), "classes", ()))
-        text = TextPriors(settings.text, classes, follower.item_titles(), follower.item_categories, the_clock,
-                          items=follower.item_ids())
-        priors = text
-        follower.on_titles = lambda titles: priors.set_titles(titles, follower.item_ids())
-    voter = StreamVoter(
-        settings.voter,
-        the_clock,
-        categories=follower.item_categories,
-        detector_version=_label(detector),
-        embedder_version=_label(embedder),
-        text=text,
-    )
     hand_over = topic_exists(bus, settings.topics.name("segments"))
     if not hand_over:
         log.warning("no %s topic: open segments end on revoke and are lost on a crash; "
                     "'livetag topics create' adds it", settings.topics.name("segments"))
-    stage = InferenceStage(
-        detector, embedder, follower.gallery, voter, settings.pipeline, settings.topics, the_clock,
-        catalogs=follower.catalog_items, ocr=make_ocr(settings.text, text),
-        segment_group=INFERENCE_GROUP if hand_over else None,  # InferenceConsumer sets its own group
-    )  # fmt: skip
+    stage = build_stage(detector, embedder, gallery, settings, the_clock, metrics=metrics,
+                        segment_group=settings.infer.group_id if hand_over else None)
+    text = stage.voter.text
+    if text is not None:  # titles published later reach the text cues
+        follower.on_titles = lambda titles: text.set_titles(titles, gallery.item_ids())
     return stage, follower
-
-
-def _label(engine: Any) -> str:
-    """``name@version`` of an engine's model package (empty when it has none)."""
-    return str(getattr(getattr(engine, "spec", None), "label", ""))

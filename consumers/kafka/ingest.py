@@ -34,7 +34,9 @@ from consumers.observability.health import Readiness
 from consumers.observability.instrument import SourceMeter
 from consumers.observability.logging_setup import bind_stream
 from consumers.observability.metrics import PipelineMetrics
+from consumers.settings import IngestSettings
 from consumers.text.transcripts import MAX_TEXT_CHARS, TranscriptSegment
+from stream.backoff import Backoff
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
 from stream.frames import FrameReader
@@ -48,35 +50,11 @@ CAPACITY_POLICY = "reject_over_capacity"
 FINISHED_LIMIT = 10_000
 
 
-@dataclass(frozen=True)
-class IngestConfig:
-    """Settings of one ingest worker.
-
-    Attributes:
-        group_id: Consumer group on ``streams`` shared by all ingest workers.
-        max_streams: Streams one worker runs at once.
-        poll_timeout_s: Longest wait of one ``streams`` poll (kept short: kafka-python serves every
-            client of the process from one network loop, which a long poll would hold up).
-        flush_interval_s: How often published frames are flushed (delivery errors are logged).
-        stop_join_s: How long a stopping stream thread is awaited before the loop moves on.
-        source: PyAV open/stall timeouts, retries and backoff for every stream.
-        urls: Which source URLs a ``streams`` record may name (live schemes only by default; no
-            local files, no loopback or link-local hosts); a refused record is dead-lettered.
-    """
-
-    group_id: str = "livetag-ingest"
-    max_streams: int = 64
-    poll_timeout_s: float = 0.1
-    flush_interval_s: float = 1.0
-    stop_join_s: float = 0.5
-    source: SourceOptions = field(default_factory=SourceOptions)
-    urls: UrlPolicy = field(default_factory=UrlPolicy)
-
-    def __post_init__(self) -> None:
-        if self.max_streams < 1:
-            raise ValueError("max_streams must be >= 1")
-        if not self.poll_timeout_s > 0 or not self.flush_interval_s > 0:
-            raise ValueError("poll_timeout_s and flush_interval_s must be > 0")
+def source_options(settings: IngestSettings) -> SourceOptions:
+    """How each stream's source is opened and kept alive, from the ingest settings."""
+    return SourceOptions(open_timeout_s=settings.open_timeout_s, stall_timeout_s=settings.stall_timeout_s,
+                         max_retries=settings.max_retries, realtime=settings.realtime,
+                         backoff=Backoff(initial_s=settings.backoff_initial_s, cap_s=settings.backoff_cap_s))
 
 
 @dataclass
@@ -124,12 +102,14 @@ class IngestWorker:
         readiness: Its ``partitions_assigned`` condition follows the assignment.
     """
 
-    def __init__(self, bus: Bus, topics: TopicNames, config: IngestConfig | None = None, clock: Clock | None = None,
+    def __init__(self, bus: Bus, topics: TopicNames, config: IngestSettings | None = None, clock: Clock | None = None,
                  metrics: PipelineMetrics | None = None, readiness: Readiness | None = None) -> None:
         self.metrics = metrics
         self.readiness = readiness
         self.topics = topics
-        self.config = config or IngestConfig()
+        self.config = config or IngestSettings()
+        self._source = source_options(self.config)
+        self._urls = UrlPolicy(file_roots=self.config.allow_files, allow_loopback=self.config.allow_loopback)
         self.clock = clock or SystemClock()
         self.stats = IngestStats()
         self._lock = threading.Lock()
@@ -230,7 +210,7 @@ class IngestWorker:
             self._stop(stream_id, "worker closing")
         for task in self._stopping:
             if task.thread is not None:
-                task.thread.join(timeout=self.config.source.stall_timeout_s + 1)
+                task.thread.join(timeout=self._source.stall_timeout_s + 1)
         self._stopping.clear()
         self._flush()
         self._consumer.close()
@@ -253,7 +233,7 @@ class IngestWorker:
                 self._stop(stream_id, "tombstone")
                 return
             spec = parse_stream_value(stream_id, record.value)
-            self.config.urls.check(spec.url)
+            self._urls.check(spec.url)
         except LiveTagError as exc:
             self._dead_letter(record, exc, "streams-record")
             return
@@ -322,7 +302,7 @@ class IngestWorker:
         spec = task.spec
         catalog = spec.catalog.encode()
         meter = SourceMeter(self.metrics) if self.metrics is not None else None
-        reader = FrameReader(spec.stream_id, spec.url, spec.sampling, self.config.source, self.clock, stop=task.stop)
+        reader = FrameReader(spec.stream_id, spec.url, spec.sampling, self._source, self.clock, stop=task.stop)
         try:
             for packet in reader:
                 if task.stop.is_set():

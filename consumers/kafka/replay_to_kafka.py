@@ -17,6 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from consumers.bus import Producer
+from consumers.settings import Settings
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
 from stream.frames import iter_frame_packets
@@ -122,34 +123,28 @@ def replay_to_kafka(
 
 def add_to_kafka_arguments(parser: Any) -> None:
     """``--to-kafka`` and its options, for ``livetag replay``."""
-    from consumers.kafka.command_support import add_kafka_arguments
+    from consumers.settings.options import add_setting_options
 
     group = parser.add_argument_group("to kafka")
     group.add_argument("--to-kafka", action="store_true",
                        help="publish the files' frames to the Kafka frames topic instead of running the pipeline")
     group.add_argument("--stream-catalog", default=None, metavar="CATALOG",
                        help="with --to-kafka: catalog id sent in every frame's 'catalog' header")
-    add_kafka_arguments(parser)
+    add_setting_options(parser, "kafka", "topic-prefix")
 
 
-def run_to_kafka(args: Any) -> int:
+def run_to_kafka(args: Any, settings: Settings) -> int:
     """``livetag replay --to-kafka SOURCES``: stream ids are the file stems (made unique)."""
-    from consumers.kafka.command_support import (
-        kafka_bus,
-        quiet_kafka_logs,
-        settings_from_args,
-        stop_on_signals,
-    )
+    from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs, stop_on_signals
     from consumers.replay import source_specs
 
     quiet_kafka_logs(one_shot=True)
-    settings = settings_from_args(args)
     files = [ReplayFile(s.stream_id, s.url, args.stream_catalog) for s in source_specs(args.sources)]
     topic = settings.topics.name("frames")
     producer = kafka_bus(settings).producer()
     try:
         report = replay_to_kafka(
-            producer, topic, files, speed=args.speed, sampling=SamplingSpec.parse(args.sampling), stop=stop_on_signals()
+            producer, topic, files, speed=settings.replay.speed, sampling=settings.replay.sampling_spec, stop=stop_on_signals()
         )
     finally:
         producer.close()

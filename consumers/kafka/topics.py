@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumers.bus import BusError, TopicSpec
-from consumers.settings import TOPIC_BASES, TopicSettings
+from consumers.settings.kafka import TOPIC_BASES, TopicSettings
 
 log = logging.getLogger(__name__)
 

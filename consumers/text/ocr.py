@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from consumers.settings.text import TextSettings
 from consumers.text.text_prior import TextPriors
-from consumers.text.text_settings import TextSettings
 from stream.errors import LiveTagError
 
 log = logging.getLogger(__name__)

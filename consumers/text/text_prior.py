@@ -31,9 +31,9 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from consumers.settings.text import TextSettings
 from consumers.text.category_words import category_mentions
 from consumers.text.text_match import TitleIndex
-from consumers.text.text_settings import TextSettings
 from stream.clock import Clock
 
 #: Evidence snippets kept per stream (newest win).

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from consumers.embedded import EMBEDDED_TOPICS
-from consumers.settings import BatchSettings, Settings
+from consumers.settings import BatchSettings, Settings, TopicSettings
 from stream.encode import write_video
 
 ENGINES_TESTS = Path(__file__).resolve().parents[1] / "engines"
@@ -25,7 +24,7 @@ LOOSE_SETTINGS = Settings().with_overrides(
     voter__min_votes=2,
     voter__margin=1.0,
     batch=BatchSettings(max_batch=4, max_wait_ms=5.0),
-    topics=EMBEDDED_TOPICS,
+    topics=TopicSettings(partitions=1),
 )
 COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40)}
 

@@ -215,8 +215,7 @@ def test_eval_end_to_end_on_a_generated_set(tmp_path: Path) -> None:
     from consumers_media import export_tiny_models, make_tianchi_root
 
     from consumers.eval_runner import run_tianchi_eval
-    from consumers.model_loading import ModelChoice
-    from consumers.settings import Settings
+    from consumers.settings import ModelSettings, Settings
 
     root = make_tianchi_root(
         tmp_path / "test",
@@ -224,11 +223,11 @@ def test_eval_end_to_end_on_a_generated_set(tmp_path: Path) -> None:
         {"A": "red", "B": "green", "C": "blue", "D": "yellow"},
     )
     packages = export_tiny_models(tmp_path / "models")
-    settings = Settings().with_overrides(pipeline__sold_threshold=0.0,
+    models = ModelSettings(str(packages["detector"]), str(packages["embedder"]))
+    settings = Settings(models=models).with_overrides(pipeline__sold_threshold=0.0, replay__sampling="keyframes",
                                          voter__min_similarity=-1.0, voter__min_votes=2, voter__start_score=0.2,
                                          voter__end_score=0.05, voter__margin=1.0)
-    report, result = run_tianchi_eval(root, ModelChoice(packages["detector"], packages["embedder"]), settings,
-                                      refine=True, progress=False)
+    report, result = run_tianchi_eval(root, settings, refine=True, progress=False)
     assert report["videos"] == report["scored_videos"] == 2
     assert [row["truth"] for row in report["per_video"]] == ["A", "C"]  # most annotated frames
     for key in ("top1_accuracy", "box_pair_precision"):

@@ -15,17 +15,18 @@ from consumers.gallery_builder import (
     ShopImageError,
     build_gallery,
     find_shop_images,
+    gallery_refs,
     load_gallery,
     to_index,
 )
-from consumers.gallery_lookups import catalog_resolver, category_lookup
-from consumers.model_loading import ModelChoice, load_models
+from consumers.model_loading import load_models
+from consumers.settings import ModelSettings
 
 
 @pytest.fixture(scope="module")
 def engines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     packages = export_tiny_models(tmp_path_factory.mktemp("gallery_models"))
-    return load_models(ModelChoice(packages["detector"], packages["embedder"]), 0.05, 0.6)
+    return load_models(ModelSettings(str(packages["detector"]), str(packages["embedder"])), 0.05, 0.6)
 
 
 def _annotate(root: Path, item_id: str, name: str, anns: list[dict[str, Any]]) -> None:
@@ -80,16 +81,17 @@ def test_build_save_load_roundtrip(tmp_path: Path, engines: tuple[Any, Any]) -> 
     assert meta["A/0.jpg"]["category"] == detector.spec.classes.index("dress")
     assert all(m["catalog"] == "shop-1" for m in build.metadata)
 
-    to_index(build).index.save(tmp_path / "gallery")
+    to_index(build).save(tmp_path / "gallery")
     loaded = load_gallery(tmp_path / "gallery")
-    assert sorted(loaded.index.image_ids()) == sorted(build.ids)
-    assert loaded.refs["A/0.jpg"] == ("A", "0.jpg")
-    hits = loaded.index.search(build.vectors[:1], k=1)
+    assert sorted(loaded.image_ids()) == sorted(build.ids)
+    assert gallery_refs(loaded)["A/0.jpg"] == ("A", "0.jpg")
+    hits = loaded.search(build.vectors[:1], k=1)
     assert hits[0][0].image_id == build.ids[0] and hits[0][0].score == pytest.approx(1.0, abs=1e-4)
-    assert catalog_resolver(loaded.item_ids, loaded.metadata)("shop-1") == {"A", "B"}
-    assert catalog_resolver(loaded.item_ids, loaded.metadata)("other") is None
-    assert category_lookup(loaded.item_ids, loaded.metadata)("A") == {detector.spec.classes.index("dress")} | {
-        m["category"] for m in loaded.metadata if m["item_id"] == "A" and m["category"] is not None
+    # the loaded index knows each catalog's items and each item's categories from the metadata
+    assert loaded.catalog_items("shop-1") == {"A", "B"}
+    assert loaded.catalog_items("other") is None
+    assert loaded.item_categories("A") == {detector.spec.classes.index("dress")} | {
+        m["category"] for m in build.metadata if m["item_id"] == "A" and m["category"] is not None
     }
 
 

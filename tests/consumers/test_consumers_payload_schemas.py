@@ -67,7 +67,7 @@ def test_the_asyncapi_document_names_every_topic_and_schema() -> None:
 
     import yaml
 
-    from consumers.settings import TOPIC_BASES
+    from consumers.settings.kafka import TOPIC_BASES
 
     docs = Path(__file__).resolve().parents[2] / "docs"
     api = yaml.safe_load((docs / "asyncapi.yaml").read_text(encoding="utf-8"))

@@ -14,13 +14,12 @@ from consumers_media import ITEMS, LOOSE_SETTINGS, export_tiny_models, make_shop
 
 from consumers.bus import BusError, Record, TopicPartition
 from consumers.dead_letter import DeadLetter
-from consumers.embedded import EMBEDDED_TOPICS, make_stage
 from consumers.events import validate_match_event
-from consumers.gallery_builder import LoadedGallery, build_gallery, find_shop_images, to_index
+from consumers.gallery_builder import build_gallery, find_shop_images, to_index
 from consumers.in_process_bus import InProcessBus
 from consumers.inference_stage import InferenceStage
 from consumers.match_summary import Hit
-from consumers.model_loading import ModelChoice, load_models
+from consumers.model_loading import load_models
 from consumers.pipeline import (
     EmbeddedPipeline,
     InFlightWindow,
@@ -28,7 +27,10 @@ from consumers.pipeline import (
     run_decoupled_loop,
     run_stage_loop,
 )
-from consumers.replay import ReplayOptions, file_frame_source, replay
+from consumers.replay import file_frame_source, replay
+from consumers.settings import ModelSettings
+from consumers.stage_builder import build_stage
+from engines.gallery import GalleryIndex
 from stream.clock import FakeClock
 from stream.frames import iter_frame_packets
 from stream.packet import FramePacket
@@ -40,7 +42,7 @@ SETTINGS = LOOSE_SETTINGS
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("pipeline")
     packages = export_tiny_models(root / "models")
-    detector, embedder = load_models(ModelChoice(packages["detector"], packages["embedder"]), 0.05, 0.6)
+    detector, embedder = load_models(ModelSettings(str(packages["detector"]), str(packages["embedder"])), 0.05, 0.6)
     make_shop_images(root / "shop", ITEMS)
     build = build_gallery(find_shop_images(root / "shop"), detector, embedder, catalog="c1", progress=False)
     for meta in build.metadata:  # two catalogs: A, B in c1; C, D in c2
@@ -53,8 +55,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _stage(world: dict[str, Any], clock: FakeClock, **kw: Any) -> InferenceStage:
-    gallery: LoadedGallery = world["gallery"]
-    return make_stage(world["detector"], world["embedder"], gallery, SETTINGS, clock, **kw)
+    gallery: GalleryIndex = world["gallery"]
+    return build_stage(world["detector"], world["embedder"], gallery, SETTINGS, clock, **kw)
 
 
 def _packets(path: Path, stream_id: str) -> list[FramePacket]:
@@ -75,8 +77,7 @@ def test_embedded_pipeline_end_to_end(world: dict[str, Any]) -> None:
     clock = FakeClock()
     events: list[dict[str, Any]] = []
     specs = [SourceSpec(sid, str(path)) for sid, path in world["videos"].items()]
-    report = replay(_stage(world, clock), specs, ReplayOptions(speed="max"), events.append,
-                    batch=SETTINGS.batch, clock=clock, progress=False)
+    report = replay(_stage(world, clock), specs, SETTINGS, events.append, clock=clock, progress=False)
     # 4 s at 10 fps with a keyframe every 5 frames: 8 keyframes per stream, all processed
     assert report.frames_published == 16 and report.frames_consumed == 16
     assert report.dead_letters == 0 and report.source_errors == {} and report.skipped == {}
@@ -97,7 +98,7 @@ def test_embedded_pipeline_end_to_end(world: dict[str, Any]) -> None:
 def test_runner_publishes_then_commits(world: dict[str, Any], loop: Any) -> None:
     clock = FakeClock()
     bus = InProcessBus(clock)
-    bus.create_topics(EMBEDDED_TOPICS.specs())
+    bus.create_topics(SETTINGS.topics.specs())
     producer = bus.producer()
     for packet in _packets(world["videos"]["s1"], "s1"):
         producer.produce("frames", *packet.to_record())
@@ -135,7 +136,7 @@ def test_runner_publishes_then_commits(world: dict[str, Any], loop: Any) -> None
 def test_corrupt_record_goes_to_dlq_and_other_streams_flow(world: dict[str, Any]) -> None:
     clock = FakeClock()
     bus = InProcessBus(clock)
-    bus.create_topics(EMBEDDED_TOPICS.specs())
+    bus.create_topics(SETTINGS.topics.specs())
     producer = bus.producer()
     good = _packets(world["videos"]["s2"], "s2")
     bad = _packets(world["videos"]["s1"], "s1")[0]
@@ -215,7 +216,7 @@ def test_pipeline_reports_a_failing_source_and_keeps_the_others(world: dict[str,
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("this is not a video\n")
     specs = [SourceSpec("good", str(world["videos"]["s1"])), SourceSpec("bad", str(not_video))]
-    pipeline = EmbeddedPipeline(_stage(world, clock), file_frame_source(ReplayOptions(), clock),
+    pipeline = EmbeddedPipeline(_stage(world, clock), file_frame_source(SETTINGS.replay, clock),
                                 batch=SETTINGS.batch, clock=clock)
     events: list[dict[str, Any]] = []
     report = pipeline.run(specs, lambda e, _pts: events.append(e))
@@ -253,21 +254,19 @@ def test_stage_isolates_a_frame_the_models_reject(world: dict[str, Any]) -> None
 
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = ModelChoice(REPO / "models" / "detector", REPO / "models" / "embedder")
+SHIPPED = ModelSettings(str(REPO / "models" / "detector"), str(REPO / "models" / "embedder"))
 
 
-@pytest.mark.skipif(not (SHIPPED.detector_dir / "spec.json").is_file() or not (REPO / "samples" / "demo").is_dir(),
+@pytest.mark.skipif(not (Path(SHIPPED.detector_dir) / "spec.json").is_file() or not (REPO / "samples" / "demo").is_dir(),
                     reason="the shipped models and samples/demo are not in this checkout")
 def test_shipped_models_tag_the_demo_sample() -> None:
     """The real thing: shipped models, shipped sample, default settings; the middle product is found
     inside its shown segment, with a box on the frame and on a shop image of that product."""
-    import argparse
-
+    from consumers.commands.replay import SETTINGS_DEFAULTS
     from consumers.demo import find_sample
-    from consumers.embedded import settings_from_args
+    from consumers.settings.options import load_settings
 
-    settings = settings_from_args(argparse.Namespace(max_batch=8, max_wait_ms=20.0, min_similarity=None,
-                                                     sold_threshold=None))
+    settings = load_settings(None, {}, SETTINGS_DEFAULTS)  # what `livetag replay` runs with
     sample = find_sample(REPO / "samples" / "demo")
     detector, embedder = load_models(SHIPPED, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
     gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
@@ -280,9 +279,8 @@ def test_shipped_models_tag_the_demo_sample() -> None:
         events.append(event)
         times.append(frame_pts)
 
-    stage = make_stage(detector, embedder, gallery, settings, clock)
-    report = replay(stage, [SourceSpec("demo", str(sample.videos[0]))], ReplayOptions(speed="max"),
-                    sink, batch=settings.batch, clock=clock, progress=False)
+    stage = build_stage(detector, embedder, gallery, settings, clock)
+    report = replay(stage, [SourceSpec("demo", str(sample.videos[0]))], settings, sink, clock=clock, progress=False)
     assert report.frames_consumed == 18 and report.dead_letters == 0
     # the sink gets the stream time of the frame that emitted each event (keyframes every second)
     assert all(t is not None and float(t).is_integer() and 0 <= t <= 18 for t in times)
@@ -300,7 +298,7 @@ def test_a_poison_record_of_any_error_class_is_a_dead_letter_and_the_loop_goes_o
     that is not the project's own: each is one dead letter; frames in = processed + dead letters."""
     clock = FakeClock()
     bus = InProcessBus(clock)
-    bus.create_topics(EMBEDDED_TOPICS.specs())
+    bus.create_topics(SETTINGS.topics.specs())
     producer = bus.producer()
     good = _packets(world["videos"]["s2"], "s2")
     key, value, headers = good[0].to_record()
@@ -364,7 +362,7 @@ def test_a_stream_that_stops_ends_its_segment_on_the_idle_timer(world: dict[str,
 
     clock = FakeClock()
     bus = InProcessBus(clock)
-    bus.create_topics(EMBEDDED_TOPICS.specs())
+    bus.create_topics(SETTINGS.topics.specs())
     producer = bus.producer()
     for packet in _packets(world["videos"]["s2"], "s2"):
         producer.produce("frames", *packet.to_record())
@@ -403,8 +401,8 @@ def test_live_load_shedding_drops_stale_frames_before_the_models_and_counts_them
     before decoding (the consumer is behind; the newest frames win): frames in = processed + drops."""
     clock = FakeClock(start=1_800_000_000.0)
     settings = SETTINGS.with_overrides(pipeline__max_frame_age_s=2.0)
-    gallery: LoadedGallery = world["gallery"]
-    stage = make_stage(world["detector"], world["embedder"], gallery, settings, clock)
+    gallery: GalleryIndex = world["gallery"]
+    stage = build_stage(world["detector"], world["embedder"], gallery, settings, clock)
     drops: list[tuple[str, str, int]] = []
     stage.on_drop = lambda queue, policy, count: drops.append((queue, policy, count))
     packets = _packets(world["videos"]["s2"], "s2")
@@ -437,7 +435,7 @@ def test_twice_overloaded_latency_stays_bounded_by_shedding(world: dict[str, Any
     rest are counted drops; without it the age grows with the backlog."""
     clock = FakeClock(start=1_800_000_000.0)
     settings = SETTINGS.with_overrides(pipeline__max_frame_age_s=max_age)
-    stage = make_stage(_SlowDetector(world["detector"], clock, 0.2), world["embedder"], world["gallery"], settings, clock)
+    stage = build_stage(_SlowDetector(world["detector"], clock, 0.2), world["embedder"], world["gallery"], settings, clock)
     ages: list[float] = []
     infer = stage.infer_frames
 
@@ -447,7 +445,7 @@ def test_twice_overloaded_latency_stays_bounded_by_shedding(world: dict[str, Any
 
     stage.infer_frames = timed  # type: ignore[method-assign]
     bus = InProcessBus(clock)
-    bus.create_topics(EMBEDDED_TOPICS.specs())
+    bus.create_topics(SETTINGS.topics.specs())
     producer, consumer = bus.producer(), bus.consumer(["frames"], "infer")
     source = _packets(world["videos"]["s2"], "s2")
     start, total, sent = clock.now(), 300, 0
@@ -507,7 +505,7 @@ def test_frames_of_a_revoked_partition_still_queued_are_not_analysed(world: dict
 
 def test_the_stage_decodes_with_the_decoder_settings(world: dict[str, Any]) -> None:
     settings = SETTINGS.with_overrides(pipeline__decoder_threads=2, pipeline__skip_loop_filter=True)
-    stage = make_stage(world["detector"], world["embedder"], world["gallery"], settings, FakeClock())
+    stage = build_stage(world["detector"], world["embedder"], world["gallery"], settings, FakeClock())
     try:
         assert stage.decoder.threads == 2 and stage.decoder.skip_loop_filter is True
         packet = _packets(world["videos"]["s1"], "s1")[0]
@@ -523,7 +521,7 @@ def test_newest_frame_wins_decodes_only_each_streams_last_frame_of_a_batch(world
     s2 = _records(_packets(world["videos"]["s2"], "s2"))[:2]
     batch = [s1[0], s2[0], s1[1], s2[1], s1[2]]
     drops: list[tuple[str, str, int]] = []
-    live = make_stage(world["detector"], world["embedder"], world["gallery"],
+    live = build_stage(world["detector"], world["embedder"], world["gallery"],
                       SETTINGS.with_overrides(pipeline__newest_frame_wins=True), FakeClock())
     live.on_drop = lambda queue, reason, count: drops.append((queue, reason, count))
     replaying = _stage(world, FakeClock())

@@ -25,7 +25,7 @@ from consumers.observability.logging_setup import (
 from consumers.observability.metrics import PipelineMetrics
 from consumers.observability.redact import Redactor, redact_url, secrets_from_environ, secrets_from_settings
 from consumers.pipeline import SourceSpec
-from consumers.replay import ReplayOptions, replay
+from consumers.replay import replay
 from consumers.settings import KafkaSettings, SecretStr, Settings
 from stream.clock import FakeClock
 from stream.errors import SourceOpenError
@@ -133,7 +133,7 @@ def test_credentials_of_a_failing_rtmp_source_and_sasl_never_reach_logs_or_metri
 
     # The embedded replay of the same URL: the reader thread logs the failure, replay raises.
     with pytest.raises(SourceOpenError):
-        replay(_NoFramesStage(), [SourceSpec("cam1", url)], ReplayOptions(), on_event=lambda doc: None, progress=False)
+        replay(_NoFramesStage(), [SourceSpec("cam1", url)], Settings(), on_event=lambda doc: None, progress=False)
 
     # Careless lines that print the Kafka client configuration and the settings object.
     log.info("kafka client: %s", settings.kafka.client_kwargs())
@@ -177,7 +177,7 @@ def test_cli_masks_credentials_in_its_error_line_and_json_logs(
         "from stream.errors import SourceOpenError\n"
         "def configure(parser):\n"
         "    parser.add_argument('url')\n"
-        "def run(args):\n"
+        "def run(args, settings):\n"
         "    logging.getLogger('livetag.cmd').warning('opening %s', args.url)\n"
         "    raise SourceOpenError(f'cannot open {args.url} after 1 attempt(s): Connection refused')\n"
     )

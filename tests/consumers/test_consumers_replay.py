@@ -12,7 +12,8 @@ from consumers_media import make_video
 from consumers.bus import Record
 from consumers.match_printer import format_event
 from consumers.pipeline import SourceSpec, write_jsonl
-from consumers.replay import ReplayInputError, ReplayOptions, file_frame_source, replay, source_specs
+from consumers.replay import ReplayInputError, file_frame_source, replay, source_specs
+from consumers.settings import ReplaySettings, Settings, SettingsError
 from stream.clock import FakeClock
 from stream.errors import SourceOpenError
 from stream.packet import FramePacket
@@ -49,14 +50,16 @@ def test_source_specs_names_and_checks(tmp_path: Path, video: Path) -> None:
         source_specs([str(tmp_path / "missing.mp4")])
     with pytest.raises(ReplayInputError, match="is not a file"):
         source_specs([str(tmp_path)])
-    with pytest.raises(ReplayInputError, match="speed"):
-        ReplayOptions(speed="fast")
+    with pytest.raises(SettingsError, match="replay.speed"):
+        ReplaySettings(speed="fast")
+    with pytest.raises(SettingsError, match="replay.sampling"):
+        ReplaySettings(sampling="fps:0")
 
 
 def test_max_speed_replays_every_keyframe(video: Path) -> None:
     stage = CountingStage()
     clock = FakeClock()
-    report = replay(stage, source_specs([str(video)]), ReplayOptions(speed="max"), lambda e, _pts: None,
+    report = replay(stage, source_specs([str(video)]), Settings(), lambda e, _pts: None,
                     clock=clock, progress=False)
     # 3 s at 10 fps, keyframe every 5 frames
     assert stage.pts["clip"] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
@@ -67,7 +70,7 @@ def test_max_speed_replays_every_keyframe(video: Path) -> None:
 def test_realtime_replay_waits_on_the_injected_clock(video: Path) -> None:
     stage = CountingStage()
     clock = FakeClock()
-    replay(stage, source_specs([str(video)]), ReplayOptions(speed="realtime"), lambda e, _pts: None,
+    replay(stage, source_specs([str(video)]), Settings().with_overrides(replay__speed="realtime"), lambda e, _pts: None,
            clock=clock, progress=False)
     assert len(stage.pts["clip"]) == 6
     # the reader slept until each packet's stream time: the last packet is at 2.9 s
@@ -78,12 +81,12 @@ def test_replay_of_unreadable_sources_is_one_error(tmp_path: Path) -> None:
     junk = tmp_path / "junk.mkv"
     junk.write_bytes(b"\x1a\x45\xdf\xa3 garbage")
     with pytest.raises(SourceOpenError, match="junk.mkv.*playable video"):
-        replay(CountingStage(), source_specs([str(junk)]), ReplayOptions(), lambda e, _pts: None, progress=False)
+        replay(CountingStage(), source_specs([str(junk)]), Settings(), lambda e, _pts: None, progress=False)
 
 
 def test_frame_source_honours_stop(video: Path) -> None:
     stop = threading.Event()
-    frames = file_frame_source(ReplayOptions())(SourceSpec("clip", str(video)), stop)
+    frames = file_frame_source(ReplaySettings())(SourceSpec("clip", str(video)), stop)
     first = next(frames)
     stop.set()
     assert first.stream_id == "clip" and list(frames) == []

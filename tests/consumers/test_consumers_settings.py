@@ -10,9 +10,13 @@ import pytest
 from consumers import voter
 from consumers.settings import (
     BatchSettings,
+    InferSettings,
+    IngestSettings,
     KafkaSettings,
+    ModelSettings,
     ObservabilitySettings,
     PipelineSettings,
+    ReplaySettings,
     SecretStr,
     Settings,
     SettingsError,
@@ -32,7 +36,13 @@ def test_defaults_are_valid_and_voter_settings_are_shared() -> None:
 @pytest.mark.parametrize(
     ("make", "field"),
     [
-        (lambda: PipelineSettings(backend="tflite"), "pipeline.backend"),
+        (lambda: ModelSettings(backend="tflite"), "models.backend"),
+        (lambda: ModelSettings(detector_dir=""), "models.detector_dir"),
+        (lambda: ReplaySettings(sampling="every:2"), "replay.sampling"),
+        (lambda: ReplaySettings(max_in_flight=0), "replay.max_in_flight"),
+        (lambda: IngestSettings(max_streams=0), "ingest.max_streams"),
+        (lambda: IngestSettings(backoff_initial_s=2.0, backoff_cap_s=1.0), "ingest.backoff_cap_s"),
+        (lambda: InferSettings(gallery_timeout_s=0), "infer.gallery_timeout_s"),
         (lambda: PipelineSettings(top_k=0), "pipeline.top_k"),
         (lambda: PipelineSettings(sold_threshold=1.5), "pipeline.sold_threshold"),
         (lambda: PipelineSettings(crop_expand=-0.1), "pipeline.crop_expand"),

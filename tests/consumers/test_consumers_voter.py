@@ -248,7 +248,7 @@ def test_vote_weight_decides_whether_low_detector_probabilities_shrink_the_votes
 
 
 def test_an_unknown_vote_weight_is_a_settings_error() -> None:
-    from consumers.setting_checks import SettingsError
+    from consumers.settings.checks import SettingsError
 
     with pytest.raises(SettingsError, match="voter.vote_weight"):
         VoterSettings(vote_weight="loudest")

@@ -239,3 +239,28 @@ def test_a_change_builds_a_new_snapshot_and_leaves_the_one_in_use_alone(rng: np.
     after = gallery.snapshot
     assert after is not before and len(after) == total and "new/0" in after.image_ids.tolist()
     assert gallery.search(new[0], k=1)[0][0].image_id == "new/0"
+
+
+def test_the_index_keeps_catalogs_categories_and_titles_in_step_with_its_images(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    gallery = GalleryIndex(8)
+    vectors = rng.normal(size=(4, 8)).astype(np.float32)
+    gallery.add(["a/0", "a/1", "b/0", "c/0"], ["a", "a", "b", "c"], vectors, metadata=[
+        {"catalog": "shop-1", "category": 3, "title": "红色连衣裙"}, {"catalog": "shop-1", "category": 5},
+        {"catalog": "shop-1", "category": True}, {"catalog": "shop-2", "title": ""},
+    ])
+    assert gallery.catalog_items("shop-1") == {"a", "b"} and gallery.catalog_items("shop-2") == {"c"}
+    assert gallery.catalog_items("nope") is None  # a catalog the gallery does not have
+    assert gallery.item_categories("a") == {3, 5} and gallery.item_categories("b") is None  # a bool is no index
+    assert gallery.item_titles() == {"a": "红色连衣裙"}
+
+    gallery.remove_images(["a/0"])  # forgets exactly what that image brought
+    assert gallery.item_categories("a") == {5} and gallery.item_titles() == {}
+    gallery.add(["b/0"], ["b"], vectors[2:3], metadata=[{"catalog": "shop-3"}])  # a replaced image moves
+    assert gallery.catalog_items("shop-1") == {"a"} and gallery.catalog_items("shop-3") == {"b"}
+    gallery.remove_items(["c"])
+    assert gallery.catalog_items("shop-2") is None
+
+    gallery.save(tmp_path / "g")
+    loaded = GalleryIndex.load(tmp_path / "g")
+    assert loaded.catalog_items("shop-1") == {"a"} and loaded.item_categories("a") == {5}

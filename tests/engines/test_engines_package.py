@@ -127,7 +127,8 @@ def test_torch_backend_needs_weights(tiny_packages: dict[str, Path], tmp_path: P
 def test_a_package_cannot_name_code_to_run_and_a_pinned_digest_refuses_changes(
     tiny_packages: dict[str, Path], tmp_path: Path
 ) -> None:
-    from consumers.model_loading import ModelChoice, load_models
+    from consumers.model_loading import load_models
+    from consumers.settings import ModelSettings
     from engines.package import package_digest
 
     marker = tmp_path / "pwned"
@@ -141,9 +142,9 @@ def test_a_package_cannot_name_code_to_run_and_a_pinned_digest_refuses_changes(
     with pytest.raises(ModelPackageError, match="no weights_sha256"):
         load_embedder(unsigned, backend="torch", device="cpu")
     pinned = package_digest(tiny_packages["detector"]), package_digest(tiny_packages["embedder"])
-    choice = ModelChoice(tiny_packages["detector"], tiny_packages["embedder"], detector_digest=pinned[0], embedder_digest=pinned[1])
+    choice = ModelSettings(str(tiny_packages["detector"]), str(tiny_packages["embedder"]), detector_digest=pinned[0], embedder_digest=pinned[1])
     assert load_models(choice)[1].spec.role == "embedder"
     tampered = _copy(tiny_packages["embedder"], tmp_path / "tampered")
     _edit_spec(tampered, lambda s: s.update(name="renamed"))  # spec changed, ONNX hash still right
     with pytest.raises(ModelPackageError, match="is not the pinned"):
-        load_models(ModelChoice(tiny_packages["detector"], tampered, embedder_digest=pinned[1]))
+        load_models(ModelSettings(str(tiny_packages["detector"]), str(tampered), embedder_digest=pinned[1]))

@@ -21,16 +21,14 @@ from consumers.bus import TopicPartition
 from consumers.dead_letter import DeadLetter
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, build_stage
-from consumers.kafka.ingest import IngestConfig, IngestWorker
+from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
+from consumers.kafka.ingest import IngestWorker
 from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
 from consumers.kafka.stream_record import make_stream_value
 from consumers.kafka.topics import TopicNames
 from consumers.payload_schemas import check_payload, headers_document
-from consumers.settings import BatchSettings, Settings, TopicSettings
-from stream.backoff import Backoff
+from consumers.settings import BatchSettings, IngestSettings, Settings, TopicSettings
 from stream.packet import FramePacket
-from stream.source import SourceOptions
 
 pytestmark = pytest.mark.kafka
 
@@ -68,7 +66,7 @@ def test_poison_frames_are_dead_letters_and_the_consumer_commits_to_the_end(
     ends = kafka_bus.consumer([kafka_topics.frames], None).end_offsets(
         [TopicPartition(kafka_topics.frames, p) for p in range(topic_settings.partitions)])
     total = sum(ends.values())
-    stage, follower = build_stage(kafka_bus, settings, detector, embedder)
+    stage, follower = stage_from_gallery_topic(kafka_bus, settings, detector, embedder)
     consumer = InferenceConsumer(kafka_bus, stage, settings, follower, group_id="faults")
     loop = LoopThread(consumer.run, "faults")
     try:
@@ -111,8 +109,7 @@ def test_stream_urls_that_reach_files_or_internal_hosts_are_dead_letters(
     producer = kafka_bus.producer()
     producer.produce(kafka_topics.streams, b"evil", make_stream_value(url, "shop"))
     producer.flush(10)
-    fast = SourceOptions(open_timeout_s=1.0, stall_timeout_s=2.0, max_retries=0, backoff=Backoff(initial_s=0.05, cap_s=0.1))
-    worker = IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="ingest-evil", source=fast))
+    worker = IngestWorker(kafka_bus, kafka_topics, IngestSettings(group_id="ingest-evil", open_timeout_s=1.0, stall_timeout_s=2.0, max_retries=0, backoff_initial_s=0.05, backoff_cap_s=0.1))
     loop = LoopThread(worker.run, "ingest-evil")
     try:
         wait_for(lambda: worker.stats.dead_letters >= 1, 30, "the record's dead letter")

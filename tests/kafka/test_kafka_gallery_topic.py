@@ -48,15 +48,15 @@ def test_follower_loads_then_follows_adds_and_removals(kafka_bus: KafkaBus, kafk
     follower = GalleryFollower(kafka_bus, kafka_topics.gallery, GalleryIndex(8))
     assert follower.load(30) == 3
     assert follower.malformed == 1, "a malformed record is skipped, the rest is loaded"
-    assert follower.catalog_items("shop") == {"item-a"} and follower.item_categories("item-a") == {3}
+    assert follower.gallery.catalog_items("shop") == {"item-a"} and follower.gallery.item_categories("item-a") == {3}
     follower.start()
     try:
         publish_gallery(producer, kafka_topics.gallery, [_entry("b/0", "item-b", "shop", 9)], remove=["a/0", "a/1", "a/2"])
         gallery = follower.gallery
         assert gallery is not None
         wait_for(lambda: set(gallery.image_ids()) == {"b/0"}, 20, "the follower to apply the add and the removals")
-        assert follower.catalog_items("shop") == {"item-b"}
-        hits = gallery.search(_entry("q", "-", "-", 9).vector, k=1, catalog=follower.catalog_items("shop"))
+        assert follower.gallery.catalog_items("shop") == {"item-b"}
+        hits = gallery.search(_entry("q", "-", "-", 9).vector, k=1, catalog=follower.gallery.catalog_items("shop"))
         assert hits[0][0].item_id == "item-b" and hits[0][0].score == pytest.approx(1.0, abs=1e-5)
     finally:
         follower.close()
@@ -91,4 +91,4 @@ def test_apply_adds_runs_of_images_in_one_call_and_isolates_a_bad_one(monkeypatc
     # one add for the first run; the second run holds the bad image (its vectors do not even stack):
     # it is retried image by image
     assert sizes == [20] + [1] * 21
-    assert follower.catalog_items("shop") == {"item-a"}
+    assert follower.gallery.catalog_items("shop") == {"item-a"}

@@ -30,7 +30,7 @@ from consumers.bus import TopicPartition
 from consumers.events import make_event_id
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, build_stage
+from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
 from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
 from consumers.kafka.topics import TopicNames
 from consumers.payload_schemas import check_payload
@@ -81,7 +81,7 @@ def test_kill_9_of_a_consumer_with_open_segments_hands_them_to_the_next_owner(
     tp = TopicPartition(kafka_topics.frames, records[-1].partition)
     committed_by_owner1 = committed_offsets(kafka_bus, GROUP, [tp])[tp] or 0
     owner2_settings = Settings(topics=topic_settings, voter=VoterSettings(idle_timeout_s=3.0))
-    stage, follower = build_stage(kafka_bus, owner2_settings, detector, embedder)
+    stage, follower = stage_from_gallery_topic(kafka_bus, owner2_settings, detector, embedder)
     assert stage.segments_topic == kafka_topics.segments
     owner2 = InferenceConsumer(kafka_bus, stage, owner2_settings, follower, group_id=GROUP)
     loop = LoopThread(owner2.run, "owner2")

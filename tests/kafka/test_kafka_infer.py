@@ -23,7 +23,7 @@ from consumers.bus import Record, TopicPartition
 from consumers.dead_letter import DeadLetter
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, build_stage
+from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
 from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
 from consumers.kafka.topics import TopicNames
 from consumers.settings import BatchSettings, Settings, TopicSettings
@@ -71,7 +71,7 @@ def test_two_consumers_rebalance_and_every_frame_is_accounted_for(
 
     consumers, loops, recorders = [], [], []
     for name in ("c1", "c2"):
-        stage, follower = build_stage(kafka_bus, settings, detector, embedder)
+        stage, follower = stage_from_gallery_topic(kafka_bus, settings, detector, embedder)
         recorder = Recorder(stage)
         consumer = InferenceConsumer(kafka_bus, recorder, settings, follower, group_id="infer-rebalance")
         consumers.append(consumer)

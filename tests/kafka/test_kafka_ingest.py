@@ -10,19 +10,17 @@ from kafka_helpers import LoopThread, moving_square_video, read_all, wait_for
 
 from consumers.dead_letter import DeadLetter
 from consumers.kafka.bus import KafkaBus
-from consumers.kafka.ingest import IngestConfig, IngestWorker
+from consumers.kafka.ingest import IngestWorker
 from consumers.kafka.stream_record import make_stream_value
 from consumers.kafka.topics import TopicNames
 from consumers.payload_schemas import check_payload, headers_document
+from consumers.settings import IngestSettings
 from consumers.text.transcripts import parse_record
-from stream.backoff import Backoff
 from stream.packet import FramePacket
-from stream.source import SourceOptions
-from stream.url_policy import UrlPolicy
 
 pytestmark = pytest.mark.kafka
 
-FAST_FAIL = SourceOptions(open_timeout_s=1.0, stall_timeout_s=2.0, max_retries=0, backoff=Backoff(initial_s=0.05, cap_s=0.1))
+FAST_FAIL = dict(open_timeout_s=1.0, stall_timeout_s=2.0, max_retries=0, backoff_initial_s=0.05, backoff_cap_s=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +37,9 @@ def test_streams_record_starts_ingest_and_bad_records_go_to_dlq(
     producer.produce(kafka_topics.streams, b"bad-field", json.dumps({"url": str(clip), "catalog": "c", "colour": "red"}).encode())
     producer.produce(kafka_topics.streams, b"dead-url", make_stream_value("rtmp://127.0.0.1:9/live/none", "shop-2"))
     producer.flush(10)
-    urls = UrlPolicy(file_roots=(str(clip.parent),), allow_loopback=True)  # a local clip and a dead local port
-    worker = IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="ingest-a", source=FAST_FAIL, urls=urls))
+    # a local clip and a dead local port
+    worker = IngestWorker(kafka_bus, kafka_topics, IngestSettings(group_id="ingest-a", allow_files=(str(clip.parent),),
+                                                                  allow_loopback=True, **FAST_FAIL))
     loop = LoopThread(worker.run, "ingest")
     try:
         wait_for(lambda: worker.stats.frames >= 8 and worker.stats.dead_letters >= 3, 30, "frames and dead letters")
@@ -76,8 +75,7 @@ def test_tombstone_stops_a_stream_and_ownership_moves_with_the_group(
     kafka_bus: KafkaBus, kafka_topics: TopicNames, tmp_path: Path
 ) -> None:
     long_clip = moving_square_video(tmp_path / "long.mp4", seconds=60.0, fps=10, gop=10)
-    paced = IngestConfig(group_id="ingest-b", source=SourceOptions(realtime=True), stop_join_s=2.0,
-                         urls=UrlPolicy(file_roots=(str(tmp_path),)))
+    paced = IngestSettings(group_id="ingest-b", realtime=True, stop_join_s=2.0, allow_files=(str(tmp_path),))
     producer = kafka_bus.producer()
     ids = [f"s{i}" for i in range(6)]
     for sid in ids:

@@ -22,15 +22,13 @@ from kafka_helpers import (
 
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, build_stage
-from consumers.kafka.ingest import IngestConfig, IngestWorker
+from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
+from consumers.kafka.ingest import IngestWorker
 from consumers.kafka.stream_record import make_stream_value
 from consumers.kafka.topics import TopicNames
-from consumers.settings import BatchSettings, Settings, TopicSettings
+from consumers.settings import BatchSettings, IngestSettings, Settings, TopicSettings
 from stream.encode import push_to_rtmp
 from stream.packet import FramePacket
-from stream.source import SourceOptions
-from stream.url_policy import UrlPolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
 from rtmp_server import RtmpServer  # noqa: E402
@@ -58,11 +56,10 @@ def test_live_rtmp_stream_is_matched_and_read_by_kcat(
     loops: list[LoopThread] = []
     try:
         pusher.start()
-        source = SourceOptions(open_timeout_s=5.0, stall_timeout_s=5.0, max_retries=10)
-        ingest = IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="live-ingest", source=source, urls=UrlPolicy(allow_loopback=True)))
+        ingest = IngestWorker(kafka_bus, kafka_topics, IngestSettings(group_id="live-ingest", open_timeout_s=5.0, stall_timeout_s=5.0, max_retries=10, allow_loopback=True))
         loops.append(LoopThread(ingest.run, "ingest"))
         for name in ("infer-1", "infer-2"):
-            stage, follower = build_stage(kafka_bus, settings, detector, embedder)
+            stage, follower = stage_from_gallery_topic(kafka_bus, settings, detector, embedder)
             loops.append(LoopThread(InferenceConsumer(kafka_bus, stage, settings, follower, group_id="live-infer").run, name))
         producer.produce(kafka_topics.streams, b"seller-7", make_stream_value(url, "shop-7", "spring sale"))
         producer.flush(10)

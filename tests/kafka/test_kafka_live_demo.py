@@ -15,16 +15,14 @@ from kafka_helpers import LoopThread, collect_until_match_started, read_all
 from consumers.gallery_builder import build_gallery, find_shop_images, to_index
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import publish_gallery, read_gallery_folder
-from consumers.kafka.infer import InferenceConsumer, build_stage
-from consumers.kafka.ingest import IngestConfig, IngestWorker
+from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
+from consumers.kafka.ingest import IngestWorker
 from consumers.kafka.stream_record import make_stream_value
 from consumers.kafka.topics import TopicNames
-from consumers.model_loading import DEFAULT_MODELS_DIR, ModelChoice, load_models
-from consumers.settings import BatchSettings, Settings, TopicSettings
+from consumers.model_loading import DEFAULT_MODELS_DIR, load_models
+from consumers.settings import BatchSettings, IngestSettings, ModelSettings, Settings, TopicSettings
 from stream.encode import push_to_rtmp
 from stream.packet import FramePacket
-from stream.source import SourceOptions
-from stream.url_policy import UrlPolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stream"))
 from rtmp_server import RtmpServer  # noqa: E402
@@ -39,11 +37,11 @@ def test_shipped_models_name_the_shown_product_live(
     assert RtmpServer.available(), "nginx with libnginx-mod-rtmp is required (scripts/test.sh installs it)"
     settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50))
     detector, embedder = load_models(
-        ModelChoice(DEFAULT_MODELS_DIR / "detector", DEFAULT_MODELS_DIR / "embedder"),
+        ModelSettings(str(DEFAULT_MODELS_DIR / "detector"), str(DEFAULT_MODELS_DIR / "embedder")),
         settings.pipeline.detection_threshold, settings.pipeline.nms_iou,
     )  # fmt: skip
     shop = find_shop_images(DEMO / "image", DEMO / "image_annotation")
-    to_index(build_gallery(shop, detector, embedder, catalog="demo-shop", progress=False)).index.save(tmp_path / "gallery")
+    to_index(build_gallery(shop, detector, embedder, catalog="demo-shop", progress=False)).save(tmp_path / "gallery")
     producer = kafka_bus.producer()
     publish_gallery(producer, kafka_topics.gallery, read_gallery_folder(tmp_path / "gallery"))
     segments = json.loads((DEMO / "segments.json").read_text())["v000000"]
@@ -53,10 +51,9 @@ def test_shipped_models_name_the_shown_product_live(
     push_stop = threading.Event()
     loops: list[LoopThread] = []
     try:
-        source = SourceOptions(open_timeout_s=5.0, stall_timeout_s=5.0, max_retries=10)
-        loops.append(LoopThread(IngestWorker(kafka_bus, kafka_topics, IngestConfig(group_id="demo-ingest", source=source, urls=UrlPolicy(allow_loopback=True))).run, "ingest"))
+        loops.append(LoopThread(IngestWorker(kafka_bus, kafka_topics, IngestSettings(group_id="demo-ingest", open_timeout_s=5.0, stall_timeout_s=5.0, max_retries=10, allow_loopback=True)).run, "ingest"))
         for name in ("infer-1", "infer-2"):
-            stage, follower = build_stage(kafka_bus, settings, detector, embedder)
+            stage, follower = stage_from_gallery_topic(kafka_bus, settings, detector, embedder)
             loops.append(LoopThread(InferenceConsumer(kafka_bus, stage, settings, follower, group_id="demo-infer").run, name))
         pusher = threading.Thread(target=push_to_rtmp, args=(DEMO / "video" / "v000000.mp4", url), kwargs={"stop": push_stop}, daemon=True)
         pushed_at = time.time()

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from consumers.bus import Record, TopicSpec
 from consumers.kafka.bus import KafkaBus
 from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, build_stage
+from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
 from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
 from consumers.kafka.topics import TopicNames
 from consumers.observability.instrument import instrument_stage
@@ -72,7 +72,7 @@ def test_twice_the_capacity_for_30_s_keeps_latency_bounded_and_counts_every_drop
     publish_gallery(kafka_bus.producer(), kafka_topics.gallery,
                     gallery_entries(detector, embedder, first_frame(video), "item-A", "shop", settings.pipeline))
     seed = _keyframe(kafka_bus, kafka_topics, video)
-    stage, follower = build_stage(kafka_bus, settings, SlowDetector(detector, SECONDS_PER_FRAME), embedder)
+    stage, follower = stage_from_gallery_topic(kafka_bus, settings, SlowDetector(detector, SECONDS_PER_FRAME), embedder)
     metrics = PipelineMetrics(CollectorRegistry())
     instrument_stage(stage, metrics)
     consumer = InferenceConsumer(kafka_bus, stage, settings, follower, group_id="overload", metrics=metrics)
@@ -133,7 +133,7 @@ def test_a_stalled_stream_ends_its_segment_on_the_idle_timer(
                     gallery_entries(detector, embedder, first_frame(video), "item-A", "shop", settings.pipeline))
     frames = replay_to_kafka(kafka_bus.producer(), kafka_topics.frames, [ReplayFile("s1", str(video), "shop")],
                              progress=False).total
-    stage, follower = build_stage(kafka_bus, settings, detector, embedder)
+    stage, follower = stage_from_gallery_topic(kafka_bus, settings, detector, embedder)
     consumer = InferenceConsumer(kafka_bus, stage, settings, follower, group_id="stalled")
     loop = LoopThread(consumer.run, "stalled")
     try:
@@ -173,7 +173,7 @@ def test_a_pts_restart_redelivered_to_a_new_group_gives_the_same_ids_and_repeats
     producer.flush(30)
 
     def run(group: str) -> list[dict[str, Any]]:
-        stage, follower = build_stage(kafka_bus, settings, detector, embedder)
+        stage, follower = stage_from_gallery_topic(kafka_bus, settings, detector, embedder)
         consumer = InferenceConsumer(kafka_bus, stage, settings, follower, group_id=group)
         before = len(read_all(kafka_bus, kafka_topics.matches, 0, limit_s=1))
         loop = LoopThread(consumer.run, group)

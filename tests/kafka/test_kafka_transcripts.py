@@ -15,8 +15,8 @@ from consumers.kafka.topics import TopicNames
 from consumers.kafka.transcript_topic import TranscriptFollower, publish_segments
 from consumers.payload_schemas import check_payload
 from consumers.settings import TopicSettings
+from consumers.settings.text import TextSettings
 from consumers.text.text_prior import TextPriors
-from consumers.text.text_settings import TextSettings
 from consumers.text.transcripts import TranscriptSegment
 from engines.categories import CATEGORIES
 from engines.gallery import GalleryIndex
@@ -67,8 +67,8 @@ def test_item_titles_follow_the_gallery_topic(kafka_bus: KafkaBus, kafka_topics:
     follower.on_titles = seen.append
     try:
         assert follower.load(30) == 2
-        assert follower.item_titles() == {"item-a": "西装短裤女"} and seen[-1] == {"item-a": "西装短裤女"}
-        assert follower.item_ids() == {"item-a", "item-b"}
+        assert follower.gallery.item_titles() == {"item-a": "西装短裤女"} and seen[-1] == {"item-a": "西装短裤女"}
+        assert follower.gallery.item_ids() == {"item-a", "item-b"}
         for record in read_all(kafka_bus, kafka_topics.gallery, 2):
             check_payload("gallery", json.loads(record.value or b"{}"))
     finally:
@@ -85,7 +85,7 @@ def test_a_transcript_on_kafka_reaches_the_match_event(
 
     from kafka_helpers import LoopThread, first_frame, gallery_entries, product_video, read_all
 
-    from consumers.kafka.infer import InferenceConsumer, build_stage
+    from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
     from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
     from consumers.settings import BatchSettings, Settings
 
@@ -97,7 +97,7 @@ def test_a_transcript_on_kafka_reaches_the_match_event(
                for e in gallery_entries(detector, embedder, first_frame(video), "item-A", "shop", settings.pipeline)]
     publish_gallery(producer, kafka_topics.gallery, entries)
     publish_segments(producer, kafka_topics.transcripts, [TranscriptSegment("told", "看一下 8302114 这条", 0.0, 1.0)])
-    stage, follower = build_stage(kafka_bus, settings, detector, embedder)
+    stage, follower = stage_from_gallery_topic(kafka_bus, settings, detector, embedder)
     consumer = InferenceConsumer(kafka_bus, stage, settings, follower, group_id="infer-text")
     loop = LoopThread(consumer.run, "infer-text")
     try:

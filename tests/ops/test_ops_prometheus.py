@@ -16,13 +16,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_server import PrometheusServer
 
-from consumers.embedded import make_stage
 from consumers.gallery_builder import build_gallery, find_shop_images, to_index
-from consumers.model_loading import ModelChoice, load_models
+from consumers.model_loading import load_models
 from consumers.observability.health import INFERENCE_CONDITIONS, HealthServer, Liveness, Readiness
 from consumers.observability.metrics import STAGES, PipelineMetrics
 from consumers.pipeline import SourceSpec
-from consumers.replay import ReplayOptions, replay
+from consumers.replay import replay
+from consumers.settings import ModelSettings
+from consumers.stage_builder import build_stage
 from stream.clock import SystemClock
 
 CONSUMER_TESTS = Path(__file__).resolve().parents[1] / "consumers"
@@ -41,7 +42,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.fail("Debian's prometheus is not installed (apt-get install prometheus; scripts/test.sh does it)")
     root = tmp_path_factory.mktemp("prometheus-world")
     packages = export_tiny_models(root / "models")
-    detector, embedder = load_models(ModelChoice(packages["detector"], packages["embedder"]), 0.05, 0.6)
+    detector, embedder = load_models(ModelSettings(str(packages["detector"]), str(packages["embedder"])), 0.05, 0.6)
     make_shop_images(root / "shop", ITEMS)
     build = build_gallery(find_shop_images(root / "shop"), detector, embedder, catalog="c1", progress=False)
     videos = {
@@ -56,9 +57,9 @@ def test_prometheus_scrapes_frame_counters_and_end_to_end_latency_during_a_repla
     liveness = Liveness(clock, max_silence_s=60.0)
     metrics = PipelineMetrics(CollectorRegistry(), clock=clock, liveness=liveness)
     readiness = Readiness(INFERENCE_CONDITIONS)
-    stage = make_stage(world["detector"], world["embedder"], world["gallery"], SETTINGS, clock, metrics=metrics)
+    stage = build_stage(world["detector"], world["embedder"], world["gallery"], SETTINGS, clock, metrics=metrics)
     readiness.set("engines_loaded", True, f"{world['detector'].spec.label} {world['embedder'].spec.label}")
-    readiness.set("gallery_bootstrapped", True, f"{len(world['gallery'].item_ids)} images")
+    readiness.set("gallery_bootstrapped", True, f"{len(world['gallery'])} images")
     readiness.set("partitions_assigned", True, "frames[0]")
     specs = [SourceSpec(sid, str(path)) for sid, path in world["videos"].items()]
     events: list[dict[str, Any]] = []
@@ -68,7 +69,7 @@ def test_prometheus_scrapes_frame_counters_and_end_to_end_latency_during_a_repla
         # Prometheus applies a new target after its discovery debounce; replay once it scraped us.
         prom.wait_for('up{job="livetag-inference"}', lambda v: v == 1, timeout_s=30.0)
         assert prom.scalar("livetag_frames_in_total") == 0
-        report = replay(stage, specs, ReplayOptions(speed="realtime"), events.append, batch=SETTINGS.batch,
+        report = replay(stage, specs, SETTINGS.with_overrides(replay__speed="realtime"), events.append,
                         clock=clock, progress=False, metrics=metrics)
         frames = report.frames_published
         assert frames == report.frames_consumed == 16  # 2 streams x 4 s x 10 fps, a keyframe every 5 frames
@@ -105,7 +106,7 @@ def test_prometheus_scrapes_frame_counters_and_end_to_end_latency_during_a_repla
             assert got == expected
         assert prom.scalar("sum(livetag_batch_size_sum)") == frames
         assert prom.scalar('livetag_consumer_lag{topic="frames",partition="0"}') == 0
-        assert prom.scalar("livetag_gallery_vectors") == len(world["gallery"].index)
+        assert prom.scalar("livetag_gallery_vectors") == len(world["gallery"])
         (model,) = prom.query("livetag_model_info")
         assert model["metric"]["detector"] == world["detector"].spec.label
         assert prom.scalar("min_over_time(livetag_frames_in_total[1m])") == 0  # scraped before, during, after

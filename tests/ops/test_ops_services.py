@@ -120,13 +120,14 @@ def test_infer_process_is_probed_and_scraped_while_it_consumes(
 ) -> None:
     bus, settings, names = topics
     from consumers.gallery_builder import build_gallery, find_shop_images, to_index
-    from consumers.model_loading import ModelChoice, load_models
+    from consumers.model_loading import load_models
+    from consumers.settings import ModelSettings
 
     packages = export_tiny_models(tmp_path / "models")
-    detector, embedder = load_models(ModelChoice(packages["detector"], packages["embedder"]), 0.05, 0.6)
+    detector, embedder = load_models(ModelSettings(str(packages["detector"]), str(packages["embedder"])), 0.05, 0.6)
     make_shop_images(tmp_path / "shop", {"A": "red", "B": "green"})
     build = build_gallery(find_shop_images(tmp_path / "shop"), detector, embedder, catalog="c1", progress=False)
-    to_index(build).index.save(tmp_path / "gallery")
+    to_index(build).save(tmp_path / "gallery")
     entries = read_gallery_folder(tmp_path / "gallery")
     publish_gallery(bus.producer(), names.gallery, entries)
     producer = bus.producer()

@@ -32,7 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, _serving: object = None) -> int:
     """Entry point; returns the exit code."""
     try:
         weights = tuple(float(x) for x in str(args.weights).split(","))

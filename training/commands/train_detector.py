@@ -134,7 +134,7 @@ def settings_from_args(args: argparse.Namespace) -> DetectorTrainSettings:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, _serving: object = None) -> int:
     """Entry point of ``livetag train detector``."""
     settings = settings_from_args(args)
     metrics = train(settings)

@@ -155,7 +155,7 @@ def settings_from_args(args: argparse.Namespace) -> EmbedderTrainSettings:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, _serving: object = None) -> int:
     """Entry point: train (and export when ``--export`` is given); returns the exit code."""
     from training.engine import cleanup_distributed, init_distributed
 

@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, _serving: object = None) -> int:
     """Generate the data set and print a one-line JSON summary."""
     from training.synth.generate import SynthConfig, generate
 

@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 
+from consumers.settings.text import TextSettings
 from consumers.text.ocr import OcrScheduler, RapidOcrReader
 from consumers.text.text_prior import TextPriors
-from consumers.text.text_settings import TextSettings
 from engines.categories import CATEGORIES
 from stream.clock import FakeClock
 

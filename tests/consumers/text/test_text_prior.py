@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from consumers.settings import SettingsError
+from consumers.settings.text import TextSettings
 from consumers.text.text_prior import MAX_PENDING, TextPriors
-from consumers.text.text_settings import TextSettings
 from engines.categories import CATEGORIES
 from stream.clock import FakeClock
 

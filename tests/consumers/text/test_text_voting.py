@@ -6,8 +6,8 @@ import jsonschema
 import pytest
 
 from consumers.events import SCHEMA_NAME, SCHEMA_NAME_V2, MatchEvent, load_schema
+from consumers.settings.text import TextSettings
 from consumers.text.text_prior import TextPriors
-from consumers.text.text_settings import TextSettings
 from consumers.voter import GalleryHit, Observation, StreamVoter, VoterSettings
 from engines.categories import CATEGORIES
 from stream.clock import FakeClock

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consumers.setting_checks import check, check_types, positive
+from consumers.settings.checks import check, check_types, positive
 
 OCR_MODES = ("off", "inline", "background")
 

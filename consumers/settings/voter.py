@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consumers.setting_checks import check, check_types, positive, unit_interval
+from consumers.settings.checks import check, check_types, positive, unit_interval
 
 VOTE_WEIGHTS = ("similarity", "similarity_sold_confidence", "similarity_sold_confidence_garment")
 

@@ -1,0 +1,181 @@
+"""Sections of the settings for models, the per-frame pipeline, batching, replays and observability."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from consumers.settings.checks import check, check_types, unit_interval
+from engines.loading import BACKENDS
+from stream.errors import SamplingSpecError
+from stream.sampling import SamplingSpec
+
+#: The shipped model packages (absolute, so every command finds them from any working directory).
+SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
+SPEEDS = ("realtime", "max")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model packages to load, and how.
+
+    Attributes:
+        detector_dir: Detector package folder (model.onnx + spec.json); default: the shipped one.
+        embedder_dir: Embedder package folder; default: the shipped one.
+        backend: ``onnxruntime`` (CPU by default), ``torch`` or ``tensorrt``.
+        detector_digest: Refuse the detector package unless its digest (spec, ONNX, weights) is this.
+        embedder_digest: The same for the embedder package.
+        flip_tta: Embed every crop and its mirror image and average them (2x embedder cost).
+    """
+
+    detector_dir: str = str(SHIPPED_MODELS / "detector")
+    embedder_dir: str = str(SHIPPED_MODELS / "embedder")
+    backend: str = "onnxruntime"
+    detector_digest: str | None = None
+    embedder_digest: str | None = None
+    flip_tta: bool = False
+
+    def __post_init__(self) -> None:
+        check_types(self, "models")
+        check(self.backend in BACKENDS, "models.backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        check(bool(self.detector_dir), "models.detector_dir", "is empty")
+        check(bool(self.embedder_dir), "models.embedder_dir", "is empty")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Per-frame thresholds and decoding of the inference pipeline.
+
+    Attributes:
+        detection_threshold: Minimum objectness to keep a box.
+        nms_iou: IoU above which the weaker of two boxes is dropped.
+        top_k: Gallery hits kept per detection.
+        category_top_k: Top categories of a detection compared with the product's categories. The
+            shipped detector's category head is weak (about 0.2 mAP@0.5 over 23 categories on stream
+            frames), so the check is loose: the top 8, and a mismatch only halves a vote
+            (``voter.category_mismatch_weight``); see docs/benchmarks.md.
+        crop_expand: Ratio a box is expanded by before embedding.
+        sold_threshold: Minimum sold-item probability for a detection to vote.
+        max_detections_per_frame: Detections embedded per frame (highest sold score first).
+        max_frame_age_s: Live load shedding: a frame whose ingest wall clock is older than this when
+            it reaches the models is dropped and counted (``dropped_frames_total{reason="stale"}``),
+            so latency stays bounded when the consumer is behind; 0 never drops
+            (replays and evaluation).
+        newest_frame_wins: Live streams: of several frames of one stream in a batch (the consumer
+            is behind), only the newest is decoded and analysed; the others are counted
+            (``dropped_frames_total{reason="superseded"}``). Off for replays and evaluation.
+        decoder_threads: FFmpeg slice threads per stream's decoder (0: FFmpeg chooses).
+        skip_loop_filter: Decode keyframes without H.264/HEVC deblocking (faster, slightly
+            blockier pictures; see ``stream.decode.PacketDecoder``).
+    """
+
+    detection_threshold: float = 0.3
+    nms_iou: float = 0.6
+    top_k: int = 5
+    category_top_k: int = 8
+    crop_expand: float = 0.1
+    sold_threshold: float = 0.3
+    max_detections_per_frame: int = 8
+    max_frame_age_s: float = 0.0
+    newest_frame_wins: bool = False
+    decoder_threads: int = 1
+    skip_loop_filter: bool = False
+
+    def __post_init__(self) -> None:
+        check_types(self, "pipeline")
+        check(0 <= self.decoder_threads <= 64, "pipeline.decoder_threads",
+              f"must be in 0..64 (0: FFmpeg chooses), got {self.decoder_threads}")
+        check(self.max_frame_age_s >= 0, "pipeline.max_frame_age_s", f"must be >= 0, got {self.max_frame_age_s}")
+        for name in ("detection_threshold", "nms_iou", "sold_threshold"):
+            unit_interval(f"pipeline.{name}", getattr(self, name))
+        for name in ("top_k", "category_top_k", "max_detections_per_frame"):
+            check(getattr(self, name) >= 1, f"pipeline.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(0.0 <= self.crop_expand <= 1.0, "pipeline.crop_expand", f"must be in [0, 1], got {self.crop_expand}")
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Cross-stream micro-batching.
+
+    Attributes:
+        max_batch: Most frames in one model call.
+        max_wait_ms: Longest a frame waits for the batch to fill.
+        decoded_queue_batches: Decoded batches waiting for the model thread
+            (:func:`consumers.stage_runner.run_decoupled_loop`); drop policy ``block``: a full queue
+            holds the poller back, nothing is dropped.
+    """
+
+    max_batch: int = 16
+    max_wait_ms: float = 20.0
+    decoded_queue_batches: int = 2
+
+    def __post_init__(self) -> None:
+        check_types(self, "batch")
+        check(self.max_batch >= 1, "batch.max_batch", f"must be >= 1, got {self.max_batch}")
+        check(self.max_wait_ms >= 0, "batch.max_wait_ms", f"must be >= 0, got {self.max_wait_ms}")
+        check(self.decoded_queue_batches >= 1, "batch.decoded_queue_batches",
+              f"must be >= 1, got {self.decoded_queue_batches}")
+
+
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """How recorded videos are read by the embedded commands (demo, replay, eval).
+
+    Attributes:
+        speed: ``realtime`` (paced to the stream's timestamps) or ``max``.
+        sampling: ``keyframes`` (demux only) or ``fps:N`` (decode and take N frames a second).
+        max_in_flight: Frames published but not processed before readers wait (policy ``block``).
+        max_concurrent_sources: Videos read at the same time.
+        decoupled: Decode and run the models on two threads (see ``run_decoupled_loop``).
+    """
+
+    speed: str = "max"
+    sampling: str = "keyframes"
+    max_in_flight: int = 64
+    max_concurrent_sources: int = 8
+    decoupled: bool = True
+
+    def __post_init__(self) -> None:
+        check_types(self, "replay")
+        check(self.speed in SPEEDS, "replay.speed", f"must be realtime or max, got {self.speed!r}")
+        try:
+            SamplingSpec.parse(self.sampling)
+        except SamplingSpecError as exc:
+            check(False, "replay.sampling", str(exc))
+        check(self.max_in_flight >= 1, "replay.max_in_flight", f"must be >= 1, got {self.max_in_flight}")
+        check(self.max_concurrent_sources >= 1, "replay.max_concurrent_sources",
+              f"must be >= 1, got {self.max_concurrent_sources}")
+
+    @property
+    def sampling_spec(self) -> SamplingSpec:
+        """:attr:`sampling` parsed."""
+        return SamplingSpec.parse(self.sampling)
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    """Metrics, health and logs.
+
+    Attributes:
+        bind_host: Address of the metrics (``/metrics``) and health (``/healthz``) HTTP server.
+        port: Its port; 0 turns the server off.
+        log_format: ``json`` or ``text``.
+        log_level: DEBUG, INFO, WARNING or ERROR.
+    """
+
+    bind_host: str = "0.0.0.0"
+    port: int = 9108
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        check_types(self, "observability")
+        check(bool(self.bind_host), "observability.bind_host", "is empty")
+        check(0 <= self.port <= 65535, "observability.port", f"must be in [0, 65535], got {self.port}")
+        check(self.log_format in ("json", "text"), "observability.log_format",
+              f"must be json or text, got {self.log_format!r}")
+        check(self.log_level in LOG_LEVELS, "observability.log_level",
+              f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
