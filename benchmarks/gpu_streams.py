@@ -42,11 +42,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from consumers.bus import Record  # noqa: E402
-from consumers.demo import DEFAULT_SAMPLE, find_sample  # noqa: E402
-from consumers.gallery_builder import build_gallery, find_shop_images, to_index  # noqa: E402
-from consumers.model_loading import DEFAULT_MODELS_DIR  # noqa: E402
+from consumers.services.demo import DEFAULT_SAMPLE, find_sample  # noqa: E402
 from consumers.settings import Settings  # noqa: E402
-from consumers.stage_builder import build_stage, quiet_library_logs  # noqa: E402
+from consumers.stage.builder import build_stage, quiet_library_logs  # noqa: E402
+from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index  # noqa: E402
+from consumers.stage.model_loading import DEFAULT_MODELS_DIR  # noqa: E402
 from engines import load_detector, load_embedder  # noqa: E402
 from stream.clock import SystemClock  # noqa: E402
 from stream.decode import PacketDecoder  # noqa: E402

@@ -34,8 +34,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.bus import TopicSpec  # noqa: E402
-from consumers.kafka.broker import KafkaBroker, ensure_jars, kafka_home  # noqa: E402
-from consumers.kafka.bus import KafkaBus, KafkaBusConsumer  # noqa: E402
+from consumers.bus.kafka import KafkaBus, KafkaBusConsumer  # noqa: E402
+from consumers.bus.kafka_broker import KafkaBroker, ensure_jars, kafka_home  # noqa: E402
 
 VARIANTS = ("join-wait", "short-polls")
 

@@ -4,7 +4,7 @@ Both paths read the same recorded files at full speed (keyframes), run the same 
 (detector -> embedder -> gallery search -> voter) with the same micro-batch settings and publish the
 match events; the clock stops when every frame was processed and committed.
 
-* in-process: ``consumers.replay.replay`` (reader threads -> InProcessBus ``frames`` -> stage -> ``matches``);
+* in-process: ``consumers.services.replay.replay`` (reader threads -> InProcessBus ``frames`` -> stage -> ``matches``);
 * Kafka: ``replay_to_kafka`` (the same reader threads -> broker ``frames``) while one
   ``InferenceConsumer`` (``livetag infer``'s loop) consumes, publishes to ``matches`` and commits.
 
@@ -36,15 +36,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.bus import TopicPartition  # noqa: E402
-from consumers.kafka.bus import KafkaBus  # noqa: E402
-from consumers.kafka.gallery_topic import GalleryEntry, publish_gallery  # noqa: E402
-from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic  # noqa: E402
-from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka  # noqa: E402
-from consumers.kafka.topics import topic_specs  # noqa: E402
-from consumers.pipeline import SourceSpec  # noqa: E402
-from consumers.replay import replay  # noqa: E402
+from consumers.bus.kafka import KafkaBus  # noqa: E402
+from consumers.bus.topics import topic_specs  # noqa: E402
+from consumers.services.embedded import SourceSpec  # noqa: E402
+from consumers.services.gallery_follower import GalleryEntry, publish_gallery  # noqa: E402
+from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic  # noqa: E402
+from consumers.services.replay import replay  # noqa: E402
+from consumers.services.replay_to_kafka import ReplayFile, replay_to_kafka  # noqa: E402
 from consumers.settings import BatchSettings, Settings, TopicSettings  # noqa: E402
-from consumers.stage_builder import build_stage  # noqa: E402
+from consumers.stage.builder import build_stage  # noqa: E402
 from engines import load_detector, load_embedder  # noqa: E402
 from engines.gallery import GalleryIndex  # noqa: E402
 from engines.preprocess import crop  # noqa: E402
@@ -179,7 +179,7 @@ def main() -> int:
     broker = None
     bootstrap = args.bootstrap
     if bootstrap is None:
-        from consumers.kafka.broker import KafkaBroker, ensure_jars, kafka_home
+        from consumers.bus.kafka_broker import KafkaBroker, ensure_jars, kafka_home
 
         broker = KafkaBroker(work / "broker", ensure_jars(kafka_home()))
         bootstrap = broker.start()

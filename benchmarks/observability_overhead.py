@@ -15,7 +15,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, generate_latest
 
 from consumers.bus import Record, TopicSpec
-from consumers.in_process_bus import InProcessBus
+from consumers.bus.in_process import InProcessBus
 from consumers.observability.logging_setup import bind_stream, reset_logging, setup_logging
 from consumers.observability.metrics import STAGES, PipelineMetrics
 from stream.clock import SystemClock

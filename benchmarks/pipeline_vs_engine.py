@@ -28,18 +28,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from consumers.demo import DEFAULT_SAMPLE, find_sample  # noqa: E402
-from consumers.gallery_builder import build_gallery, find_shop_images, to_index  # noqa: E402
-from consumers.model_loading import DEFAULT_MODELS_DIR, load_models  # noqa: E402
-from consumers.pipeline import SourceSpec  # noqa: E402
-from consumers.replay import replay  # noqa: E402
+from consumers.services.demo import DEFAULT_SAMPLE, find_sample  # noqa: E402
+from consumers.services.embedded import SourceSpec  # noqa: E402
+from consumers.services.replay import replay  # noqa: E402
 from consumers.settings import (  # noqa: E402
     BatchSettings,
     ModelSettings,
     PipelineSettings,
     Settings,
 )
-from consumers.stage_builder import build_stage, quiet_library_logs  # noqa: E402
+from consumers.stage.builder import build_stage, quiet_library_logs  # noqa: E402
+from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index  # noqa: E402
+from consumers.stage.model_loading import DEFAULT_MODELS_DIR, load_models  # noqa: E402
 from stream.clock import SystemClock  # noqa: E402
 from stream.decode import PacketDecoder  # noqa: E402
 from stream.frames import iter_frame_packets  # noqa: E402

@@ -32,9 +32,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consumers.model_loading import load_models  # noqa: E402
 from consumers.settings import Settings  # noqa: E402
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
+from consumers.stage.model_loading import load_models  # noqa: E402
 from engines.preprocess import crop, iou_matrix  # noqa: E402
 from training.tianchi import TianchiDataset, read_frames  # noqa: E402
 
@@ -49,7 +49,7 @@ def annotated_crops(data: TianchiDataset) -> tuple[list[np.ndarray], list[str], 
     Returns:
         ``(queries, query_items, query_videos, gallery, gallery_items)``; crops are (h, w, 3) uint8 RGB.
     """
-    from consumers.gallery_builder import read_rgb
+    from consumers.stage.gallery_builder import read_rgb
 
     items = data.instance_to_item()
     gallery, gallery_items = [], []
@@ -135,8 +135,8 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) 
 def pipeline_figures(root: Path, models: Settings, pipeline_args: list[str] | None = None) -> dict[str, Any]:
     """``livetag eval tianchi`` with its default settings (the environment is not read), the models of
     ``models.models`` and the pipeline options ``pipeline_args``."""
-    from consumers.commands.eval_tianchi import SETTINGS_DEFAULTS
-    from consumers.eval_runner import run_tianchi_eval
+    from training.commands.eval_tianchi import SETTINGS_DEFAULTS
+    from training.evaluation.runner import run_tianchi_eval
 
     parser = argparse.ArgumentParser()
     add_setting_options(parser, "batch", "pipeline", "replay", defaults=SETTINGS_DEFAULTS)

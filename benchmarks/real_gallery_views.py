@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_accuracy import annotated_crops, item_recall  # noqa: E402
 
-from consumers.model_loading import load_models  # noqa: E402
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
+from consumers.stage.model_loading import load_models  # noqa: E402
 from training.tianchi import TianchiDataset  # noqa: E402
 
 

@@ -24,7 +24,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("replay",): ("consumers.commands.replay", "Replay recorded videos through the pipeline."),
     ("gallery", "build"): ("consumers.commands.gallery_build", "Embed shop images into a gallery index."),
     ("gallery", "publish"): ("consumers.commands.gallery_publish", "Publish a gallery to the Kafka topic."),
-    ("eval", "tianchi"): ("consumers.commands.eval_tianchi", "Evaluate on a data set in the Tianchi layout."),
+    ("eval", "tianchi"): ("training.commands.eval_tianchi", "Evaluate on a data set in the Tianchi layout."),
     ("dev", "kafka"): ("consumers.commands.dev_kafka", "Run a local single-node KRaft Kafka broker."),
     ("topics", "create"): ("consumers.commands.topics_create", "Create the LiveTag Kafka topics."),
     ("ingest",): ("consumers.commands.ingest", "Ingest worker: streams topic -> frames topic."),

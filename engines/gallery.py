@@ -64,7 +64,7 @@ class GalleryHit:
     image_id: str
     item_id: str
     score: float
-    item_box: tuple[float, float, float, float] | None
+    item_box: tuple[float, float, float, float] | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
 

@@ -153,6 +153,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``[x1, y1, x2, y2]`` boxes (:func:`iou_matrix` of one pair)."""
+    return float(iou_matrix(np.asarray([a], np.float64), np.asarray([b], np.float64))[0, 0])
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.6) -> np.ndarray:
     """Greedy class-agnostic non-maximum suppression.
 

@@ -28,6 +28,8 @@ from stream.pacing import Pacer
 
 log = logging.getLogger(__name__)
 
+#: File name suffixes taken as recorded video (sample folders, data sets).
+VIDEO_FILE_SUFFIXES = (".mp4", ".mkv", ".mov", ".flv", ".ts", ".avi", ".webm")
 LIVE_SCHEMES = ("rtmp", "rtmps", "rtsp", "rtsps", "http", "https", "hls", "srt", "udp", "tcp", "rtp")
 # Options FFmpeg gets for a scheme unless the caller sets them. FLV over RTMP declares its tracks
 # only in the data, so FFmpeg probes for ``analyzeduration`` (5 s by default) before the first

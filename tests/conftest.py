@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from consumers.kafka.broker import KafkaBroker, ensure_jars, kafka_home
+from consumers.bus.kafka_broker import KafkaBroker, ensure_jars, kafka_home
 
 
 @pytest.fixture(scope="session")

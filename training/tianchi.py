@@ -27,6 +27,7 @@ import numpy as np
 
 from engines.preprocess import expand_box
 from stream.errors import LiveTagError
+from stream.source import VIDEO_FILE_SUFFIXES
 from training.categories import UnknownCategoryError, canonical
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "TianchiMissingFileError", "VideoRecord", "expand_box", "read_frames",
 ]
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".flv", ".ts")
 
 
 class TianchiFormatError(LiveTagError):
@@ -231,7 +231,7 @@ class TianchiDataset:
         return list(self._videos)
 
     def _video_file(self, video_id: str, named_by: Path) -> Path:
-        for suffix in VIDEO_SUFFIXES:
+        for suffix in VIDEO_FILE_SUFFIXES:
             candidate = self.root / "video" / f"{video_id}{suffix}"
             if candidate.is_file():
                 return candidate

@@ -13,7 +13,7 @@ SETTINGS_DEFAULTS = {"batch__max_batch": 8, "replay__speed": "realtime", "replay
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from consumers.demo import DEFAULT_SAMPLE
+    from consumers.services.demo import DEFAULT_SAMPLE
 
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE,
                         help="sample folder: image/<item_id>/<n>.jpg and video/*.mp4 (default: the shipped one)")
@@ -22,7 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.stage_builder import quiet_library_logs
+    from consumers.stage.builder import quiet_library_logs
 
     quiet_library_logs()
     if settings.observability.log_level == "INFO":  # the match lines are the demo's output; source chatter only on request
@@ -31,9 +31,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         logging.getLogger("stream").setLevel(logging.WARNING)
     from typing import Any
 
-    from consumers.demo import find_sample, run_demo
-    from consumers.match_printer import printer
-    from consumers.pipeline import write_jsonl
+    from consumers.services.demo import find_sample, run_demo
+    from consumers.services.embedded import write_jsonl
+    from consumers.services.match_printer import printer
 
     sample = find_sample(args.sample)
     show = printer()

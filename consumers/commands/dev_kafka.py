@@ -23,8 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import tempfile
 
-    from consumers.kafka.broker import KafkaBroker, ensure_jars, kafka_home
-    from consumers.kafka.command_support import quiet_kafka_logs, stop_on_signals
+    from consumers.bus.kafka_broker import KafkaBroker, ensure_jars, kafka_home
+    from consumers.services.command_support import quiet_kafka_logs, stop_on_signals
 
     quiet_kafka_logs()
     libs = ensure_jars(kafka_home())
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     broker.start()
     try:
         if args.create_topics:
-            from consumers.kafka.bus import KafkaBus
-            from consumers.kafka.topics import topic_specs
+            from consumers.bus.kafka import KafkaBus
+            from consumers.bus.topics import topic_specs
 
             KafkaBus(broker.bootstrap).create_topics(topic_specs(settings.topics))
         print(f"Kafka broker ready: bootstrap {broker.bootstrap}  (log: {broker.log_file}; Ctrl-C stops it)")

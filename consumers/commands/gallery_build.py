@@ -22,11 +22,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.stage_builder import quiet_library_logs
+    from consumers.stage.builder import quiet_library_logs
 
     quiet_library_logs()
-    from consumers.gallery_builder import build_gallery, find_shop_images, to_index
-    from consumers.model_loading import load_models
+    from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index
+    from consumers.stage.model_loading import load_models
 
     images = find_shop_images(args.images, args.annotations)
     detector, embedder = load_models(settings.models)

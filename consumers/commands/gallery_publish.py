@@ -21,8 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import dataclasses
 
-    from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs
-    from consumers.kafka.gallery_topic import GalleryFollower, publish_gallery, read_gallery_folder
+    from consumers.services.command_support import kafka_bus, quiet_kafka_logs
+    from consumers.services.gallery_follower import GalleryFollower, publish_gallery, read_gallery_folder
 
     quiet_kafka_logs(one_shot=True)
     entries = read_gallery_folder(args.gallery)

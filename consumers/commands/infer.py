@@ -13,12 +13,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs, stop_on_signals
-    from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
-    from consumers.model_loading import load_models
     from consumers.observability.health import INFERENCE_CONDITIONS
     from consumers.observability.service import ServiceObservability
-    from consumers.stage_builder import quiet_library_logs
+    from consumers.services.command_support import kafka_bus, quiet_kafka_logs, stop_on_signals
+    from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic
+    from consumers.stage.builder import quiet_library_logs
+    from consumers.stage.model_loading import load_models
     from engines.gallery import EmptyGalleryError
 
     quiet_library_logs()

@@ -13,11 +13,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs, stop_on_signals
-    from consumers.kafka.ingest import IngestWorker
-    from consumers.kafka.topics import TopicNames
+    from consumers.bus.topics import TopicNames
     from consumers.observability.health import INGEST_CONDITIONS
     from consumers.observability.service import ServiceObservability
+    from consumers.services.command_support import kafka_bus, quiet_kafka_logs, stop_on_signals
+    from consumers.services.ingest import IngestWorker
 
     quiet_kafka_logs()
     obs = ServiceObservability.start(settings, INGEST_CONDITIONS)

@@ -21,24 +21,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transcripts", type=Path, default=None, metavar="DIR",
                         help="speech transcripts: DIR/<stream>.txt (whole stream) or .jsonl ({text, start, end} a line)")
     add_setting_options(parser, "models", "batch", "pipeline", "replay", defaults=SETTINGS_DEFAULTS)
-    from consumers.kafka.replay_to_kafka import add_to_kafka_arguments
+    from consumers.services.replay_to_kafka import add_to_kafka_arguments
 
     add_to_kafka_arguments(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.stage_builder import quiet_library_logs
+    from consumers.stage.builder import quiet_library_logs
 
     quiet_library_logs()
-    from consumers.gallery_builder import load_gallery
-    from consumers.model_loading import load_models
-    from consumers.pipeline import write_jsonl
-    from consumers.replay import ReplayInputError, replay, source_specs
-    from consumers.stage_builder import build_stage
+    from consumers.services.embedded import write_jsonl
+    from consumers.services.replay import ReplayInputError, replay, source_specs
+    from consumers.stage.builder import build_stage
+    from consumers.stage.gallery_builder import load_gallery
+    from consumers.stage.model_loading import load_models
     from stream.clock import SystemClock
 
     if args.to_kafka:
-        from consumers.kafka.replay_to_kafka import run_to_kafka
+        from consumers.services.replay_to_kafka import run_to_kafka
 
         return run_to_kafka(args, settings)
     if args.gallery is None or args.out is None:

@@ -13,8 +13,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.kafka.command_support import kafka_bus, quiet_kafka_logs
-    from consumers.kafka.topics import ensure_topics, topic_specs
+    from consumers.bus.topics import ensure_topics, topic_specs
+    from consumers.services.command_support import kafka_bus, quiet_kafka_logs
 
     quiet_kafka_logs(one_shot=True)
     specs = topic_specs(settings.topics)

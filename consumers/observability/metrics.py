@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from consumers.bus import Consumer, Record, TopicPartition
-from consumers.events import SCHEMA_NAME, SCHEMA_NAME_V2
+from consumers.messages.match_event import SCHEMA_NAME, SCHEMA_NAME_V2
 from consumers.observability.health import Liveness
 from consumers.observability.redact import Redactor
 from stream.clock import Clock, SystemClock

@@ -102,7 +102,7 @@ class BatchSettings:
         max_batch: Most frames in one model call.
         max_wait_ms: Longest a frame waits for the batch to fill.
         decoded_queue_batches: Decoded batches waiting for the model thread
-            (:func:`consumers.stage_runner.run_decoupled_loop`); drop policy ``block``: a full queue
+            (:func:`consumers.stage.loops.run_decoupled_loop`); drop policy ``block``: a full queue
             holds the poller back, nothing is dropped.
     """
 

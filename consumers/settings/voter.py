@@ -1,4 +1,4 @@
-"""Settings of the per-stream voter (``consumers.voter``): validated once, then passed down."""
+"""Settings of the per-stream voter (``consumers.voting.voter``): validated once, then passed down."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ VOTE_WEIGHTS = ("similarity", "similarity_sold_confidence", "similarity_sold_con
 
 @dataclass(frozen=True)
 class VoterSettings:
-    """The per-stream voter (see consumers.voter for the rules).
+    """The per-stream voter (see consumers.voting.voter for the rules).
 
     Attributes:
         half_life_s: Stream seconds for a vote to lose half its weight.

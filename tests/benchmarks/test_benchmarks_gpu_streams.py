@@ -52,7 +52,7 @@ def test_streams_part_measures_latency_of_every_analysed_frame(result: dict) -> 
 
 def test_live_feed_keeps_only_the_newest_frame_of_a_stream() -> None:
     module = _load_benchmark()
-    from consumers.demo import DEFAULT_SAMPLE, find_sample
+    from consumers.services.demo import DEFAULT_SAMPLE, find_sample
     from stream.clock import SystemClock
     from stream.frames import iter_frame_packets
 

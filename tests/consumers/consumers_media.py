@@ -80,7 +80,7 @@ def make_tianchi_root(root: Path, videos: dict[str, list[str]], items: dict[str,
     for item in items:
         for n in range(2):
             doc = {"item_id": item, "img_name": f"{n}.jpg", "annotations": [
-                {"box": [12, 14 + 4 * n, 84, 114], "label": "top", "viewpoint": 0, "display": 1,
+                {"box": [12, 14 + 4 * n, 84, 114], "label": "短袖上衣", "viewpoint": 0, "display": 1,
                  "instance_id": instance[item]}]}
             path = root / "image_annotation" / item / f"{n}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def make_tianchi_root(root: Path, videos: dict[str, list[str]], items: dict[str,
             for i in range(per):
                 x = int(40 + 10 * np.sin(i / fps))
                 frames.append({"frame_index": s * per + i, "annotations": [
-                    {"box": [x, 30, x + 60, 100], "label": "top", "viewpoint": 0, "display": 1,
+                    {"box": [x, 30, x + 60, 100], "label": "短袖上衣", "viewpoint": 0, "display": 1,
                      "instance_id": instance[item_of_colour[colour]]}]})
             segments.setdefault(video_id, []).append({
                 "item_id": item_of_colour[colour], "instance_id": instance[item_of_colour[colour]],

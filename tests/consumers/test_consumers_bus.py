@@ -18,7 +18,7 @@ from consumers.bus import (
     partition_for,
     range_assign,
 )
-from consumers.in_process_bus import InProcessBus
+from consumers.bus.in_process import InProcessBus
 from stream.clock import FakeClock
 
 

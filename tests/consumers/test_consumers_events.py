@@ -10,8 +10,9 @@ import jsonschema
 import pytest
 
 from consumers.bus import TopicSpec
-from consumers.dead_letter import DeadLetter, DeadLetterError, send_to_dlq
-from consumers.events import (
+from consumers.bus.in_process import InProcessBus
+from consumers.messages.dead_letter import DeadLetter, DeadLetterError, send_to_dlq
+from consumers.messages.match_event import (
     MAX_EVIDENCE,
     Evidence,
     MatchEvent,
@@ -19,7 +20,6 @@ from consumers.events import (
     load_schema,
     make_event_id,
 )
-from consumers.in_process_bus import InProcessBus
 from stream.clock import FakeClock
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from consumers_media import export_tiny_models, make_shop_images
 
-from consumers.gallery_builder import (
+from consumers.settings import ModelSettings
+from consumers.stage.gallery_builder import (
     EmptyGalleryError,
     ShopImageError,
     build_gallery,
@@ -19,8 +20,7 @@ from consumers.gallery_builder import (
     load_gallery,
     to_index,
 )
-from consumers.model_loading import load_models
-from consumers.settings import ModelSettings
+from consumers.stage.model_loading import load_models
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,9 +14,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.bus import Record, TopicPartition, TopicSpec
-from consumers.dead_letter import send_to_dlq
-from consumers.events import SCHEMA_NAME
-from consumers.in_process_bus import InProcessBus
+from consumers.bus.in_process import InProcessBus
+from consumers.messages.dead_letter import send_to_dlq
+from consumers.messages.match_event import SCHEMA_NAME
 from consumers.observability.health import (
     HealthServer,
     HealthServerError,
@@ -298,43 +297,33 @@ class _IdentityEmbedder:
         return np.stack([c.reshape(-1)[:4].astype(np.float32) for c in crops])
 
 
-class _Stage:
-    def __init__(self, clock: FakeClock) -> None:
-        from consumers.settings import VoterSettings
-        from consumers.voter import StreamVoter
-        from engines.gallery import GalleryIndex
+def test_model_calls_time_each_stage_and_record_sizes(metrics: PipelineMetrics) -> None:
+    from consumers.stage.model_calls import ModelCalls
+    from engines.gallery import GalleryIndex
+    from stream.decode import PacketDecoder
 
-        self.detector: Any = _ConstantDetector()
-        self.embedder: Any = _IdentityEmbedder()
-        self.gallery: Any = GalleryIndex(4)
-        self.gallery.add(["g1", "g2"], ["A", "B"], np.eye(4, dtype=np.float32)[:2])
-        self.voter: Any = StreamVoter(VoterSettings(), clock)
-        self.decoder = None
-
-
-def test_instrument_stage_times_each_collaborator_and_delegates(metrics: PipelineMetrics, clock: FakeClock) -> None:
-    from consumers.observability.instrument import MeteredDetector, instrument_stage
-
-    stage = _Stage(clock)
-    gallery = stage.gallery
-    assert instrument_stage(stage, metrics) is stage
-    instrument_stage(stage, metrics)  # twice: no double wrapping
-    assert isinstance(stage.detector, MeteredDetector) and not isinstance(stage.detector._inner, MeteredDetector)
-    assert stage.decoder is None
+    gallery = GalleryIndex(4)
+    gallery.add(["g1", "g2"], ["A", "B"], np.eye(4, dtype=np.float32)[:2])
+    calls = ModelCalls(_ConstantDetector(), _IdentityEmbedder(), gallery, PacketDecoder(), metrics)  # type: ignore[arg-type]
     frames = [np.zeros((8, 8, 3), np.uint8)] * 3
-    assert stage.detector.detect(frames) == ["dets"] * 3
-    vectors = stage.embedder.embed([np.ones((2, 2, 3), np.uint8)])
-    hits = stage.gallery.search(vectors, k=1)
+    assert calls.detect(frames) == ["dets"] * 3
+    vectors, garment = calls.embed([np.ones((2, 2, 3), np.uint8)])
+    assert garment is None  # an embedder without the garment output
+    hits = calls.search(vectors, 1, None)
     assert len(hits) == 1 and hits[0][0].item_id in ("A", "B")
-    assert stage.voter.observe("s1", 0.0, []) == []
-    assert stage.gallery.dim == 4 and len(stage.gallery) == len(gallery) == 2 and bool(stage.gallery)
+    assert calls.search(vectors, 1, frozenset({"B"}))[0][0].item_id == "B"
+    with calls.timed("vote"):
+        pass
     reg = metrics.registry
     for name in ("detect", "embed", "search", "vote"):
-        assert reg.get_sample_value("livetag_stage_latency_seconds_count", {"stage": name}) == 1
+        assert reg.get_sample_value("livetag_stage_latency_seconds_count", {"stage": name}) == (2 if name == "search" else 1)
     assert reg.get_sample_value("livetag_batch_size_sum") == 3
     assert reg.get_sample_value("livetag_gallery_vectors") == 2
-    assert reg.get_sample_value("livetag_active_streams") == 1
     assert reg.get_sample_value("livetag_model_info", {"detector": "det@1", "embedder": "emb@2"}) == 1
+    gallery.remove_items(["A", "B"])  # an emptied gallery answers no hits instead of failing the batch
+    assert calls.search(vectors, 1, None) == [[]]
+    quiet = ModelCalls(_ConstantDetector(), _IdentityEmbedder(), gallery, PacketDecoder())  # type: ignore[arg-type]
+    assert quiet.detect(frames) == ["dets"] * 3 and quiet.embed([])[0].shape == (0, 0)
 
 
 def test_source_meter_turns_cumulative_reader_counters_into_increments(metrics: PipelineMetrics) -> None:

@@ -13,27 +13,27 @@ import pytest
 from consumers_media import ITEMS, LOOSE_SETTINGS, export_tiny_models, make_shop_images, make_video
 
 from consumers.bus import BusError, Record, TopicPartition
-from consumers.dead_letter import DeadLetter
-from consumers.events import validate_match_event
-from consumers.gallery_builder import build_gallery, find_shop_images, to_index
-from consumers.in_process_bus import InProcessBus
-from consumers.inference_stage import InferenceStage
-from consumers.match_summary import Hit
-from consumers.model_loading import load_models
-from consumers.pipeline import (
+from consumers.bus.in_process import InProcessBus
+from consumers.messages.dead_letter import DeadLetter
+from consumers.messages.match_event import validate_match_event
+from consumers.services.embedded import (
     EmbeddedPipeline,
     InFlightWindow,
     SourceSpec,
     run_decoupled_loop,
     run_stage_loop,
 )
-from consumers.replay import file_frame_source, replay
+from consumers.services.replay import file_frame_source, replay
 from consumers.settings import ModelSettings
-from consumers.stage_builder import build_stage
+from consumers.stage.builder import build_stage
+from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index
+from consumers.stage.inference_stage import InferenceStage
+from consumers.stage.model_loading import load_models
 from engines.gallery import GalleryIndex
 from stream.clock import FakeClock
 from stream.frames import iter_frame_packets
 from stream.packet import FramePacket
+from training.evaluation.match_summary import Hit
 
 SETTINGS = LOOSE_SETTINGS
 
@@ -245,7 +245,7 @@ def test_stage_isolates_a_frame_the_models_reject(world: dict[str, Any]) -> None
         def drop(self, stream_id: str) -> None:
             self.inner.drop(stream_id)
 
-    stage.decoder = TinyFrameDecoder(stage.decoder)
+    stage.models.decoder = TinyFrameDecoder(stage.models.decoder)
     outputs = stage.process(records)
     letters = [DeadLetter.from_record(r) for r in outputs if r.topic == "dlq"]
     assert len(letters) == 1 and letters[0].offset == 1 and letters[0].stage == "infer"
@@ -263,7 +263,7 @@ def test_shipped_models_tag_the_demo_sample() -> None:
     """The real thing: shipped models, shipped sample, default settings; the middle product is found
     inside its shown segment, with a box on the frame and on a shop image of that product."""
     from consumers.commands.replay import SETTINGS_DEFAULTS
-    from consumers.demo import find_sample
+    from consumers.services.demo import find_sample
     from consumers.settings.options import load_settings
 
     settings = load_settings(None, {}, SETTINGS_DEFAULTS)  # what `livetag replay` runs with
@@ -314,14 +314,14 @@ def test_a_poison_record_of_any_error_class_is_a_dead_letter_and_the_loop_goes_o
             producer.produce("frames", b"oversized", b"\x00" * 8_388_308, headers)
             producer.produce("frames", b"overflow", value, headers)
     stage = _stage(world, clock)
-    decode = stage.decoder.decode
+    decode = stage.models.decoder.decode
 
     def fragile(packet: FramePacket) -> np.ndarray:
         if packet.stream_id == "overflow":
             raise OverflowError("int too large to convert to C long")
         return decode(packet)
 
-    stage.decoder.decode = fragile  # type: ignore[method-assign]
+    stage.models.decoder.decode = fragile  # type: ignore[method-assign]
     stop = threading.Event()
     stop.set()
     counters = run_decoupled_loop(bus.consumer(["frames"], "infer"), producer, stage, stop, SETTINGS.batch)
@@ -336,7 +336,7 @@ def test_a_poison_record_of_any_error_class_is_a_dead_letter_and_the_loop_goes_o
 def test_a_dead_letter_too_large_for_its_topic_is_cut_and_keeps_size_and_hash() -> None:
     import hashlib
 
-    from consumers.dead_letter import MAX_DEAD_LETTER_BYTES
+    from consumers.messages.dead_letter import MAX_DEAD_LETTER_BYTES
 
     value = bytes(range(256)) * 32_767  # 8,388,352 bytes: fits frames (8 MiB) but not with dlq headers
     headers = [("codec", b"h264"), ("huge", b"h" * 300_000)]
@@ -358,7 +358,7 @@ def test_a_stream_that_stops_ends_its_segment_on_the_idle_timer(world: dict[str,
     voter's idle eviction (injected clock) publishes ``match.ended``."""
     import time
 
-    from consumers import pipeline as runners
+    from consumers.stage import loops as runners
 
     clock = FakeClock()
     bus = InProcessBus(clock)
@@ -507,7 +507,7 @@ def test_the_stage_decodes_with_the_decoder_settings(world: dict[str, Any]) -> N
     settings = SETTINGS.with_overrides(pipeline__decoder_threads=2, pipeline__skip_loop_filter=True)
     stage = build_stage(world["detector"], world["embedder"], world["gallery"], settings, FakeClock())
     try:
-        assert stage.decoder.threads == 2 and stage.decoder.skip_loop_filter is True
+        assert stage.models.decoder.threads == 2 and stage.models.decoder.skip_loop_filter is True
         packet = _packets(world["videos"]["s1"], "s1")[0]
         frames, letters = stage.decode_records([Record("frames", *packet.to_record())])
         assert letters == [] and frames[0].image.ndim == 3

@@ -24,8 +24,8 @@ from consumers.observability.logging_setup import (
 )
 from consumers.observability.metrics import PipelineMetrics
 from consumers.observability.redact import Redactor, redact_url, secrets_from_environ, secrets_from_settings
-from consumers.pipeline import SourceSpec
-from consumers.replay import replay
+from consumers.services.embedded import SourceSpec
+from consumers.services.replay import replay
 from consumers.settings import KafkaSettings, SecretStr, Settings
 from stream.clock import FakeClock
 from stream.errors import SourceOpenError
@@ -159,7 +159,7 @@ def test_credentials_of_a_failing_rtmp_source_and_sasl_never_reach_logs_or_metri
     assert all(d["stream_id"] == "cam1" and "rtmp://***@127.0.0.1" in d["message"] for d in retries)
     gave_up = next(d for d in lines if d["message"] == "source gave up")
     assert "rtmp://***@127.0.0.1" in gave_up["exc"] and "SourceOpenError" in gave_up["exc"]
-    assert any(d["logger"] == "consumers.pipeline" and "rtmp://***@" in d["message"] and d["stream_id"] == "cam1"
+    assert any(d["logger"] == "consumers.services.embedded" and "rtmp://***@" in d["message"] and d["stream_id"] == "cam1"
                for d in lines)
     kafka_line = next(d for d in lines if d["message"].startswith("kafka client"))
     assert "'sasl_plain_password': '***'" in kafka_line["message"]

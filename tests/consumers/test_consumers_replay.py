@@ -10,9 +10,9 @@ import pytest
 from consumers_media import make_video
 
 from consumers.bus import Record
-from consumers.match_printer import format_event
-from consumers.pipeline import SourceSpec, write_jsonl
-from consumers.replay import ReplayInputError, file_frame_source, replay, source_specs
+from consumers.services.embedded import SourceSpec, write_jsonl
+from consumers.services.match_printer import format_event
+from consumers.services.replay import ReplayInputError, file_frame_source, replay, source_specs
 from consumers.settings import ReplaySettings, Settings, SettingsError
 from stream.clock import FakeClock
 from stream.errors import SourceOpenError

@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 
 from consumers.bus import Record
-from consumers.events import MatchEvent
-from consumers.payload_schemas import check_payload
-from consumers.segment_state import SegmentState, SegmentStateError, latest_states, tombstone
-from consumers.voter import GalleryHit, Observation, StreamVoter, VoterSettings
+from consumers.messages.match_event import MatchEvent
+from consumers.messages.payload_schemas import check_payload
+from consumers.messages.segment_state import SegmentState, SegmentStateError, latest_states, tombstone
+from consumers.voting.voter import GalleryHit, Observation, StreamVoter, VoterSettings
 from stream.clock import FakeClock
 
 SETTINGS = VoterSettings(half_life_s=2.0, min_votes=3, start_score=1.0, margin=1.5, end_score=0.3,
@@ -21,7 +21,7 @@ WALL0 = 1_800_000_000.0
 
 
 def _obs(item: str, sim: float = 0.8) -> list[Observation]:
-    hits = (GalleryHit(item, f"{item}-img", sim, (0.0, 0.0, 50.0, 60.0)),)
+    hits = (GalleryHit(f"{item}-img", item, sim, (0.0, 0.0, 50.0, 60.0)),)
     return [Observation((10.0, 20.0, 110.0, 220.0), sold=1.0, confidence=1.0, hits=hits, top_categories=())]
 
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from consumers import voter
 from consumers.settings import (
     BatchSettings,
     InferSettings,
@@ -23,6 +22,7 @@ from consumers.settings import (
     TopicSettings,
     VoterSettings,
 )
+from consumers.voting import voter
 from stream.errors import LiveTagError
 
 

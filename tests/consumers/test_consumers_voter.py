@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 import jsonschema
 import pytest
 
-from consumers.events import MatchEvent, load_schema
-from consumers.voter import GalleryHit, Observation, StreamVoter, VoterInputError, VoterSettings
+from consumers.messages.match_event import MatchEvent, load_schema
+from consumers.voting.voter import GalleryHit, Observation, StreamVoter, VoterInputError, VoterSettings
 from stream.clock import FakeClock
 
 STEP = 0.5  # stream seconds between processed frames
@@ -34,7 +34,7 @@ def _span(start: float, end: float, *dets: Det) -> list[Frame]:
 
 def _obs(det: Det) -> Observation:
     item, sim, cats = det
-    hits = (GalleryHit(item, f"{item}-img{int(sim * 100)}", sim, (0.0, 0.0, 50.0, 60.0)),)
+    hits = (GalleryHit(f"{item}-img{int(sim * 100)}", item, sim, (0.0, 0.0, 50.0, 60.0)),)
     return Observation((10.0, 20.0, 110.0, 220.0), sold=1.0, confidence=1.0, hits=hits, top_categories=cats)
 
 
@@ -126,7 +126,7 @@ def test_voter_scenarios(case: Case) -> None:
 
 def test_category_rejections_are_counted_and_a_second_hit_can_vote() -> None:
     voter = StreamVoter(SETTINGS, FakeClock(), categories=CATALOG.get)
-    hits = (GalleryHit("B", "b1", 0.95), GalleryHit("C", "c1", 0.9))
+    hits = (GalleryHit("b1", "B", 0.95), GalleryHit("c1", "C", 0.9))
     obs = Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, hits, top_categories=(1,))
     events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, [obs])]
     assert _summary(events) == [("started", "C", 0.0, None)]
@@ -136,7 +136,7 @@ def test_category_rejections_are_counted_and_a_second_hit_can_vote() -> None:
 def test_soft_category_check_ranks_hits_by_weighted_similarity() -> None:
     """With a mismatch weight, one detection's vote goes to the best hit after weighting."""
     voter = StreamVoter(replace(SETTINGS, category_mismatch_weight=0.5), FakeClock(), categories=CATALOG.get)
-    hits = (GalleryHit("B", "b1", 0.95), GalleryHit("C", "c1", 0.6))
+    hits = (GalleryHit("b1", "B", 0.95), GalleryHit("c1", "C", 0.6))
     obs = Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, hits, top_categories=(1,))
     events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, [obs])]
     assert _summary(events) == [("started", "C", 0.0, None)]  # B weighs 0.475, C 0.6
@@ -225,9 +225,9 @@ def test_malformed_frames_are_refused_and_lose_no_state(stream: str, pts: float)
 def test_non_finite_scores_do_not_vote() -> None:
     voter = StreamVoter(SETTINGS, FakeClock())
     bad = [
-        Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, (GalleryHit("A", "a", float("nan")),)),
-        Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, (GalleryHit("C", "c", float("inf")),)),
-        Observation((0.0, 0.0, 1.0, 1.0), float("nan"), 1.0, (GalleryHit("B", "b", 0.9),)),
+        Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, (GalleryHit("a", "A", float("nan")),)),
+        Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, (GalleryHit("c", "C", float("inf")),)),
+        Observation((0.0, 0.0, 1.0, 1.0), float("nan"), 1.0, (GalleryHit("b", "B", 0.9),)),
     ]
     events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, bad)]
     assert events == [] and voter.stats["votes"] == 0
@@ -240,7 +240,7 @@ def test_vote_weight_decides_whether_low_detector_probabilities_shrink_the_votes
     voting with the similarity starts a match after ``min_votes`` frames, the product never does."""
     settings = replace(SETTINGS, vote_weight=vote_weight)
     voter = StreamVoter(settings, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
-    hits = (GalleryHit("A", "A-img", 0.7, None),)
+    hits = (GalleryHit("A-img", "A", 0.7, None),)
     events: list[MatchEvent] = []
     for pts, _ in _span(0, 5):
         events += voter.observe("s1", pts, [Observation((0.0, 0.0, 9.0, 9.0), sold=0.4, confidence=0.4, hits=hits)])
@@ -259,7 +259,7 @@ def test_an_unknown_vote_weight_is_a_settings_error() -> None:
 def test_the_garment_probability_weighs_votes(weight: str, garment: float, starts: bool) -> None:
     """With similarity votes (and with the product of all three probabilities), a box the embedder's
     ImageNet classes call no garment (a banner, a lamp) does not vote."""
-    hits = (GalleryHit("A", "A-img", 0.8, None),)
+    hits = (GalleryHit("A-img", "A", 0.8, None),)
     settings = replace(SETTINGS, vote_weight=weight)
     voter = StreamVoter(settings, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
     events: list[MatchEvent] = []
@@ -270,7 +270,7 @@ def test_the_garment_probability_weighs_votes(weight: str, garment: float, start
 
 def test_the_garment_weight_also_keeps_the_detectors_probabilities() -> None:
     """Unlike similarity votes, the product rule still shrinks a vote by a low sold probability."""
-    hits = (GalleryHit("A", "A-img", 0.8, None),)
+    hits = (GalleryHit("A-img", "A", 0.8, None),)
     settings = replace(SETTINGS, vote_weight="similarity_sold_confidence_garment")
     voter = StreamVoter(settings, FakeClock(), categories=CATALOG.get, detector_version="d1", embedder_version="e1")
     events: list[MatchEvent] = []
@@ -313,7 +313,7 @@ def test_event_ids_survive_redelivery_but_never_repeat_after_a_pts_restart() -> 
 def _decided_at(settings: VoterSettings, step: float, similarity: float, until: float) -> float | None:
     """Stream time of match.started for one stream voting ``similarity`` for A every ``step`` s."""
     voter = StreamVoter(settings, FakeClock(), detector_version="d1", embedder_version="e1")
-    hits = (GalleryHit("A", "A-img", similarity, None),)
+    hits = (GalleryHit("A-img", "A", similarity, None),)
     for i in range(int(until / step) + 1):
         pts = round(i * step, 6)
         events = voter.observe("s", pts, [Observation((0.0, 0.0, 9.0, 9.0), 1.0, 1.0, hits)])
@@ -336,7 +336,7 @@ def test_votes_count_per_stream_second_so_sparse_frames_decide_too() -> None:
 def test_a_long_gap_counts_at_most_one_half_life() -> None:
     settings = VoterSettings(half_life_s=3.0, start_score=50.0, end_score=0.3, min_votes=1, vote_interval_s=0.25)
     voter = StreamVoter(settings, FakeClock(), detector_version="d1", embedder_version="e1")
-    hits = (GalleryHit("A", "A-img", 0.5, None),)
+    hits = (GalleryHit("A-img", "A", 0.5, None),)
     obs = [Observation((0.0, 0.0, 9.0, 9.0), 1.0, 1.0, hits)]
     voter.observe("s", 0.0, obs)
     voter.observe("s", 600.0, obs)  # ten minutes later: the frame stands for 3 s, not 600 s

@@ -127,8 +127,8 @@ def test_torch_backend_needs_weights(tiny_packages: dict[str, Path], tmp_path: P
 def test_a_package_cannot_name_code_to_run_and_a_pinned_digest_refuses_changes(
     tiny_packages: dict[str, Path], tmp_path: Path
 ) -> None:
-    from consumers.model_loading import load_models
     from consumers.settings import ModelSettings
+    from consumers.stage.model_loading import load_models
     from engines.package import package_digest
 
     marker = tmp_path / "pwned"

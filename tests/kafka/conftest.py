@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.topics import TopicNames, topic_specs
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames, topic_specs
 from consumers.settings import TopicSettings
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from consumers.bus import Record, TopicPartition
-from consumers.kafka.bus import KafkaBus
+from consumers.bus.kafka import KafkaBus
 from stream.encode import write_video
 
 
@@ -129,7 +129,7 @@ def first_frame(path: Path) -> np.ndarray:
 
 def gallery_entries(detector: object, embedder: object, image: np.ndarray, item_id: str, catalog: str, settings: object) -> list:
     """Gallery entries for ``item_id`` made from the detections of ``image``, the way the stage embeds them."""
-    from consumers.kafka.gallery_topic import GalleryEntry
+    from consumers.services.gallery_follower import GalleryEntry
     from engines.preprocess import crop
 
     dets = detector.detect([image])[0]  # type: ignore[attr-defined]

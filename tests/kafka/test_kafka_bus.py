@@ -8,8 +8,8 @@ import pytest
 from local_ports import free_port
 
 from consumers.bus import BusError, Record, TopicPartition, TopicSpec, partition_for
-from consumers.kafka.bus import KafkaBus, KafkaBusConsumer
-from consumers.kafka.topics import TopicNames
+from consumers.bus.kafka import KafkaBus, KafkaBusConsumer
+from consumers.bus.topics import TopicNames
 
 pytestmark = pytest.mark.kafka
 
@@ -128,7 +128,7 @@ def test_unknown_topic_is_a_clear_error(kafka_bootstrap: str, topic_prefix: str)
 def test_unreachable_broker_is_a_one_line_bus_error() -> None:
     from kafka import KafkaProducer
 
-    from consumers.kafka.producer import connect
+    from consumers.bus.kafka_producer import connect
 
     port = free_port()
     with pytest.raises(BusError, match=rf"cannot connect the Kafka producer to 127\.0\.0\.1:{port}: .*is the broker running"):

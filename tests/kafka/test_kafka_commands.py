@@ -18,8 +18,8 @@ import pytest
 from kafka_helpers import committed_offsets, first_frame, gallery_entries, product_video, read_all, wait_for
 
 from consumers.bus import TopicPartition
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.topics import TopicNames
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
 from consumers.settings import PipelineSettings, TopicSettings
 from engines.gallery import GalleryIndex
 from stream.packet import FramePacket

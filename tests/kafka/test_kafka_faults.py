@@ -18,15 +18,15 @@ from kafka_helpers import LoopThread, first_frame, gallery_entries, product_vide
 from PIL import Image
 
 from consumers.bus import TopicPartition
-from consumers.dead_letter import DeadLetter
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
-from consumers.kafka.ingest import IngestWorker
-from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
-from consumers.kafka.stream_record import make_stream_value
-from consumers.kafka.topics import TopicNames
-from consumers.payload_schemas import check_payload, headers_document
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
+from consumers.messages.dead_letter import DeadLetter
+from consumers.messages.payload_schemas import check_payload, headers_document
+from consumers.messages.stream_record import make_stream_value
+from consumers.services.gallery_follower import publish_gallery
+from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic
+from consumers.services.ingest import IngestWorker
+from consumers.services.replay_to_kafka import ReplayFile, replay_to_kafka
 from consumers.settings import BatchSettings, IngestSettings, Settings, TopicSettings
 from stream.packet import FramePacket
 
@@ -138,7 +138,7 @@ def test_a_tampered_model_package_stops_infer_before_it_joins(
 ) -> None:
     import shutil
 
-    from consumers.kafka.bus import KafkaBus as Bus
+    from consumers.bus.kafka import KafkaBus as Bus
     from engines.package import package_digest
 
     marker = tmp_path / "pwned"

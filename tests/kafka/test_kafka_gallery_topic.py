@@ -7,15 +7,15 @@ import pytest
 from kafka_helpers import wait_for
 
 from consumers.bus import Record
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.gallery_topic import (
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
+from consumers.services.gallery_follower import (
     GalleryEntry,
     GalleryFollower,
     GalleryRecordError,
     decode_gallery_record,
     publish_gallery,
 )
-from consumers.kafka.topics import TopicNames
 from engines.gallery import GalleryIndex
 
 
@@ -67,7 +67,7 @@ def test_apply_adds_runs_of_images_in_one_call_and_isolates_a_bad_one(monkeypatc
     """Each add copies the gallery once: a run of records is one add; a removal splits the runs; an
     image whose vector does not fit is found by retrying its run one by one, and only it is lost."""
     from consumers.bus import TopicSpec
-    from consumers.in_process_bus import InProcessBus
+    from consumers.bus.in_process import InProcessBus
     from stream.clock import FakeClock
 
     bus = InProcessBus(FakeClock())

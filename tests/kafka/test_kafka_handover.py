@@ -27,14 +27,14 @@ from kafka_helpers import (
 )
 
 from consumers.bus import TopicPartition
-from consumers.events import make_event_id
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
-from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
-from consumers.kafka.topics import TopicNames
-from consumers.payload_schemas import check_payload
-from consumers.segment_state import latest_states
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
+from consumers.messages.match_event import make_event_id
+from consumers.messages.payload_schemas import check_payload
+from consumers.messages.segment_state import latest_states
+from consumers.services.gallery_follower import publish_gallery
+from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic
+from consumers.services.replay_to_kafka import ReplayFile, replay_to_kafka
 from consumers.settings import Settings, TopicSettings, VoterSettings
 
 pytestmark = pytest.mark.kafka

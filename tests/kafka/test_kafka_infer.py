@@ -20,12 +20,12 @@ from kafka_helpers import (
 )
 
 from consumers.bus import Record, TopicPartition
-from consumers.dead_letter import DeadLetter
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
-from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
-from consumers.kafka.topics import TopicNames
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
+from consumers.messages.dead_letter import DeadLetter
+from consumers.services.gallery_follower import publish_gallery
+from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic
+from consumers.services.replay_to_kafka import ReplayFile, replay_to_kafka
 from consumers.settings import BatchSettings, Settings, TopicSettings
 
 pytestmark = pytest.mark.kafka

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from kafka_helpers import LoopThread, moving_square_video, read_all, wait_for
 
-from consumers.dead_letter import DeadLetter
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.ingest import IngestWorker
-from consumers.kafka.stream_record import make_stream_value
-from consumers.kafka.topics import TopicNames
-from consumers.payload_schemas import check_payload, headers_document
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
+from consumers.messages.dead_letter import DeadLetter
+from consumers.messages.payload_schemas import check_payload, headers_document
+from consumers.messages.stream_record import make_stream_value
+from consumers.services.ingest import IngestWorker
 from consumers.settings import IngestSettings
 from consumers.text.transcripts import parse_record
 from stream.packet import FramePacket

@@ -20,12 +20,12 @@ from kafka_helpers import (
     read_all,
 )
 
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
-from consumers.kafka.ingest import IngestWorker
-from consumers.kafka.stream_record import make_stream_value
-from consumers.kafka.topics import TopicNames
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
+from consumers.messages.stream_record import make_stream_value
+from consumers.services.gallery_follower import publish_gallery
+from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic
+from consumers.services.ingest import IngestWorker
 from consumers.settings import BatchSettings, IngestSettings, Settings, TopicSettings
 from stream.encode import push_to_rtmp
 from stream.packet import FramePacket

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from kafka_helpers import LoopThread, collect_until_match_started, read_all
 
-from consumers.gallery_builder import build_gallery, find_shop_images, to_index
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.gallery_topic import publish_gallery, read_gallery_folder
-from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
-from consumers.kafka.ingest import IngestWorker
-from consumers.kafka.stream_record import make_stream_value
-from consumers.kafka.topics import TopicNames
-from consumers.model_loading import DEFAULT_MODELS_DIR, load_models
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
+from consumers.messages.stream_record import make_stream_value
+from consumers.services.gallery_follower import publish_gallery, read_gallery_folder
+from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic
+from consumers.services.ingest import IngestWorker
 from consumers.settings import BatchSettings, IngestSettings, ModelSettings, Settings, TopicSettings
+from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index
+from consumers.stage.model_loading import DEFAULT_MODELS_DIR, load_models
 from stream.encode import push_to_rtmp
 from stream.packet import FramePacket
 

@@ -18,13 +18,12 @@ from kafka_helpers import LoopThread, first_frame, gallery_entries, product_vide
 from prometheus_client import CollectorRegistry
 
 from consumers.bus import Record, TopicSpec
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.gallery_topic import publish_gallery
-from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
-from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
-from consumers.kafka.topics import TopicNames
-from consumers.observability.instrument import instrument_stage
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
 from consumers.observability.metrics import END_TO_END_BUCKETS, PipelineMetrics
+from consumers.services.gallery_follower import publish_gallery
+from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic
+from consumers.services.replay_to_kafka import ReplayFile, replay_to_kafka
 from consumers.settings import BatchSettings, PipelineSettings, Settings, TopicSettings, VoterSettings
 from stream.packet import FramePacket
 
@@ -72,9 +71,9 @@ def test_twice_the_capacity_for_30_s_keeps_latency_bounded_and_counts_every_drop
     publish_gallery(kafka_bus.producer(), kafka_topics.gallery,
                     gallery_entries(detector, embedder, first_frame(video), "item-A", "shop", settings.pipeline))
     seed = _keyframe(kafka_bus, kafka_topics, video)
-    stage, follower = stage_from_gallery_topic(kafka_bus, settings, SlowDetector(detector, SECONDS_PER_FRAME), embedder)
     metrics = PipelineMetrics(CollectorRegistry())
-    instrument_stage(stage, metrics)
+    stage, follower = stage_from_gallery_topic(kafka_bus, settings, SlowDetector(detector, SECONDS_PER_FRAME), embedder,
+                                               metrics=metrics)
     consumer = InferenceConsumer(kafka_bus, stage, settings, follower, group_id="overload", metrics=metrics)
     published = 0
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.kafka.broker import BrokerError, KafkaBroker, ensure_jars, kafka_home, random_cluster_id
-from consumers.kafka.stream_record import (
+from consumers.bus.kafka_broker import BrokerError, KafkaBroker, ensure_jars, kafka_home, random_cluster_id
+from consumers.messages.stream_record import (
     StreamRecordError,
     make_stream_value,
     parse_stream_value,
@@ -82,7 +82,7 @@ def test_dev_kafka_command_starts_serves_and_stops_a_broker(tmp_path: Path) -> N
     import subprocess
     import sys
 
-    from consumers.kafka.bus import KafkaBus
+    from consumers.bus.kafka import KafkaBus
 
     repo = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
@@ -112,8 +112,8 @@ def test_dev_kafka_command_starts_serves_and_stops_a_broker(tmp_path: Path) -> N
 
 def test_a_kept_broker_restarts_on_its_data(tmp_path: Path) -> None:
     """``livetag dev kafka --keep``: records written before a restart are read after it."""
-    from consumers.kafka.bus import KafkaBus
-    from consumers.kafka.topics import topic_specs
+    from consumers.bus.kafka import KafkaBus
+    from consumers.bus.topics import topic_specs
     from consumers.settings import TopicSettings
 
     libs = ensure_jars(kafka_home())

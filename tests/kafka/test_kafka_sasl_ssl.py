@@ -12,9 +12,9 @@ import pytest
 from kafka_helpers import read_all
 
 from consumers.bus import BusError
-from consumers.kafka.broker import KafkaBroker, SecureListener, ensure_jars, kafka_home
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.topics import topic_specs
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.kafka_broker import KafkaBroker, SecureListener, ensure_jars, kafka_home
+from consumers.bus.topics import topic_specs
 from consumers.settings import KafkaSettings, SecretStr, TopicSettings
 
 pytestmark = pytest.mark.kafka

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from kafka_helpers import read_all, wait_for
 
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.gallery_topic import GalleryEntry, GalleryFollower, publish_gallery
-from consumers.kafka.topics import TopicNames
-from consumers.kafka.transcript_topic import TranscriptFollower, publish_segments
-from consumers.payload_schemas import check_payload
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames
+from consumers.messages.payload_schemas import check_payload
+from consumers.services.gallery_follower import GalleryEntry, GalleryFollower, publish_gallery
+from consumers.services.transcript_follower import TranscriptFollower, publish_segments
 from consumers.settings import TopicSettings
 from consumers.settings.text import TextSettings
 from consumers.text.text_prior import TextPriors
@@ -85,8 +85,8 @@ def test_a_transcript_on_kafka_reaches_the_match_event(
 
     from kafka_helpers import LoopThread, first_frame, gallery_entries, product_video, read_all
 
-    from consumers.kafka.infer import InferenceConsumer, stage_from_gallery_topic
-    from consumers.kafka.replay_to_kafka import ReplayFile, replay_to_kafka
+    from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic
+    from consumers.services.replay_to_kafka import ReplayFile, replay_to_kafka
     from consumers.settings import BatchSettings, Settings
 
     detector, embedder = tiny_models

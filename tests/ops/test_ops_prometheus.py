@@ -16,14 +16,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_server import PrometheusServer
 
-from consumers.gallery_builder import build_gallery, find_shop_images, to_index
-from consumers.model_loading import load_models
 from consumers.observability.health import INFERENCE_CONDITIONS, HealthServer, Liveness, Readiness
 from consumers.observability.metrics import STAGES, PipelineMetrics
-from consumers.pipeline import SourceSpec
-from consumers.replay import replay
+from consumers.services.embedded import SourceSpec
+from consumers.services.replay import replay
 from consumers.settings import ModelSettings
-from consumers.stage_builder import build_stage
+from consumers.stage.builder import build_stage
+from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index
+from consumers.stage.model_loading import load_models
 from stream.clock import SystemClock
 
 CONSUMER_TESTS = Path(__file__).resolve().parents[1] / "consumers"

@@ -20,10 +20,10 @@ import pytest
 from local_ports import free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.kafka.bus import KafkaBus
-from consumers.kafka.gallery_topic import publish_gallery, read_gallery_folder
-from consumers.kafka.stream_record import make_stream_value
-from consumers.kafka.topics import TopicNames, topic_specs
+from consumers.bus.kafka import KafkaBus
+from consumers.bus.topics import TopicNames, topic_specs
+from consumers.messages.stream_record import make_stream_value
+from consumers.services.gallery_follower import publish_gallery, read_gallery_folder
 from consumers.settings import TopicSettings
 from stream.frames import iter_frame_packets
 
@@ -119,9 +119,9 @@ def test_infer_process_is_probed_and_scraped_while_it_consumes(
     topics: tuple[KafkaBus, TopicSettings, TopicNames], bootstrap: str, tmp_path: Path
 ) -> None:
     bus, settings, names = topics
-    from consumers.gallery_builder import build_gallery, find_shop_images, to_index
-    from consumers.model_loading import load_models
     from consumers.settings import ModelSettings
+    from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index
+    from consumers.stage.model_loading import load_models
 
     packages = export_tiny_models(tmp_path / "models")
     detector, embedder = load_models(ModelSettings(str(packages["detector"]), str(packages["embedder"])), 0.05, 0.6)
@@ -160,7 +160,7 @@ def test_infer_process_is_probed_and_scraped_while_it_consumes(
     assert "inference stopped: 8 frames" in out
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert lines and all({"ts", "level", "logger", "stream_id", "message"} <= set(d) for d in lines)
-    assert any(d["logger"] == "consumers.kafka.infer" and "partitions assigned" in d["message"] for d in lines)
+    assert any(d["logger"] == "consumers.services.infer" and "partitions assigned" in d["message"] for d in lines)
     assert SASL_PASSWORD not in err and SASL_PASSWORD not in out and SASL_PASSWORD not in exposition
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
+
+BACKBONE_HELP = "scratch, or an ImageNet backbone shipped in a wheel (efficientnet_lite0, efficientnet_lite2)"
+TRAINABLE_BLOCKS_HELP = "pretrained backbone: blocks trained at its end"
+BACKBONE_LR_SCALE_HELP = "learning rate of the trainable backbone blocks relative to --lr"
 
 
 def backbone_checks(backbone: str, trainable_blocks: int, backbone_lr_scale: float) -> list[tuple[bool, str]]:
@@ -16,22 +19,6 @@ def backbone_checks(backbone: str, trainable_blocks: int, backbone_lr_scale: flo
         (trainable_blocks >= 0, "--trainable-blocks must be >= 0"),
         (0.0 <= backbone_lr_scale <= 1.0, "--backbone-lr-scale must lie in [0, 1]"),
     ]
-
-
-def add_backbone_arguments(parser: argparse.ArgumentParser, defaults: Any, frozen_means: str) -> None:
-    """Declare ``--backbone``, ``--trainable-blocks`` and ``--backbone-lr-scale``.
-
-    Args:
-        parser: the command's parser.
-        defaults: an instance of the command's settings (for the defaults).
-        frozen_means: what ``--trainable-blocks 0`` leaves to learn, for the help text.
-    """
-    parser.add_argument("--backbone", default=defaults.backbone,
-                        help="scratch, or an ImageNet backbone shipped in a wheel (efficientnet_lite0, efficientnet_lite2)")
-    parser.add_argument("--trainable-blocks", type=int, default=defaults.trainable_blocks,
-                        help=f"pretrained backbone: blocks trained at its end (0: frozen, {frozen_means})")
-    parser.add_argument("--backbone-lr-scale", type=float, default=defaults.backbone_lr_scale,
-                        help="learning rate of the trainable backbone blocks relative to --lr")
 
 
 def parameter_groups(model: Any, backbone_prefix: str | None, lr: float,

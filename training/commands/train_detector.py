@@ -23,42 +23,49 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import LiveTagError
-from training.commands.backbone_options import add_backbone_arguments, backbone_checks, parameter_groups
+from training.commands.backbone_options import (
+    BACKBONE_HELP,
+    BACKBONE_LR_SCALE_HELP,
+    TRAINABLE_BLOCKS_HELP,
+    backbone_checks,
+    parameter_groups,
+)
+from training.commands.recipe import add_recipe_arguments, option, recipe_from_args, required, warmup_cosine
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DetectorTrainSettings:
-    """Validated settings of one training run (see ``configure`` for each field)."""
+    """Validated settings of one training run; each field is also a command-line option."""
 
-    data: Path
-    out: Path
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    input_size: int = 256
-    train_size: int = 192
-    workers: int = 1
-    device: str = "auto"
-    resume: Path | None = None
-    export: Path | None = None
-    seed: int = 0
-    frame_step: int = 5
-    max_frames_per_video: int = 0
-    max_shop_images: int = 2000
-    eval_every: int = 2
-    val_frames: int = 300
-    threads: int = 0
-    width: float = 1.0
-    amp: bool = True
-    progress: bool = True
-    backbone: str = "scratch"
-    trainable_blocks: int = 0
-    backbone_lr_scale: float = 0.1
-    camera_effects: bool = True
+    data: Path = required("data set root (Tianchi layout)")
+    out: Path = required("run folder: checkpoints, curves, metrics")
+    epochs: int = option(10, "passes over the training frames")
+    batch_size: int = option(32, "images per step, per process")
+    lr: float = option(3e-3, "peak AdamW learning rate")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    warmup_steps: int = option(100, "steps of linear learning-rate warm-up")
+    input_size: int = option(256, "square letterbox input side")
+    train_size: int = option(192, "side of the random training window cut from the zoomed letterbox canvas")
+    workers: int = option(1, "data loader processes")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    resume: Path | None = option(None, "checkpoint to continue from (RUN_DIR/last.pt)")
+    export: Path | None = option(None, "write the model package here (models/detector)")
+    seed: int = option(0, "seed of every random source")
+    frame_step: int = option(5, "use every N-th annotated frame")
+    max_frames_per_video: int = option(0, "annotated frames used per video (0: no cap)")
+    max_shop_images: int = option(2000, "shop images used (0: all)")
+    eval_every: int = option(2, "epochs between evaluations")
+    val_frames: int = option(300, "held-out frames scored between epochs (the final evaluation uses all)")
+    threads: int = option(0, "torch CPU threads (0: torch's default)")
+    width: float = option(1.0, "channel multiplier of the network")
+    amp: bool = option(True, "mixed precision on CUDA")
+    progress: bool = option(True, "progress bars")
+    backbone: str = option("scratch", BACKBONE_HELP)
+    trainable_blocks: int = option(0, TRAINABLE_BLOCKS_HELP + " (0: frozen, only FPN and heads learn)")
+    backbone_lr_scale: float = option(0.1, BACKBONE_LR_SCALE_HELP)
+    camera_effects: bool = option(True, "photographic degradations in training (shading, noise, blur, JPEG)")
 
     def __post_init__(self) -> None:
 
@@ -87,51 +94,13 @@ class DetectorTrainSettings:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Declare the command's arguments."""
-    d = DetectorTrainSettings(data=Path("."), out=Path("."))
-    parser.add_argument("--data", type=Path, required=True, help="data set root (Tianchi layout)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, curves, metrics")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
-    parser.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    parser.add_argument("--input-size", type=int, default=d.input_size, help="square letterbox input side")
-    parser.add_argument("--train-size", type=int, default=d.train_size,
-                        help="side of the random training window cut from the zoomed letterbox canvas")
-    parser.add_argument("--workers", type=int, default=d.workers, help="data loader processes")
-    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from (RUN_DIR/last.pt)")
-    parser.add_argument("--export", type=Path, default=None, help="write the model package here (models/detector)")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--frame-step", type=int, default=d.frame_step, help="use every N-th annotated frame")
-    parser.add_argument("--max-frames-per-video", type=int, default=d.max_frames_per_video, help="0 = no cap")
-    parser.add_argument("--max-shop-images", type=int, default=d.max_shop_images, help="0 = all")
-    parser.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between evaluations")
-    parser.add_argument("--val-frames", type=int, default=d.val_frames,
-                        help="held-out frames scored between epochs (the final evaluation uses all)")
-    parser.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (0 = default)")
-    parser.add_argument("--width", type=float, default=d.width, help="channel multiplier of the network")
-    parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    add_backbone_arguments(parser, d, "only FPN and heads learn")
-    parser.add_argument("--no-camera-effects", action="store_true",
-                        help="train without the photographic degradations (shading, noise, blur, JPEG)")
+    """Declare the command's arguments (one per field of :class:`DetectorTrainSettings`)."""
+    add_recipe_arguments(parser, DetectorTrainSettings)
 
 
 def settings_from_args(args: argparse.Namespace) -> DetectorTrainSettings:
     """Validate the parsed arguments once."""
-    return DetectorTrainSettings(
-        data=args.data, out=args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, input_size=args.input_size,
-        train_size=args.train_size,
-        workers=args.workers, device=args.device, resume=args.resume, export=args.export, seed=args.seed,
-        frame_step=args.frame_step, max_frames_per_video=args.max_frames_per_video,
-        max_shop_images=args.max_shop_images, eval_every=args.eval_every, val_frames=args.val_frames,
-        threads=args.threads, width=args.width, amp=not args.no_amp, progress=not args.no_progress,
-        backbone=args.backbone, trainable_blocks=args.trainable_blocks, backbone_lr_scale=args.backbone_lr_scale,
-        camera_effects=not args.no_camera_effects,
-    )
+    return recipe_from_args(DetectorTrainSettings, args)
 
 
 def run(args: argparse.Namespace, _serving: object = None) -> int:
@@ -157,16 +126,6 @@ def scaled_config(width: float, backbone: str = "scratch", trainable_blocks: int
     widths = tuple(scale(c) for c in base.widths)
     return DetectorConfig(widths=widths, blocks=base.blocks, neck_channels=scale(base.neck_channels),  # type: ignore[arg-type]
                           head_convs=base.head_convs, backbone=backbone, trainable_blocks=trainable_blocks)
-
-
-def _lr_lambda(total_steps: int, warmup: int):  # type: ignore[no-untyped-def]
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def train(settings: DetectorTrainSettings) -> dict[str, Any]:
@@ -235,7 +194,7 @@ def train(settings: DetectorTrainSettings) -> dict[str, Any]:
     groups = parameter_groups(model, "trunk.", settings.lr, settings.backbone_lr_scale)
     optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     total_steps = settings.epochs * len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total_steps, settings.warmup_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, settings.warmup_steps, floor=0.05))
     scaler = torch.amp.GradScaler("cuda") if (settings.amp and device.type == "cuda") else None
     start_epoch, history = 0, []
     if settings.resume is not None:

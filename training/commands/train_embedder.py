@@ -20,44 +20,52 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import LiveTagError
-from training.commands.backbone_options import add_backbone_arguments, backbone_checks, parameter_groups
+from training.commands.backbone_options import (
+    BACKBONE_HELP,
+    BACKBONE_LR_SCALE_HELP,
+    TRAINABLE_BLOCKS_HELP,
+    backbone_checks,
+    parameter_groups,
+)
+from training.commands.recipe import add_recipe_arguments, option, recipe_from_args, required, warmup_cosine
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EmbedderTrainSettings:
-    """Validated settings of one training run (see ``configure`` for the meaning of each)."""
+    """Validated settings of one training run; each field is also a command-line option."""
 
-    data: Path
-    out: Path
-    epochs: int = 16
-    batch_p: int = 16
-    batch_k: int = 4
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    device: str = "auto"
-    resume: Path | None = None
-    export: Path | None = None
-    seed: int = 0
-    frames_per_instance: int = 16
-    eval_frames_per_instance: int = 8
-    margins: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7)
-    arcface_scale: float = 30.0
-    triplet_weight: float = 1.0
-    eval_every: int = 4
-    stop_after: int | None = None
-    amp: bool = True
-    progress: bool = True
-    backbone: str = "scratch"
-    input_size: int = 128
-    pool: str = "gem"
-    trainable_blocks: int = 0
-    backbone_lr_scale: float = 0.1
-    distill_weight: float = 0.0
-    arcface_weight: float = 1.0
-    projection: bool = True
+    data: Path = required("data set root (Tianchi layout)")
+    out: Path = required("run folder: checkpoints, curves, metrics")
+    epochs: int = option(16, "passes over the training crops (0 with --no-projection: export the backbone)")
+    batch_p: int = option(16, "products per batch")
+    batch_k: int = option(4, "crops per product in a batch")
+    lr: float = option(2e-3, "peak AdamW learning rate")
+    weight_decay: float = option(5e-4, "AdamW weight decay")
+    warmup_epochs: float = option(1.0, "epochs of linear learning-rate warm-up")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    resume: Path | None = option(None, "checkpoint to continue from")
+    export: Path | None = option(None, "write the model package here at the end")
+    seed: int = option(0, "seed of every random source")
+    frames_per_instance: int = option(16, "training frame crops per (video, sold item)")
+    eval_frames_per_instance: int = option(8, "query frame crops per (test video, sold item)")
+    margins: tuple[float, ...] = option((0.1, 0.3, 0.5, 0.7), "ArcFace margins of the stages")
+    arcface_scale: float = option(30.0, "ArcFace logit scale")
+    triplet_weight: float = option(1.0, "weight of the batch-hard triplet loss once it joins (0: never)")
+    eval_every: int = option(4, "evaluate retrieval every N epochs")
+    stop_after: int | None = option(None, "stop after this many epochs of this invocation (continue with --resume)")
+    amp: bool = option(True, "mixed precision on CUDA")
+    progress: bool = option(True, "progress bars")
+    backbone: str = option("scratch", BACKBONE_HELP)
+    input_size: int = option(128, "side of the square crop input")
+    pool: str = option("gem", "global pooling: gem, avg or center (Gaussian-weighted toward the crop's middle)")
+    trainable_blocks: int = option(0, TRAINABLE_BLOCKS_HELP + " (0: frozen, only the head learns)")
+    backbone_lr_scale: float = option(0.1, BACKBONE_LR_SCALE_HELP)
+    distill_weight: float = option(0.0, "weight of the relational distillation toward the frozen ImageNet features")
+    arcface_weight: float = option(1.0, "weight of the ArcFace term (the triplet joins on its own schedule)")
+    projection: bool = option(True, "a trained head (without: the pooled ImageNet feature is the embedding; "
+                                    "needs --epochs 0)")
 
     def __post_init__(self) -> None:
         from training.models.embedder import POOLS
@@ -92,67 +100,15 @@ class EmbedderTrainSettings:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Declare the command's arguments."""
-    from training.models.embedder import POOLS
-
-    d = EmbedderTrainSettings(data=Path("."), out=Path("."))
-    parser.add_argument("--data", type=Path, required=True, help="data set root (Tianchi layout)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, curves, metrics")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-p", type=int, default=d.batch_p, help="products per batch")
-    parser.add_argument("--batch-k", type=int, default=d.batch_k, help="crops per product in a batch")
-    parser.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from")
-    parser.add_argument("--export", type=Path, default=None, help="write the model package here at the end")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--frames-per-instance", type=int, default=d.frames_per_instance,
-                        help="training frame crops per (video, sold item)")
-    parser.add_argument("--eval-frames-per-instance", type=int, default=d.eval_frames_per_instance,
-                        help="query frame crops per (test video, sold item)")
-    parser.add_argument("--margins", default=",".join(f"{m:g}" for m in d.margins),
-                        help="ArcFace margins of the stages, comma-separated")
-    parser.add_argument("--triplet-weight", type=float, default=d.triplet_weight,
-                        help="weight of the batch-hard triplet loss once it joins (0: never)")
-    parser.add_argument("--eval-every", type=int, default=d.eval_every, help="evaluate retrieval every N epochs")
-    parser.add_argument("--stop-after", type=int, default=None,
-                        help="stop after this many epochs of this invocation (continue later with --resume)")
-    parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_backbone_arguments(parser, d, "only the head learns")
-    parser.add_argument("--input-size", type=int, default=d.input_size, help="side of the square crop input")
-    parser.add_argument("--pool", default=d.pool, choices=POOLS,
-                        help="global pooling (center: Gaussian-weighted toward the middle of the crop)")
-    parser.add_argument("--distill-weight", type=float, default=d.distill_weight,
-                        help="weight of the relational distillation toward the frozen ImageNet features")
-    parser.add_argument("--no-projection", action="store_true",
-                        help="no trained head: export the pooled ImageNet feature as the embedding (with --epochs 0)")
-    parser.add_argument("--arcface-weight", type=float, default=d.arcface_weight,
-                        help="weight of the ArcFace term (the triplet joins on its own schedule)")
+    """Declare the command's arguments (one per field of :class:`EmbedderTrainSettings`)."""
+    add_recipe_arguments(parser, EmbedderTrainSettings)
 
 
 def settings_from_args(args: argparse.Namespace) -> EmbedderTrainSettings:
     """Validate the parsed arguments once."""
-    try:
-        margins = tuple(float(x) for x in str(args.margins).split(",") if x.strip())
-    except ValueError as exc:
-        raise LiveTagError(f"--margins must be comma-separated numbers, got {args.margins!r}") from exc
-    if not margins:
-        raise LiveTagError("--margins needs at least one value")
     if not Path(args.data).is_dir():
         raise LiveTagError(f"--data {args.data} is not a folder; generate one with 'livetag data synth'")
-    return EmbedderTrainSettings(
-        data=Path(args.data), out=Path(args.out), epochs=args.epochs, batch_p=args.batch_p,
-        batch_k=args.batch_k, lr=args.lr, weight_decay=args.weight_decay, device=args.device,
-        resume=args.resume, export=args.export, seed=args.seed, frames_per_instance=args.frames_per_instance,
-        eval_frames_per_instance=args.eval_frames_per_instance, margins=margins,
-        triplet_weight=args.triplet_weight, eval_every=args.eval_every, stop_after=args.stop_after,
-        amp=not args.no_amp,
-        progress=not args.no_progress, backbone=args.backbone, input_size=args.input_size, pool=args.pool,
-        trainable_blocks=args.trainable_blocks, backbone_lr_scale=args.backbone_lr_scale,
-        distill_weight=args.distill_weight, arcface_weight=args.arcface_weight, projection=not args.no_projection,
-    )
+    return recipe_from_args(EmbedderTrainSettings, args)
 
 
 def run(args: argparse.Namespace, _serving: object = None) -> int:
@@ -169,16 +125,6 @@ def run(args: argparse.Namespace, _serving: object = None) -> int:
     finally:
         cleanup_distributed()
     return 0
-
-
-def _lr_lambda(total_steps: int, warmup_steps: int) -> Any:
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
 
 
 def evaluate(net: Any, test: Any, device: Any) -> Any:
@@ -271,7 +217,7 @@ def train_embedder(settings: EmbedderTrainSettings, info: Any) -> dict[str, Any]
                                   weight_decay=settings.weight_decay)
     steps = len(sampler) * settings.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(steps, max(1, round(settings.warmup_epochs * len(sampler)))))
+        optimizer, warmup_cosine(steps, max(1, round(settings.warmup_epochs * len(sampler))), floor=0.02))
     config = {"settings": settings.to_dict(), "model": net.config.to_dict(), "num_classes": len(train.item_ids),
               "schedule": schedule.to_dict()}
     start_epoch, history = 0, []

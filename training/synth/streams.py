@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engines.preprocess import box_iou
 from training.synth.catalog import Product
 from training.synth.compose import box_of, paste, paste_at, project, similarity
 from training.synth.overlays import draw_overlay, make_overlay, text_patch
@@ -128,14 +129,6 @@ class _SegmentMotion:
         scale = 1.0 + _at(self.ds, t)
         return similarity((fx, fy), (self.target[0] + _at(self.dx, t), self.target[1] + _at(self.dy, t)),
                           scale, _at(self.rot, t), (_at(self.tx, t), _at(self.ty, t)))
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _annotation(box: list[float], label: str, viewpoint: int, display: int, instance_id: int) -> dict:
@@ -270,5 +263,5 @@ def _frame_boxes(mo: _SegmentMotion, hom: np.ndarray, held_hom: np.ndarray | Non
         box = box_of(g.outline - np.array([ox, oy], np.float32), width, height)
         if box is not None:
             others.append(_annotation(box, g.label, g.viewpoint, g.display, 0))
-    others = [o for o in others if all(_iou(o["box"], s["box"]) < 0.5 for s in sold)]
+    others = [o for o in others if all(box_iou(o["box"], s["box"]) < 0.5 for s in sold)]
     return sold + others

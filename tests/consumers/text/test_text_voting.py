@@ -5,10 +5,10 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from consumers.events import SCHEMA_NAME, SCHEMA_NAME_V2, MatchEvent, load_schema
+from consumers.messages.match_event import SCHEMA_NAME, SCHEMA_NAME_V2, MatchEvent, load_schema
 from consumers.settings.text import TextSettings
 from consumers.text.text_prior import TextPriors
-from consumers.voter import GalleryHit, Observation, StreamVoter, VoterSettings
+from consumers.voting.voter import GalleryHit, Observation, StreamVoter, VoterSettings
 from engines.categories import CATEGORIES
 from stream.clock import FakeClock
 
@@ -19,8 +19,8 @@ SETTINGS = VoterSettings(half_life_s=2.0, min_votes=3, start_score=1.0, margin=1
 
 def _frame(top_sim: float, shorts_sim: float) -> list[Observation]:
     """Two boxes: the sold head likes the top more; both are similar to their items."""
-    top = Observation((0, 0, 100, 100), 0.9, 0.9, (GalleryHit("top", "top/0.jpg", top_sim),), (TOP,))
-    shorts = Observation((0, 100, 100, 200), 0.9, 0.9, (GalleryHit("shorts", "shorts/0.jpg", shorts_sim),), (SHORTS,))
+    top = Observation((0, 0, 100, 100), 0.9, 0.9, (GalleryHit("top/0.jpg", "top", top_sim),), (TOP,))
+    shorts = Observation((0, 100, 100, 200), 0.9, 0.9, (GalleryHit("shorts/0.jpg", "shorts", shorts_sim),), (SHORTS,))
     return [top, shorts]
 
 
@@ -66,6 +66,6 @@ def test_a_box_chosen_for_the_text_votes_only_with_the_texts_strength(said: str 
     if said:
         priors.add("s1", said, "speech", 0.0)
     voter = StreamVoter(SETTINGS, FakeClock(), categories=ITEMS.get, text=priors)
-    named = Observation((0, 0, 10, 10), 0.0, 0.9, (GalleryHit("shorts", "shorts/0.jpg", 0.7),), (SHORTS,), named_only=True)
+    named = Observation((0, 0, 10, 10), 0.0, 0.9, (GalleryHit("shorts/0.jpg", "shorts", 0.7),), (SHORTS,), named_only=True)
     voter.observe("s1", 0.0, [named])
     assert voter.stats["votes"] == votes

@@ -1,0 +1,90 @@
+"""Gallery hits of a batch's crops (within each stream's catalog and the items its text names), and
+the best hit of each detection of a frame for observers that rank items (evaluation)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from consumers.stage.frames import DecodedFrame, Hit
+from consumers.text.text_prior import TextPriors
+from consumers.voting.voter import Observation
+
+
+def best_hits(stream_id: str, observations: Sequence[Observation], text: TextPriors | None) -> list[Hit]:
+    """The best hit of every detection; with text cues, best by similarity times the text factors
+    (which the hit carries as ``prior``)."""
+    out = []
+    use_text = text is not None and text.has_text(stream_id)
+    for obs in observations:
+        if not obs.hits:
+            continue
+        if use_text:
+            assert text is not None
+            box = text.box_factor(stream_id, obs.top_categories)
+            priors = [box * text.item_factor(stream_id, h.item_id)
+                      * (text.strength(stream_id, h.item_id) if obs.named_only else 1.0) for h in obs.hits]
+        else:
+            priors = [1.0] * len(obs.hits)
+        best, prior = max(zip(obs.hits, priors, strict=True), key=lambda hp: hp[0].score * hp[1])
+        out.append(Hit(best.item_id, best.score, best.image_id, obs.frame_box, best.item_box,
+                       obs.garment, prior))
+    return out
+
+
+#: catalog id (None: no header) -> the items its streams may match (None: the whole gallery).
+Scopes = Mapping[str | None, frozenset[str] | None]
+#: (M, D) vectors and the allowed items (None: all) -> the hits of each row, best first.
+Search = Callable[[np.ndarray, Collection[str] | None], list[list[Any]]]
+
+
+def named_items(text: TextPriors | None, frames: Sequence[DecodedFrame], scopes: Scopes) -> dict[str, frozenset[str]]:
+    """stream id -> the items its text names within its catalog (empty without text cues).
+
+    The text is first brought to each frame's pts, so only what was said by then counts."""
+    out: dict[str, frozenset[str]] = {}
+    if text is None:
+        return out
+    for frame in frames:
+        stream_id = frame.packet.stream_id
+        text.seen(stream_id, frame.packet.pts_seconds)
+        named = text.candidates(stream_id)
+        allowed = scopes[frame.catalog]
+        out[stream_id] = named if allowed is None else named & allowed
+    return out
+
+
+def hits_per_crop(
+    frames: Sequence[DecodedFrame],
+    owners: Sequence[tuple[int, int, bool]],
+    vectors: np.ndarray,
+    named: Mapping[str, frozenset[str]],
+    scopes: Scopes,
+    search: Search,
+) -> dict[int, list[Any]]:
+    """Gallery hits per crop (rows of (M, D) ``vectors``; ``owners`` gives each crop's frame index,
+    detection index and whether the text alone chose it), best first, within the stream's catalog.
+
+    A crop of a stream whose text names items is also compared with those items. A ``named only``
+    crop keeps its hits only when its best match is a named item, and then only the named ones: the
+    text chooses the box, the picture still chooses the item.
+    """
+    groups: dict[frozenset[str] | None, list[int]] = {}  # allowed items -> crops searched among them
+    for ci, (fi, _, _) in enumerate(owners):
+        frame = frames[fi]
+        groups.setdefault(scopes[frame.catalog], []).append(ci)
+        if named.get(frame.packet.stream_id):
+            groups.setdefault(named[frame.packet.stream_id], []).append(ci)
+    hits: dict[int, list[Any]] = {ci: [] for ci in range(len(owners))}
+    for allowed, crop_indices in groups.items():
+        for ci, more in zip(crop_indices, search(vectors[crop_indices], allowed), strict=True):
+            have = {h.image_id for h in hits[ci]}
+            hits[ci] = sorted(hits[ci] + [h for h in more if h.image_id not in have], key=lambda h: -float(h.score))
+    for ci, (fi, _, named_only) in enumerate(owners):
+        if named_only:
+            mine = named.get(frames[fi].packet.stream_id, frozenset())
+            ranked = hits[ci]
+            hits[ci] = [h for h in ranked if h.item_id in mine] if ranked and ranked[0].item_id in mine else []
+    return hits

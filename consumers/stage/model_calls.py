@@ -1,0 +1,106 @@
+"""The inference stage's calls into its decoder, models and gallery, each timed when metrics are on.
+
+=========  =====================================  ===============================================
+stage      timed call                             granularity
+=========  =====================================  ===============================================
+decode     ``decoder.decode(packet)``             one frame
+detect     ``detector.detect(frames)``            one batch (also observes ``batch_size``)
+embed      ``embedder.embed(crops)``              the crops of one batch
+search     ``gallery.search(vectors, ...)``       the crops of one catalog within a batch
+vote       ``voter.observe(...)`` (by the stage)  one frame (then sets ``active_streams``)
+=========  =====================================  ===============================================
+
+Timings go to ``livetag_stage_latency_seconds{stage=...}`` of a
+:class:`~consumers.observability.metrics.PipelineMetrics`; without one nothing is measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Collection, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engines.base import Detector, Embedder
+from engines.gallery import EmptyGalleryError, GalleryHit, GalleryIndex
+from engines.types import Detections
+from stream.decode import PacketDecoder
+from stream.packet import FramePacket
+
+if TYPE_CHECKING:
+    from consumers.observability.metrics import PipelineMetrics
+
+
+class ModelCalls:
+    """Decoder, detector, embedder and gallery of one stage, behind timed calls.
+
+    Args:
+        detector: Frames (H, W, 3) RGB uint8 -> detections per frame.
+        embedder: Crops -> (N, D) unit vectors (and, optionally, (N,) garment probabilities).
+        gallery: The shop-image index searched within a catalog's items.
+        decoder: Frame packets -> RGB frames (one decoder state per stream).
+        metrics: Where timings, batch sizes, gallery size and model versions go (None: nowhere).
+    """
+
+    def __init__(
+        self,
+        detector: Detector,
+        embedder: Embedder,
+        gallery: GalleryIndex,
+        decoder: PacketDecoder,
+        metrics: PipelineMetrics | None = None,
+    ) -> None:
+        self.detector = detector
+        self.embedder = embedder
+        self.gallery = gallery
+        self.decoder = decoder
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.set_models({role: engine.spec.label for role, engine in (("detector", detector), ("embedder", embedder))
+                                if getattr(getattr(engine, "spec", None), "label", "")})
+            metrics.set_gallery_size(len(gallery))
+
+    @contextlib.contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Time the block as ``stage`` (nothing without metrics)."""
+        if self.metrics is None:
+            yield
+            return
+        with self.metrics.time_stage(stage):
+            yield
+
+    def decode(self, packet: FramePacket) -> np.ndarray:
+        """(H, W, 3) RGB uint8 frame of one packet."""
+        with self.timed("decode"):
+            return self.decoder.decode(packet)
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        """Detections of every frame, in one batch."""
+        if self.metrics is not None:
+            self.metrics.observe_batch(len(frames))
+        with self.timed("detect"):
+            return list(self.detector.detect(frames))
+
+    def embed(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(M, D) vectors of the crops and, when the embedder gives one, their (M,) garment probability."""
+        if not crops:
+            return np.zeros((0, 0), np.float32), None
+        scored = getattr(self.embedder, "embed_scored", None)  # the optional garment output
+        with self.timed("embed"):
+            if scored is None:
+                return self.embedder.embed(crops), None
+            vectors, garment = scored(crops)
+        return vectors, garment
+
+    def search(self, vectors: np.ndarray, k: int, allowed: Collection[str] | None) -> list[list[GalleryHit]]:
+        """Gallery hits per row of (M, D) ``vectors`` among the ``allowed`` items (None: all); an empty
+        gallery (all images removed) gives none."""
+        with self.timed("search"):
+            try:
+                hits = self.gallery.search(vectors, k=k, catalog=allowed)
+            except EmptyGalleryError:
+                hits = [[] for _ in range(vectors.shape[0])]
+        if self.metrics is not None:
+            self.metrics.set_gallery_size(len(self.gallery))
+        return hits

@@ -1,0 +1,37 @@
+"""What the inference stage hands the voter per frame: detections with their gallery hits
+(``engines.gallery.GalleryHit``, as the search returns them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from consumers.messages.match_event import Box
+from engines.gallery import GalleryHit
+
+__all__ = ["GalleryHit", "Observation"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One detection of a frame with its gallery hits.
+
+    Attributes:
+        frame_box: ``x1, y1, x2, y2`` in frame pixels.
+        sold: The detector's sold-item probability in [0, 1].
+        confidence: The detector's objectness in [0, 1].
+        hits: Gallery hits, any order.
+        top_categories: The detection's most likely category indices (empty: no check).
+        garment: Probability that the crop shows a garment, from the embedder's ImageNet classes
+            (1 when the embedder does not say); the vote's weight with ``vote_weight="similarity"``.
+        named_only: The box was not chosen by the sold head but because the stream's text names
+            items; its hits are those items only, and the text's strength for the item
+            (:meth:`TextPriors.strength`) stands in for the sold probability.
+    """
+
+    frame_box: Box
+    sold: float
+    confidence: float
+    hits: tuple[GalleryHit, ...]
+    top_categories: tuple[int, ...] = ()
+    garment: float = 1.0
+    named_only: bool = False
