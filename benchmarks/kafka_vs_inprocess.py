@@ -38,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from consumers.bus import TopicPartition  # noqa: E402
 from consumers.bus.kafka import KafkaBus  # noqa: E402
 from consumers.bus.topics import topic_specs  # noqa: E402
+from consumers.messages.gallery_record import GalleryEntry  # noqa: E402
 from consumers.services.embedded import SourceSpec  # noqa: E402
-from consumers.services.gallery_follower import GalleryEntry, publish_gallery  # noqa: E402
+from consumers.services.gallery_follower import publish_gallery  # noqa: E402
 from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic  # noqa: E402
 from consumers.services.replay import replay  # noqa: E402
 from consumers.services.replay_to_kafka import ReplayFile, replay_to_kafka  # noqa: E402

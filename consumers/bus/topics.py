@@ -58,13 +58,15 @@ class TopicNames:
 
 
 def topic_specs(settings: TopicSettings) -> list[TopicSpec]:
-    """The topic specs of the settings (``streams``, ``gallery``, ``segments`` compacted), with size limits."""
-    names = {settings.name(role): role for role in ROLES}
+    """Every topic of the settings: ``streams``, ``gallery`` and ``segments`` compacted, size limits,
+    then the configured extras (which win)."""
     out = []
-    for spec in settings.specs():
-        extra = SIZE_CONFIGS.get(names[spec.name], {})
-        configs = {**extra, **dict(spec.configs)}
-        out.append(TopicSpec(spec.name, spec.partitions, spec.replication, spec.compacted, configs))
+    for role in ROLES:
+        compacted = role in ("streams", "gallery", "segments")
+        configs = {**SIZE_CONFIGS.get(role, {}), **dict(settings.configs.get(role, {}))}
+        if compacted:
+            configs.setdefault("cleanup.policy", "compact")
+        out.append(TopicSpec(settings.name(role), settings.partitions, settings.replication, compacted, configs))
     return out
 
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consumers.settings import Settings
+
+if TYPE_CHECKING:  # kafka-python loads when a Kafka command runs
+    from consumers.bus.kafka import KafkaBus
 
 log = logging.getLogger(__name__)
 
 
-def kafka_bus(settings: Settings) -> Any:
+def kafka_bus(settings: Settings) -> KafkaBus:
     """A :class:`~consumers.bus.kafka.KafkaBus` for the validated connection settings."""
     from consumers.bus.kafka import KafkaBus
 

@@ -16,26 +16,21 @@ import inspect
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from consumers.bus import Record
 from consumers.bus.in_process import InProcessBus
+from consumers.bus.topics import topic_specs
 from consumers.messages.dead_letter import DeadLetter
 from consumers.messages.frame_record import publish_frame
 from consumers.messages.match_event import FRAME_PTS_HEADER
 from consumers.observability.logging_setup import bind_stream
 from consumers.settings import BatchSettings, TopicSettings
-from consumers.stage.loops import (
-    LoopCounters,
-    PipelineError,
-    RecordStage,
-    run_decoupled_loop,
-    run_stage_loop,
-)
+from consumers.stage.loops import PipelineError, RecordStage, run_consumer_loop
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
 
@@ -44,8 +39,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "INFERENCE_GROUP", "EmbeddedPipeline", "EventSink", "InFlightWindow", "LoopCounters", "PipelineError", "PipelineReport", "RecordStage",
-    "SourceSpec", "run_decoupled_loop", "run_stage_loop", "write_jsonl",
+    "INFERENCE_GROUP", "EmbeddedPipeline", "EventSink", "InFlightWindow", "PipelineReport", "SourceSpec", "write_jsonl",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +49,12 @@ INFERENCE_GROUP = "livetag-inference"
 SINK_GROUP = "livetag-sink"
 #: Dead-letter reasons kept in a run's report (all are counted; the records stay on the dlq topic).
 MAX_DLQ_REASONS = 100
+
+
+class PipelineStage(RecordStage, Protocol):
+    """A record stage that can also end its streams' open matches when their sources end."""
+
+    def end_streams(self, stream_ids: Sequence[str], end_pts: Mapping[str, float] | None = None) -> list[Record]: ...
 
 
 class InFlightWindow:
@@ -173,7 +173,7 @@ class EmbeddedPipeline:
 
     def __init__(
         self,
-        stage: Any,
+        stage: PipelineStage,
         frame_source: FrameSource,
         batch: BatchSettings | None = None,
         topics: TopicSettings | None = None,
@@ -185,7 +185,7 @@ class EmbeddedPipeline:
     ) -> None:
         self.stage = stage
         self.metrics = metrics
-        self.decoupled = decoupled and hasattr(stage, "decode_records") and hasattr(stage, "infer_frames")
+        self.decoupled = decoupled
         self.frame_source = frame_source
         self.batch = batch or BatchSettings()
         # one consumer reads every topic of the in-process bus: one partition each
@@ -196,7 +196,7 @@ class EmbeddedPipeline:
         # Retention bounds memory on long replays: readers are at most max_in_flight frames ahead of
         # inference, so a log of 16x that loses nothing; losses would show in bus.stats() "skipped".
         self.bus = InProcessBus(self.clock, max_records_per_partition=max(4096, 16 * max_in_flight))
-        self.bus.create_topics(self.topics.specs())
+        self.bus.create_topics(topic_specs(self.topics))
         self.stop = threading.Event()
 
     def run(
@@ -232,8 +232,8 @@ class EmbeddedPipeline:
             consumer = self.bus.consumer([frames_topic], INFERENCE_GROUP)
             producer = self.bus.producer()
             try:
-                loop = run_decoupled_loop if self.decoupled else run_stage_loop
-                loop(consumer, producer, self.stage, infer_stop, self.batch, committed, metrics=self.metrics)
+                run_consumer_loop(consumer, producer, self.stage, infer_stop, self.batch, committed,
+                                  metrics=self.metrics, decoupled=self.decoupled)
             except BaseException as exc:  # noqa: BLE001 - reported to the caller's thread
                 errors.append(exc)
                 failed.set()

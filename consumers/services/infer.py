@@ -1,10 +1,9 @@
 """The inference consumer: a consumer group on ``frames``, match events to ``matches``.
 
 It is the single-machine inference stage (:class:`consumers.stage.inference_stage.InferenceStage`) run by
-the same loop as the embedded pipeline (:func:`consumers.services.embedded.run_decoupled_loop`: poll a
+the same loop as the embedded pipeline (:func:`consumers.stage.loops.run_consumer_loop`: poll a
 micro-batch across all assigned partitions and decode it while the previous batch is in the models,
-produce, flush, then commit that batch's offsets; a stage without the decode/infer halves runs in
-:func:`consumers.services.embedded.run_stage_loop`) on a :class:`~consumers.bus.kafka.KafkaBus`:
+produce, flush, then commit that batch's offsets) on a :class:`~consumers.bus.kafka.KafkaBus`:
 
 * at-least-once: offsets are committed only after the produced events and dead letters were
   acknowledged by the broker; a crash re-delivers the uncommitted batch and the deterministic
@@ -31,25 +30,19 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from consumers.bus import Bus, BusError, CommitFailedError, Consumer, Producer, Record, TopicPartition
 from consumers.observability.health import Readiness
 from consumers.observability.metrics import PipelineMetrics
-from consumers.services.embedded import (
-    INFERENCE_GROUP,
-    LoopCounters,
-    RecordStage,
-    run_decoupled_loop,
-    run_stage_loop,
-)
+from consumers.services.embedded import INFERENCE_GROUP
 from consumers.services.gallery_follower import GalleryFollower
 from consumers.services.segment_topic import read_open_segments, topic_exists
 from consumers.services.transcript_follower import TranscriptFollower
 from consumers.settings import Settings
 from consumers.stage.builder import build_stage
 from consumers.stage.inference_stage import InferenceStage
-from consumers.stage.loops import SplitStage
+from consumers.stage.loops import LoopCounters, RecordStage, run_consumer_loop
+from engines.base import Detector, Embedder
 from engines.gallery import GalleryIndex
 from stream.clock import Clock, SystemClock
 
@@ -177,12 +170,8 @@ class InferenceConsumer:
         consumer.stats = self.commit_stats
         producer = self._producer = self.bus.producer()
         try:
-            if isinstance(self.stage, SplitStage):
-                self.counters = run_decoupled_loop(consumer, producer, self.stage, stop, self.settings.batch,
-                                                   metrics=self.metrics)
-            else:
-                self.counters = run_stage_loop(consumer, producer, self.stage, stop, self.settings.batch,
-                                               metrics=self.metrics)
+            self.counters = run_consumer_loop(consumer, producer, self.stage, stop, self.settings.batch,
+                                              metrics=self.metrics)
             return self.counters
         finally:
             consumer.close()
@@ -248,8 +237,8 @@ class InferenceConsumer:
 def stage_from_gallery_topic(
     bus: Bus,
     settings: Settings,
-    detector: Any,
-    embedder: Any,
+    detector: Detector,
+    embedder: Embedder,
     clock: Clock | None = None,
     metrics: PipelineMetrics | None = None,
 ) -> tuple[InferenceStage, GalleryFollower]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from consumers.services.embedded import EmbeddedPipeline, EventSink, PipelineReport, SourceSpec
+from consumers.services.embedded import EmbeddedPipeline, EventSink, PipelineReport, PipelineStage, SourceSpec
 from consumers.settings import ReplaySettings, Settings
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError, SourceOpenError
@@ -76,7 +76,7 @@ def file_frame_source(
 
 
 def replay(
-    stage: Any,
+    stage: PipelineStage,
     specs: Sequence[SourceSpec],
     settings: Settings,
     on_event: EventSink,

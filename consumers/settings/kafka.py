@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from consumers.bus import TopicSpec
 from consumers.settings.checks import SecretStr, check, check_types
 
 
@@ -61,17 +60,6 @@ class TopicSettings:
     def name(self, base: str) -> str:
         """The full name of ``base`` (one of :data:`TOPIC_BASES`)."""
         return self.prefix + str(getattr(self, base))
-
-    def specs(self) -> list[TopicSpec]:
-        """Every topic; ``streams``, ``gallery`` and ``segments`` are compacted."""
-        out = []
-        for base in TOPIC_BASES:
-            compacted = base in ("streams", "gallery", "segments")
-            configs = dict(self.configs.get(base, {}))
-            if compacted:
-                configs.setdefault("cleanup.policy", "compact")
-            out.append(TopicSpec(self.name(base), self.partitions, self.replication, compacted, configs))
-        return out
 
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

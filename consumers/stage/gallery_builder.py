@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from engines.base import Detector, Embedder
 from engines.gallery import EmptyGalleryError, GalleryIndex
 from stream.errors import LiveTagError
 
@@ -164,8 +165,8 @@ def _label_index(classes: Sequence[str]) -> dict[str, int]:
 
 def build_gallery(
     images: Sequence[ShopImage],
-    detector: Any,
-    embedder: Any,
+    detector: Detector,
+    embedder: Embedder,
     catalog: str | None = None,
     batch_size: int = 16,
     progress: bool = True,

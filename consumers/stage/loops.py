@@ -249,3 +249,21 @@ def run_decoupled_loop(
     while not done.empty():
         commit_ready()
     return counters
+
+
+def run_consumer_loop(
+    consumer: Consumer,
+    producer: Producer,
+    stage: RecordStage,
+    stop: threading.Event,
+    batch: BatchSettings,
+    on_committed: Callable[[list[Record]], None] | None = None,
+    metrics: PipelineMetrics | None = None,
+    decoupled: bool = True,
+) -> LoopCounters:
+    """The one consumer loop of every service and command: :func:`run_decoupled_loop` for a stage
+    that splits decoding from inference (a :class:`SplitStage`, unless ``decoupled`` is False),
+    :func:`run_stage_loop` otherwise. Arguments as for those two."""
+    if decoupled and isinstance(stage, SplitStage):
+        return run_decoupled_loop(consumer, producer, stage, stop, batch, on_committed, metrics=metrics)
+    return run_stage_loop(consumer, producer, stage, stop, batch, on_committed, metrics=metrics)

@@ -11,9 +11,9 @@ import pytest
 
 from consumers.bus import Record
 from consumers.messages.dead_letter import DeadLetter
+from consumers.messages.gallery_record import GalleryEntry
 from consumers.messages.payload_schemas import SCHEMAS, PayloadSchemaError, check_payload, headers_document
 from consumers.messages.stream_record import make_stream_value
-from consumers.services.gallery_follower import GalleryEntry
 from consumers.text.transcripts import TranscriptSegment
 from stream.packet import FramePacket
 

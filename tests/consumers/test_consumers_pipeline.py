@@ -14,20 +14,16 @@ from consumers_media import ITEMS, LOOSE_SETTINGS, export_tiny_models, make_shop
 
 from consumers.bus import BusError, Record, TopicPartition
 from consumers.bus.in_process import InProcessBus
+from consumers.bus.topics import topic_specs
 from consumers.messages.dead_letter import DeadLetter
 from consumers.messages.match_event import validate_match_event
-from consumers.services.embedded import (
-    EmbeddedPipeline,
-    InFlightWindow,
-    SourceSpec,
-    run_decoupled_loop,
-    run_stage_loop,
-)
+from consumers.services.embedded import EmbeddedPipeline, InFlightWindow, SourceSpec
 from consumers.services.replay import file_frame_source, replay
 from consumers.settings import ModelSettings
 from consumers.stage.builder import build_stage
 from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index
 from consumers.stage.inference_stage import InferenceStage
+from consumers.stage.loops import run_consumer_loop, run_decoupled_loop, run_stage_loop
 from consumers.stage.model_loading import load_models
 from engines.gallery import GalleryIndex
 from stream.clock import FakeClock
@@ -98,7 +94,7 @@ def test_embedded_pipeline_end_to_end(world: dict[str, Any]) -> None:
 def test_runner_publishes_then_commits(world: dict[str, Any], loop: Any) -> None:
     clock = FakeClock()
     bus = InProcessBus(clock)
-    bus.create_topics(SETTINGS.topics.specs())
+    bus.create_topics(topic_specs(SETTINGS.topics))
     producer = bus.producer()
     for packet in _packets(world["videos"]["s1"], "s1"):
         producer.produce("frames", *packet.to_record())
@@ -136,7 +132,7 @@ def test_runner_publishes_then_commits(world: dict[str, Any], loop: Any) -> None
 def test_corrupt_record_goes_to_dlq_and_other_streams_flow(world: dict[str, Any]) -> None:
     clock = FakeClock()
     bus = InProcessBus(clock)
-    bus.create_topics(SETTINGS.topics.specs())
+    bus.create_topics(topic_specs(SETTINGS.topics))
     producer = bus.producer()
     good = _packets(world["videos"]["s2"], "s2")
     bad = _packets(world["videos"]["s1"], "s1")[0]
@@ -298,7 +294,7 @@ def test_a_poison_record_of_any_error_class_is_a_dead_letter_and_the_loop_goes_o
     that is not the project's own: each is one dead letter; frames in = processed + dead letters."""
     clock = FakeClock()
     bus = InProcessBus(clock)
-    bus.create_topics(SETTINGS.topics.specs())
+    bus.create_topics(topic_specs(SETTINGS.topics))
     producer = bus.producer()
     good = _packets(world["videos"]["s2"], "s2")
     key, value, headers = good[0].to_record()
@@ -362,7 +358,7 @@ def test_a_stream_that_stops_ends_its_segment_on_the_idle_timer(world: dict[str,
 
     clock = FakeClock()
     bus = InProcessBus(clock)
-    bus.create_topics(SETTINGS.topics.specs())
+    bus.create_topics(topic_specs(SETTINGS.topics))
     producer = bus.producer()
     for packet in _packets(world["videos"]["s2"], "s2"):
         producer.produce("frames", *packet.to_record())
@@ -445,7 +441,7 @@ def test_twice_overloaded_latency_stays_bounded_by_shedding(world: dict[str, Any
 
     stage.infer_frames = timed  # type: ignore[method-assign]
     bus = InProcessBus(clock)
-    bus.create_topics(SETTINGS.topics.specs())
+    bus.create_topics(topic_specs(SETTINGS.topics))
     producer, consumer = bus.producer(), bus.consumer(["frames"], "infer")
     source = _packets(world["videos"]["s2"], "s2")
     start, total, sent = clock.now(), 300, 0
@@ -535,3 +531,29 @@ def test_newest_frame_wins_decodes_only_each_streams_last_frame_of_a_batch(world
     finally:
         live.close()
         replaying.close()
+
+
+@pytest.mark.parametrize(("decoupled", "expected"), [(True, "decode_records"), (False, "process")])
+def test_the_one_loop_splits_decoding_from_inference_when_the_stage_can(decoupled: bool, expected: str) -> None:
+    calls: list[str] = []
+
+    class Split:
+        def process(self, records: Any) -> list[Record]:
+            calls.append("process")
+            return []
+
+        def decode_records(self, records: Any) -> tuple[list[Any], list[Record]]:
+            calls.append("decode_records")
+            return [], []
+
+        def infer_frames(self, frames: Any) -> list[Record]:
+            return []
+
+    bus = InProcessBus(FakeClock())
+    bus.create_topics(topic_specs(SETTINGS.topics))
+    bus.producer().produce("frames", b"s1", b"x", [])
+    stop = threading.Event()
+    stop.set()
+    counters = run_consumer_loop(bus.consumer(["frames"], "infer"), bus.producer(), Split(), stop, SETTINGS.batch,
+                                 decoupled=decoupled)
+    assert counters.consumed == 1 and calls == [expected]

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from consumers.bus.topics import topic_specs
 from consumers.settings import (
     BatchSettings,
     InferSettings,
@@ -94,8 +95,8 @@ def test_from_env_reads_every_kind_of_field(tmp_path: Path) -> None:
     assert s.kafka.bootstrap_servers == ("k1:9092", "k2:9093")
     assert s.voter.half_life_s == 2.5 and s.voter.min_votes == 4
     assert s.topics.name("frames") == "prod.frames"
-    specs = {spec.name: spec for spec in s.topics.specs()}
-    assert specs["prod.frames"].configs == {"retention.ms": "60000"}
+    specs = {spec.name: spec for spec in topic_specs(s.topics)}
+    assert specs["prod.frames"].configs["retention.ms"] == "60000"
     assert specs["prod.streams"].compacted and specs["prod.gallery"].compacted
     assert not specs["prod.matches"].compacted
     assert s.observability.log_format == "json"

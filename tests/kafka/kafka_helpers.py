@@ -129,7 +129,7 @@ def first_frame(path: Path) -> np.ndarray:
 
 def gallery_entries(detector: object, embedder: object, image: np.ndarray, item_id: str, catalog: str, settings: object) -> list:
     """Gallery entries for ``item_id`` made from the detections of ``image``, the way the stage embeds them."""
-    from consumers.services.gallery_follower import GalleryEntry
+    from consumers.messages.gallery_record import GalleryEntry
     from engines.preprocess import crop
 
     dets = detector.detect([image])[0]  # type: ignore[attr-defined]

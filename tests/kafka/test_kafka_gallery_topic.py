@@ -9,13 +9,8 @@ from kafka_helpers import wait_for
 from consumers.bus import Record
 from consumers.bus.kafka import KafkaBus
 from consumers.bus.topics import TopicNames
-from consumers.services.gallery_follower import (
-    GalleryEntry,
-    GalleryFollower,
-    GalleryRecordError,
-    decode_gallery_record,
-    publish_gallery,
-)
+from consumers.messages.gallery_record import GalleryEntry, GalleryRecordError, decode_gallery_record
+from consumers.services.gallery_follower import GalleryFollower, publish_gallery
 from engines.gallery import GalleryIndex
 
 

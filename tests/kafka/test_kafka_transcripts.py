@@ -11,8 +11,9 @@ from kafka_helpers import read_all, wait_for
 
 from consumers.bus.kafka import KafkaBus
 from consumers.bus.topics import TopicNames
+from consumers.messages.gallery_record import GalleryEntry
 from consumers.messages.payload_schemas import check_payload
-from consumers.services.gallery_follower import GalleryEntry, GalleryFollower, publish_gallery
+from consumers.services.gallery_follower import GalleryFollower, publish_gallery
 from consumers.services.transcript_follower import TranscriptFollower, publish_segments
 from consumers.settings import TopicSettings
 from consumers.settings.text import TextSettings
