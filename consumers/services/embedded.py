@@ -164,7 +164,7 @@ class EmbeddedPipeline:
         max_in_flight: Frames published but not committed before readers block.
         max_concurrent_sources: Sources read at the same time.
         decoupled: Decode on the consumer thread and run the models on another
-            (:func:`run_decoupled_loop`) when the stage supports it.
+            (``consumers.stage.loops.run_decoupled_loop``) when the stage supports it.
         metrics: Optional ``PipelineMetrics`` fed by the inference loop (polls, published batches,
             lag) and with the end-of-stream events.
 

@@ -132,6 +132,15 @@ def _setting(settings: Settings, dotted: str) -> Any:
     return getattr(getattr(settings, section), name)
 
 
+def _shown(value: Any) -> str:
+    """A default as the help shows it."""
+    if value is None or value in ("", ()):
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def _defaults(command_defaults: Mapping[str, Any] | None) -> Settings:
     try:
         return Settings().with_overrides(**(command_defaults or {}))
@@ -154,13 +163,13 @@ def add_setting_options(
     for name in groups:
         group = parser.add_argument_group(name)
         for option in GROUPS[name]:
-            default = _setting(shown, option.setting)
-            text = f"{option.help} (setting {option.setting}; default {default if default not in ('', ()) else 'none'})"
+            text = f"{option.help} (setting {option.setting}; default {_shown(_setting(shown, option.setting))})"
             kwargs: dict[str, Any] = {"dest": DEST_PREFIX + option.setting, "default": None, "help": text}
             if option.const is not None:
                 kwargs.update(action="store_const", const=option.const)
             else:
-                kwargs.update(type=option.type, choices=option.choices, metavar=option.metavar)
+                metavar = option.metavar or (None if option.choices else option.setting.split(".")[1].upper())
+                kwargs.update(type=option.type, choices=option.choices, metavar=metavar)
                 if option.repeat:
                     kwargs["action"] = "append"
             group.add_argument(option.flag, **kwargs)
