@@ -15,7 +15,16 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from engines.package import ModelSpec
-from engines.preprocess import box_area, boxes_to_frame, check_image, letterbox, nms, normalise, stretch
+from engines.preprocess import (
+    EngineInputError,
+    box_area,
+    boxes_to_frame,
+    check_image,
+    letterbox,
+    nms,
+    normalise,
+    stretch,
+)
 from engines.types import Detections
 from stream.errors import LiveTagError
 
@@ -149,6 +158,43 @@ class DetectorEngine(_Engine):
             canvases.append(canvas)
         return normalise(canvases, self.spec.normalization), geometry
 
+    def scaled_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(w, h)`` a ``width x height`` frame is scaled to before it is padded into the input (the
+        letterbox fit; the whole input for a stretching model)."""
+        inp = self.spec.input
+        if inp.resize != "letterbox":
+            return inp.width, inp.height
+        s = min(inp.width / width, inp.height / height)
+        return min(inp.width, max(1, round(width * s))), min(inp.height, max(1, round(height * s)))
+
+    def pre_process_scaled(self, images: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]]) -> tuple[np.ndarray, list[Letterboxed]]:
+        """:meth:`pre_process` for frames already scaled to :meth:`scaled_size` (e.g. by swscale while
+        converting from YUV): only the pad and the normalisation are left.
+
+        Args:
+            images: N (h, w, 3) RGB uint8, each the ``scaled_size`` of its frame.
+            sizes: N ``(width, height)`` of the frames before scaling.
+
+        Raises:
+            EngineInputError: An image is not RGB uint8 or not its frame's scaled size.
+        """
+        inp = self.spec.input
+        canvases, geometry = [], []
+        for image, (width, height) in zip(images, sizes, strict=True):
+            check_image(image)
+            w, h = self.scaled_size(width, height)
+            if image.shape[:2] != (h, w):
+                raise EngineInputError(f"a frame of {width}x{height} scales to {w}x{h}, got {image.shape[1]}x{image.shape[0]}")
+            if inp.resize == "letterbox":
+                canvas = np.full((inp.height, inp.width, 3), inp.pad_value, dtype=np.uint8)
+                canvas[:h, :w] = image
+                geometry.append(Letterboxed(width, height, min(inp.width / width, inp.height / height)))
+            else:
+                canvas = image
+                geometry.append(Letterboxed(width, height, (inp.width / width, inp.height / height)))
+            canvases.append(canvas)
+        return normalise(canvases, self.spec.normalization), geometry
+
     def post_process(self, outputs: dict[str, np.ndarray], geometry: Sequence[Letterboxed]) -> list[Detections]:
         """Threshold, NMS, map to frame pixels and clip.
 
@@ -183,6 +229,13 @@ class DetectorEngine(_Engine):
         if len(frames) == 0:
             return []
         batch, geometry = self.pre_process(frames)
+        return self.post_process(self.forward(batch), geometry)
+
+    def detect_scaled(self, images: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        """:meth:`detect` for frames already scaled to :meth:`scaled_size`; boxes in the frames' pixels."""
+        if len(images) == 0:
+            return []
+        batch, geometry = self.pre_process_scaled(images, sizes)
         return self.post_process(self.forward(batch), geometry)
 
 

@@ -75,12 +75,14 @@ def normalise(images: Sequence[np.ndarray], norm: Normalization) -> np.ndarray:
     Returns:
         (N, 3, H, W) float32, C-contiguous: ``(x * scale - mean) / std``.
     """
-    batch = np.stack(images).astype(np.float32)
+    # NHWC -> NCHW on the uint8 bytes (a quarter of the memory traffic of float32), then one cast and
+    # an in-place multiply-add per channel: 5x faster than casting first (benchmarks/frame_cost.py).
+    batch = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)).astype(np.float32)
     mul = (norm.scale / np.asarray(norm.std, np.float32)).astype(np.float32)
     add = (-np.asarray(norm.mean, np.float32) / np.asarray(norm.std, np.float32)).astype(np.float32)
-    batch *= mul
-    batch += add
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    batch *= mul[None, :, None, None]
+    batch += add[None, :, None, None]
+    return batch
 
 
 def expand_box(box: Sequence[float], ratio: float, width: int, height: int) -> tuple[int, int, int, int]:

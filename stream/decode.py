@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
@@ -27,6 +28,22 @@ MAX_PIXELS = 4096 * 2304
 #: resampled (luma keeps its size), so nearest-neighbour chroma costs the models nothing measurable
 #: and takes the conversion of a 540x960 frame from 2.8 ms to 1.0 ms (benchmarks/pipeline_vs_engine.py).
 CHROMA_UPSAMPLING = "POINT"
+#: swscale interpolation when a picture is scaled down to a model's input while it is converted
+#: (area averaging, as OpenCV's INTER_AREA, at a tenth of its cost: benchmarks/frame_cost.py).
+DOWNSCALE_INTERPOLATION = "AREA"
+
+
+def rgb(picture: av.VideoFrame) -> np.ndarray:
+    """The decoded picture as (H, W, 3) RGB uint8 at full resolution."""
+    return np.ascontiguousarray(picture.to_ndarray(format="rgb24", interpolation=CHROMA_UPSAMPLING))
+
+
+def scaled_rgb(picture: av.VideoFrame, width: int, height: int) -> np.ndarray:
+    """The picture scaled to ``width x height`` and converted to RGB in one swscale step: (height,
+    width, 3) uint8, without the full-resolution RGB frame in between."""
+    return np.ascontiguousarray(
+        picture.to_ndarray(format="rgb24", width=width, height=height, interpolation=DOWNSCALE_INTERPOLATION)
+    )
 
 
 @dataclass
@@ -80,13 +97,31 @@ class PacketDecoder:
             return list(self._contexts)
 
     def decode(self, packet: FramePacket) -> np.ndarray:
+        """Decode one packet to an RGB uint8 frame, shape (H, W, 3) (:meth:`decode_picture`, then :func:`rgb`)."""
+        return rgb(self.decode_picture(packet))
+
+    def decode_scaled(
+        self, packet: FramePacket, size_of: Callable[[int, int], tuple[int, int]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Decode one packet to its full-resolution RGB frame and, with ``size_of``, a second RGB copy
+        scaled by swscale straight from the decoded picture to ``size_of(width, height)`` (a
+        model's input size), which spares a resize of the full frame.
+
+        Returns:
+            ``(frame, scaled)``: (H, W, 3) and (h, w, 3) RGB uint8 (``scaled`` None without ``size_of``).
+        """
+        picture = self.decode_picture(packet)
+        scaled = scaled_rgb(picture, *size_of(picture.width, picture.height)) if size_of is not None else None
+        return rgb(picture), scaled
+
+    def decode_picture(self, packet: FramePacket) -> av.VideoFrame:
         """Decode one packet.
 
         Args:
             packet: A keyframe (H.264 / HEVC / MPEG-4 Part 2, AVCC or Annex B) or a JPEG.
 
         Returns:
-            The frame as RGB uint8, shape (H, W, 3).
+            The decoded picture in the codec's own pixel format (YUV for video).
 
         Raises:
             DecodeError: The codec is unsupported or the data does not decode; the stream's
@@ -116,7 +151,7 @@ class PacketDecoder:
                     f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "
                     f"{len(packet.data)} bytes gave {reason}; decoder reset"
                 )
-            return np.ascontiguousarray(good[-1].to_ndarray(format="rgb24", interpolation=CHROMA_UPSAMPLING))
+            return good[-1]
 
     def drop(self, stream_id: str) -> None:
         """Forget a stream's context (the stream ended)."""

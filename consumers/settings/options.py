@@ -82,6 +82,8 @@ GROUPS: dict[str, tuple[Option, ...]] = {
                "stream seconds one frame's vote stands for (0: every frame counts once)", type=float),
         Option("--skip-loop-filter", "pipeline.skip_loop_filter", "decode keyframes without deblocking (faster)",
                const=True),
+        Option("--scale-in-decoder", "pipeline.scale_in_decoder",
+               "scale frames to the detector's input while converting them from YUV (faster)", const=True),
         Option("--no-text", "text.enabled", "ignore titles, transcripts and on-screen text (votes are visual alone)",
                const=False),
         Option("--ocr", "text.ocr_mode", "read on-screen text with OCR", choices=OCR_MODES),

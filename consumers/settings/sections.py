@@ -68,6 +68,10 @@ class PipelineSettings:
         decoder_threads: FFmpeg slice threads per stream's decoder (0: FFmpeg chooses).
         skip_loop_filter: Decode keyframes without H.264/HEVC deblocking (faster, slightly
             blockier pictures; see ``stream.decode.PacketDecoder``).
+        scale_in_decoder: Scale each decoded frame to the detector's input in the same swscale step
+            that converts it to RGB, instead of resizing the full RGB frame with OpenCV (about 1 ms
+            less per 1080p frame, benchmarks/frame_cost.py). Off by default: on the real dev set it
+            kept per-stream top-1 but lost one stream of R@5 (docs/benchmarks.md).
     """
 
     detection_threshold: float = 0.3
@@ -81,6 +85,7 @@ class PipelineSettings:
     newest_frame_wins: bool = False
     decoder_threads: int = 1
     skip_loop_filter: bool = False
+    scale_in_decoder: bool = False
 
     def __post_init__(self) -> None:
         check_types(self, "pipeline")

@@ -41,13 +41,15 @@ FrameObserver = Callable[[str, float, list[Hit]], None]
 
 @dataclass
 class DecodedFrame:
-    """A frame record with its decoded image (H, W, 3) RGB uint8 and catalog header."""
+    """A frame record with its decoded image (H, W, 3) RGB uint8 and catalog header; ``scaled`` is the
+    image already scaled to the detector's input (h, w, 3) when the decoder made one."""
 
     record: Record
     packet: FramePacket
     image: np.ndarray
     catalog: str | None
     shed: bool = False  # grew too old while waiting for the models: not analysed
+    scaled: np.ndarray | None = None
 
 
 @dataclass

@@ -264,14 +264,14 @@ class InferenceStage:
         max_age = self.settings.max_frame_age_s
         if max_age > 0 and self.clock.now() - packet.wallclock > max_age:
             raise StaleFrame  # shed before the decoder and the models: the newest frames win
-        image = self.models.decode(packet)
+        image, scaled = self.models.decode(packet)
         self._partitions[packet.stream_id] = (record.topic, record.partition)
         self._partitions.move_to_end(packet.stream_id)
         while len(self._partitions) > self.voter.settings.max_streams:
             self._partitions.popitem(last=False)
         raw_catalog = record.header(CATALOG_HEADER)
         catalog = raw_catalog.decode("utf-8", "replace") if raw_catalog else None
-        return DecodedFrame(record, packet, image, catalog)
+        return DecodedFrame(record, packet, image, catalog, scaled=scaled)
 
     def _scopes(self, frames: Sequence[DecodedFrame]) -> dict[str | None, frozenset[str] | None]:
         """catalog -> the items its streams may match (None: the whole gallery), once per batch."""
@@ -286,7 +286,7 @@ class InferenceStage:
         from engines.preprocess import crop
 
         s = self.settings
-        detections = self.models.detect([f.image for f in frames])
+        detections = self.models.detect([f.image for f in frames], [f.scaled for f in frames])
         scopes = self._scopes(frames)
         named = named_items(self.voter.text, frames, scopes)
         crops: list[np.ndarray] = []

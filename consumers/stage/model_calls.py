@@ -3,7 +3,7 @@
 =========  =====================================  ===============================================
 stage      timed call                             granularity
 =========  =====================================  ===============================================
-decode     ``decoder.decode(packet)``             one frame
+decode     ``decoder.decode_scaled(packet)``      one frame (RGB, and the detector's input size)
 detect     ``detector.detect(frames)``            one batch (also observes ``batch_size``)
 embed      ``embedder.embed(crops)``              the crops of one batch
 search     ``gallery.search(vectors, ...)``       the crops of one catalog within a batch
@@ -41,6 +41,8 @@ class ModelCalls:
         gallery: The shop-image index searched within a catalog's items.
         decoder: Frame packets -> RGB frames (one decoder state per stream).
         metrics: Where timings, batch sizes, gallery size and model versions go (None: nowhere).
+        scale_in_decoder: Have the decoder scale each frame to the detector's input while it converts
+            it (``pipeline.scale_in_decoder``), when the detector takes pre-scaled frames.
     """
 
     def __init__(
@@ -50,8 +52,10 @@ class ModelCalls:
         gallery: GalleryIndex,
         decoder: PacketDecoder,
         metrics: PipelineMetrics | None = None,
+        scale_in_decoder: bool = False,
     ) -> None:
         self.detector = detector
+        self.scale_in_decoder = scale_in_decoder
         self.embedder = embedder
         self.gallery = gallery
         self.decoder = decoder
@@ -70,16 +74,21 @@ class ModelCalls:
         with self.metrics.time_stage(stage):
             yield
 
-    def decode(self, packet: FramePacket) -> np.ndarray:
-        """(H, W, 3) RGB uint8 frame of one packet."""
+    def decode(self, packet: FramePacket) -> tuple[np.ndarray, np.ndarray | None]:
+        """(H, W, 3) RGB uint8 frame of one packet and, when the detector takes pre-scaled frames, the
+        frame already scaled to its input by the decoder's swscale (None otherwise)."""
+        size_of = getattr(self.detector, "scaled_size", None) if self.scale_in_decoder else None
         with self.timed("decode"):
-            return self.decoder.decode(packet)
+            return self.decoder.decode_scaled(packet, size_of)
 
-    def detect(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        """Detections of every frame, in one batch."""
+    def detect(self, frames: Sequence[np.ndarray], scaled: Sequence[np.ndarray | None] | None = None) -> list[Detections]:
+        """Detections of every frame, in one batch (from the ``scaled`` copies when all frames have one)."""
         if self.metrics is not None:
             self.metrics.observe_batch(len(frames))
+        detect_scaled = getattr(self.detector, "detect_scaled", None)
         with self.timed("detect"):
+            if scaled is not None and detect_scaled is not None and all(s is not None for s in scaled):
+                return list(detect_scaled(scaled, [(f.shape[1], f.shape[0]) for f in frames]))
             return list(self.detector.detect(frames))
 
     def embed(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:

@@ -234,9 +234,9 @@ def test_stage_isolates_a_frame_the_models_reject(world: dict[str, Any]) -> None
         def __init__(self, inner: Any) -> None:
             self.inner = inner
 
-        def decode(self, packet: FramePacket) -> np.ndarray:
-            image = self.inner.decode(packet)
-            return image[:, :0] if packet.sequence == 1 else image
+        def decode_scaled(self, packet: FramePacket, size_of: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+            image, scaled = self.inner.decode_scaled(packet, size_of)
+            return (image[:, :0], None) if packet.sequence == 1 else (image, scaled)
 
         def drop(self, stream_id: str) -> None:
             self.inner.drop(stream_id)
@@ -310,14 +310,14 @@ def test_a_poison_record_of_any_error_class_is_a_dead_letter_and_the_loop_goes_o
             producer.produce("frames", b"oversized", b"\x00" * 8_388_308, headers)
             producer.produce("frames", b"overflow", value, headers)
     stage = _stage(world, clock)
-    decode = stage.models.decoder.decode
+    decode = stage.models.decoder.decode_scaled
 
-    def fragile(packet: FramePacket) -> np.ndarray:
+    def fragile(packet: FramePacket, size_of: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
         if packet.stream_id == "overflow":
             raise OverflowError("int too large to convert to C long")
-        return decode(packet)
+        return decode(packet, size_of)
 
-    stage.models.decoder.decode = fragile  # type: ignore[method-assign]
+    stage.models.decoder.decode_scaled = fragile  # type: ignore[method-assign]
     stop = threading.Event()
     stop.set()
     counters = run_decoupled_loop(bus.consumer(["frames"], "infer"), producer, stage, stop, SETTINGS.batch)
@@ -557,3 +557,23 @@ def test_the_one_loop_splits_decoding_from_inference_when_the_stage_can(decouple
     counters = run_consumer_loop(bus.consumer(["frames"], "infer"), bus.producer(), Split(), stop, SETTINGS.batch,
                                  decoupled=decoupled)
     assert counters.consumed == 1 and calls == [expected]
+
+
+def test_frames_scaled_in_the_decoder_detect_like_frames_resized_by_the_engine(world: dict[str, Any]) -> None:
+    records = _records(_packets(world["videos"]["s1"], "s1"), catalog="c1")
+    settings = SETTINGS.with_overrides(pipeline__scale_in_decoder=True)
+    scaled = build_stage(world["detector"], world["embedder"], world["gallery"], settings, FakeClock())
+    plain = _stage(world, FakeClock())
+    frames, letters = scaled.decode_records(records)
+    assert not letters and all(f.scaled is not None for f in frames)
+    expected = world["detector"].scaled_size(frames[0].image.shape[1], frames[0].image.shape[0])
+    assert frames[0].scaled.shape == (expected[1], expected[0], 3)
+    assert all(f.scaled is None for f in plain.decode_records(records)[0])
+    detector = world["detector"]
+    sizes = [(f.image.shape[1], f.image.shape[0]) for f in frames]
+    by_decoder = detector.pre_process_scaled([f.scaled for f in frames], sizes)[0]
+    by_engine = detector.pre_process([f.image for f in frames])[0]
+    # the same model input but for the two area resizes (swscale from YUV, OpenCV from RGB)
+    assert by_decoder.shape == by_engine.shape and np.abs(by_decoder - by_engine).mean() < 0.05
+    assert len(scaled.models.detect([f.image for f in frames], [f.scaled for f in frames])) == len(frames)
+    assert all(r.topic != "dlq" for r in scaled.infer_frames(frames))

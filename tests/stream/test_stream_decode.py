@@ -214,3 +214,20 @@ def test_skip_loop_filter_changes_only_block_edges_of_a_real_keyframe(name):
     assert difference.max() > 0  # the option reached FFmpeg: deblocking really was skipped
     assert difference.mean() < 4.0
     assert fast_decoder.decode(packet).shape == plain.shape  # the context keeps decoding
+
+
+def test_decode_scaled_gives_the_frame_and_a_copy_scaled_in_the_same_conversion() -> None:
+    import cv2
+
+    video = DATA / "car-detection-14s.mp4"
+    packet = next(iter_frame_packets("cam", str(video), "keyframes", clock=FakeClock()))
+    decoder = PacketDecoder()
+    full = decoder.decode(packet)
+    image, none = decoder.decode_scaled(packet)
+    assert none is None and np.array_equal(image, full)
+    image, scaled = decoder.decode_scaled(packet, lambda w, h: (w // 3, h // 3))
+    assert np.array_equal(image, full) and scaled is not None
+    assert scaled.shape == (full.shape[0] // 3, full.shape[1] // 3, 3) and scaled.dtype == np.uint8
+    # swscale's area averaging from YUV agrees with OpenCV's INTER_AREA from the RGB frame
+    reference = cv2.resize(full, (scaled.shape[1], scaled.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(scaled.astype(int) - reference.astype(int)).mean() < 3.0

@@ -1,0 +1,189 @@
+"""CPU cost per analysed 1080p keyframe outside the models, step by step, ways side by side.
+
+The clip: the real camera footage ``tests/data/car-detection-14s.mp4`` (768x432) upscaled to 1920x1080
+and encoded as H.264 at a camera-like bitrate with a keyframe every 5 frames, so every keyframe is
+real texture, not a flat render. Each keyframe packet goes through the steps the inference stage
+runs before and around the models, timed in CPU seconds of the calling thread (``time.thread_time``,
+so a decoder thread pool would not hide its work; the decoder runs with one thread here):
+
+====================  ==========================================================================
+step                  what
+====================  ==========================================================================
+decode                H.264 keyframe -> YUV picture (``skip_loop_filter`` on or off)
+rgb                   YUV -> full-resolution RGB (the frame the stage keeps: crops, OCR)
+detector input        RGB -> letterboxed, normalised (1, 3, S, S) float32 (``DetectorEngine.pre_process``)
+crops                 two sold-item-sized crops (+10 %) -> embedder input (``EmbedderEngine.pre_process``)
+====================  ==========================================================================
+
+Ways compared in one run, median of ``--repeats`` runs of the per-frame median:
+
+* ``before``: the stage before 2026-12-03 21:00: the detector's letterbox resize in OpenCV, then a
+  normalisation that cast to float32 before reordering NHWC -> NCHW (kept here as the reference).
+* ``numpy``: the same resize; the normalisation reorders the uint8 bytes first, then casts
+  (``engines.preprocess.normalise``).
+* ``swscale``: the detector input is scaled and converted from YUV by swscale in one step to the
+  letterbox size (``stream.decode.scaled_rgb``, ``DetectorEngine.pre_process_scaled``); only the pad
+  and the normalise are left to numpy.
+
+Usage::
+
+    python benchmarks/frame_cost.py --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from consumers.settings import ModelSettings  # noqa: E402
+from consumers.stage.model_loading import DEFAULT_MODELS_DIR, load_models  # noqa: E402
+from engines.preprocess import crop, letterbox, stretch  # noqa: E402
+from stream.decode import rgb, scaled_rgb  # noqa: E402
+from stream.encode import write_video  # noqa: E402
+
+SOURCE = REPO / "tests" / "data" / "car-detection-14s.mp4"
+#: Two boxes of the size a held-up or worn garment takes in a 1080p frame (x1, y1, x2, y2).
+BOXES = ((700.0, 200.0, 1150.0, 900.0), (1300.0, 350.0, 1600.0, 800.0))
+
+
+def make_clip(path: Path, frames: int, bitrate: int) -> None:
+    """The source clip's first ``frames`` frames, upscaled to 1080p, a keyframe every 5 frames."""
+    import av
+    import cv2
+
+    out = []
+    with av.open(str(SOURCE)) as container:
+        for frame in container.decode(video=0):
+            out.append(cv2.resize(frame.to_ndarray(format="rgb24"), (1920, 1080), interpolation=cv2.INTER_CUBIC))
+            if len(out) >= frames:
+                break
+    write_video(path, out, fps=12.5, gop=5, bitrate=bitrate)
+
+
+def keyframe_packets(path: Path) -> tuple[Any, list[Any]]:
+    """The clip's video stream codec context parameters and its keyframe packets."""
+    import av
+
+    container = av.open(str(path))
+    stream = container.streams.video[0]
+    packets = [p for p in container.demux(stream) if p.is_keyframe and p.size]
+    return stream.codec_context, packets
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """``(ms of this thread's CPU, fn(*args))``."""
+    start = time.thread_time()
+    value = fn(*args)
+    return (time.thread_time() - start) * 1000.0, value
+
+
+def _decode(context: Any, data: bytes) -> Any:
+    import av
+
+    frames = context.decode(av.Packet(data)) + context.decode(None)
+    context.flush_buffers()
+    return frames[-1]
+
+
+def _crops(embedder: Any, image: np.ndarray) -> Any:
+    return embedder.pre_process([crop(image, box, 0.1) for box in BOXES])
+
+
+def _normalise_before(images: list[np.ndarray], norm: Any) -> np.ndarray:
+    """The normalisation as it was: cast, scale, then reorder the float32 batch."""
+    batch = np.stack(images).astype(np.float32)
+    batch *= (norm.scale / np.asarray(norm.std, np.float32)).astype(np.float32)
+    batch += (-np.asarray(norm.mean, np.float32) / np.asarray(norm.std, np.float32)).astype(np.float32)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+def _detector_input_before(detector: Any, image: np.ndarray) -> np.ndarray:
+    inp = detector.spec.input
+    canvas, _ = letterbox(image, inp.height, inp.width, inp.pad_value)
+    return _normalise_before([canvas], detector.spec.normalization)
+
+
+def _crops_before(embedder: Any, image: np.ndarray) -> np.ndarray:
+    e = embedder.spec.input
+    crops = [stretch(crop(image, box, 0.1), e.height, e.width) for box in BOXES]
+    return _normalise_before(crops, embedder.spec.normalization)
+
+
+def _scaled_input(detector: Any, picture: Any) -> Any:
+    size = (picture.width, picture.height)
+    return detector.pre_process_scaled([scaled_rgb(picture, *detector.scaled_size(*size))], [size])
+
+
+def one_run(codec: Any, packets: list[Any], detector: Any, embedder: Any, skip_loop_filter: bool) -> dict[str, dict[str, float]]:
+    """Per-step median ms for both ways over every keyframe."""
+    import av
+
+    context = av.CodecContext.create("h264", "r")
+    context.extradata = codec.extradata
+    context.thread_type = "SLICE"
+    context.thread_count = 1
+    if skip_loop_filter:
+        context.options = {"skip_loop_filter": "all"}
+    steps: dict[str, dict[str, list[float]]] = {"before": {}, "numpy": {}, "swscale": {}}
+    for packet in packets:
+        ms, picture = timed(_decode, context, bytes(packet))
+        rgb_ms, image = timed(rgb, picture)
+        det_ms, _ = timed(detector.pre_process, [image])
+        crop_ms, _ = timed(_crops, embedder, image)
+        small_ms, _ = timed(_scaled_input, detector, picture)
+        det_before_ms, _ = timed(_detector_input_before, detector, image)
+        crops_before_ms, _ = timed(_crops_before, embedder, image)
+        ways = {"before": (ms, rgb_ms, det_before_ms, crops_before_ms), "numpy": (ms, rgb_ms, det_ms, crop_ms),
+                "swscale": (ms, rgb_ms, small_ms, crop_ms)}
+        for way, values in ways.items():
+            for name, value in zip(("decode", "rgb", "detector input", "crops"), values, strict=True):
+                steps[way].setdefault(name, []).append(value)
+    return {way: {name: statistics.median(v) for name, v in by_step.items()} for way, by_step in steps.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=100, help="source frames in the clip (a keyframe every 5)")
+    parser.add_argument("--bitrate", type=int, default=8_000_000, help="bits per second of the 1080p clip")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    detector, embedder = load_models(ModelSettings(str(DEFAULT_MODELS_DIR / "detector"), str(DEFAULT_MODELS_DIR / "embedder")))
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "car-1080p.mp4"
+        make_clip(clip, args.frames, args.bitrate)
+        codec, packets = keyframe_packets(clip)
+        results: dict[str, Any] = {"keyframes": len(packets), "bytes_per_keyframe": int(np.median([p.size for p in packets]))}
+        for skip in (False, True):
+            runs = [one_run(codec, packets, detector, embedder, skip) for _ in range(args.repeats)]
+            label = "skip_loop_filter" if skip else "loop_filter"
+            results[label] = {way: {step: round(statistics.median(r[way][step] for r in runs), 2) for step in runs[0][way]}
+                              for way in runs[0]}
+    print(f"{results['keyframes']} 1080p keyframes, median {results['bytes_per_keyframe']} bytes; "
+          f"median of {args.repeats} runs, ms of CPU per keyframe")
+    print(f"{'way':<28} {'decode':>7} {'rgb':>6} {'det in':>7} {'crops':>6} {'total':>7}")
+    for label in ("loop_filter", "skip_loop_filter"):
+        for way, steps in results[label].items():
+            total = sum(steps.values())
+            results[label][way]["total"] = round(total, 2)
+            print(f"{label + ' / ' + way:<28} {steps['decode']:>7.2f} {steps['rgb']:>6.2f} "
+                  f"{steps['detector input']:>7.2f} {steps['crops']:>6.2f} {total:>7.2f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""The per-frame CPU cost benchmark runs end to end at a small size and reports every step and way."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_frame_cost_reports_every_step_of_every_way(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("frame_cost", REPO / "benchmarks" / "frame_cost.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["frame_cost"] = module
+    spec.loader.exec_module(module)
+    out = tmp_path / "cost.json"
+    assert module.main(["--repeats", "1", "--frames", "10", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["keyframes"] == 2 and result["bytes_per_keyframe"] > 10_000  # real 1080p texture
+    for label in ("loop_filter", "skip_loop_filter"):
+        ways = result[label]
+        assert set(ways) == {"before", "numpy", "swscale"}
+        for steps in ways.values():
+            assert all(steps[name] > 0 for name in ("decode", "rgb", "detector input", "crops"))
+            assert abs(steps["total"] - sum(v for k, v in steps.items() if k != "total")) < 0.05
+        assert ways["before"]["decode"] == ways["numpy"]["decode"]  # the same decode, timed once
