@@ -12,20 +12,22 @@ and a per-reader sequence number that grows by one per forwarded packet (across 
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 from av.video.frame import VideoFrame
 
 from stream.backoff import UniformRandom
 from stream.clock import Clock, SystemClock
 from stream.decode import SUPPORTED_CODECS
+from stream.errors import DecodeError
 from stream.packet import FramePacket
 from stream.sampling import KEYFRAMES, RateLimiter, SamplingSpec
 from stream.source import Session, SourceInfo, SourceOptions, UnsupportedSourceError, VideoSource
@@ -41,6 +43,8 @@ class SamplingCounters:
     dropped_rate: int = 0
     skipped_fps: int = 0
     decode_errors: int = 0
+    #: fps sampling: packets not decoded because the grid needs no frame before the next keyframe.
+    skipped_decode: int = 0
 
 
 class FpsGrid:
@@ -65,8 +69,55 @@ class FpsGrid:
             self._next += self.interval_s
         return True
 
+    @property
+    def next_slot(self) -> float | None:
+        """Stream time of the next slot (None before the first frame)."""
+        return self._next
+
     def reset(self) -> None:
         self._next = None
+
+
+class GopSkipper:
+    """Leaves the tail of a GOP undecoded once the fps grid needs no frame before the next keyframe.
+
+    A P-frame needs every frame since its keyframe, so frames can only be skipped up to the next
+    keyframe. The GOP length is learnt from the keyframe times seen (median of the last
+    ``history`` gaps); until two keyframes were seen, nothing is skipped. When a GOP runs longer than
+    learnt, the frames until the next keyframe are lost to the grid (its next slot then takes the
+    keyframe), never decoded wrongly.
+
+    Args:
+        history: Keyframe gaps remembered (bounded).
+    """
+
+    def __init__(self, history: int = 8) -> None:
+        self._gaps: deque[float] = deque(maxlen=history)
+        self._keyframe_t: float | None = None
+        self.skipping = False
+
+    def keyframe(self, t: float) -> None:
+        """A keyframe at ``t`` seconds: decoding resumes here."""
+        if self._keyframe_t is not None and t > self._keyframe_t:
+            self._gaps.append(t - self._keyframe_t)
+        self._keyframe_t = t
+        self.skipping = False
+
+    def sampled(self, t: float, next_slot: float | None, frame_interval_s: float) -> None:
+        """After the frame at ``t`` was taken: skip the rest of the GOP when the next slot falls at or
+        after the next keyframe (within half a frame interval). A frame already past the expected
+        next keyframe (a keyframe lost to damage, a longer GOP) skips nothing."""
+        if next_slot is None or self._keyframe_t is None or not self._gaps:
+            return
+        next_keyframe = self._keyframe_t + sorted(self._gaps)[len(self._gaps) // 2]
+        if t < next_keyframe - frame_interval_s / 2 <= next_slot:
+            self.skipping = True
+
+    def reset(self) -> None:
+        """A new session: forget the keyframe times."""
+        self._gaps.clear()
+        self._keyframe_t = None
+        self.skipping = False
 
 
 class FrameReader:
@@ -132,12 +183,20 @@ class FrameReader:
     def _fps(self) -> Iterator[FramePacket]:
         assert self.sampling.fps is not None
         grid = FpsGrid(self.sampling.fps)
+        gop = GopSkipper()
         session_index = -1
         for session, packet in self.source.packets(keyframes_only=False):
             if session.index != session_index:
                 session_index = session.index
                 grid.reset()
+                gop.reset()
                 self.limiter.reset()
+            if packet.size and packet.is_keyframe:
+                time_base = Fraction(packet.time_base) if packet.time_base else session.info.time_base
+                gop.keyframe(float(_pts(packet) * time_base))
+            elif packet.size and gop.skipping:
+                self.counters.skipped_decode += 1
+                continue
             try:
                 frames = session.stream.codec_context.decode(packet)
             except av.FFmpegError as exc:
@@ -149,6 +208,8 @@ class FrameReader:
             for frame in frames:
                 yielded = self._sample_frame(session, frame, grid)
                 if yielded is not None:
+                    gop.sampled(float(yielded.pts * yielded.time_base), grid.next_slot,
+                                1.0 / max(session.info.fps or 25.0, 1.0))
                     yield yielded
 
     def _sample_frame(self, session: Session, frame: VideoFrame, grid: FpsGrid) -> FramePacket | None:
@@ -202,10 +263,12 @@ def iter_frame_packets(
 
 
 def encode_jpeg(frame: VideoFrame, quality: int = 90) -> bytes:
-    """JPEG bytes of a decoded frame (any pixel format)."""
-    buffer = io.BytesIO()
-    frame.to_image().save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    """JPEG bytes of a decoded frame (any pixel format), encoded by OpenCV (libjpeg-turbo): about a
+    quarter of the cost of going through a PIL image (benchmarks/sampling_cost.py)."""
+    ok, data = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise DecodeError(f"frame of {frame.width}x{frame.height} could not be encoded as JPEG")
+    return data.tobytes()
 
 
 def _pts(packet: av.Packet) -> int:

@@ -128,3 +128,36 @@ def test_damaged_bytes_in_the_middle_of_a_file_lose_only_the_damaged_frames(tmp_
         with contextlib.suppress(DecodeError):
             decodable.append(decoder.decode(packet).shape)
     assert decodable.count((432, 768, 3)) >= 2
+
+
+def test_gop_skipper_learns_the_gop_and_skips_only_its_tail() -> None:
+    from stream.frames import GopSkipper
+
+    gop = GopSkipper()
+    gop.keyframe(0.0)
+    gop.sampled(0.0, 1.0, 0.04)
+    assert not gop.skipping  # one keyframe: the GOP length is not known yet
+    gop.keyframe(2.0)
+    gop.sampled(2.0, 3.0, 0.04)
+    assert not gop.skipping  # the next slot (3.0) is inside this GOP: keep decoding
+    gop.sampled(3.0, 4.0, 0.04)
+    assert gop.skipping  # the next slot is the next keyframe's: the rest of the GOP is not needed
+    gop.keyframe(4.0)
+    assert not gop.skipping
+    gop.sampled(6.5, 7.0, 0.04)  # past the expected keyframe (lost or a longer GOP): skip nothing
+    assert not gop.skipping
+
+
+def test_fps_sampling_decodes_only_up_to_the_last_frame_it_needs_in_each_gop(tmp_path) -> None:
+    from stream.encode import write_video
+    from stream_media import moving_frames
+
+    clip = tmp_path / "gop2s.mp4"
+    write_video(clip, moving_frames(200), fps=25.0, gop=50)  # 8 s, a keyframe every 2 s
+    reader = FrameReader("cam", clip, SamplingSpec.parse("fps:1"))
+    times = [round(float(p.pts * p.time_base), 2) for p in reader]
+    assert times == [float(t) for t in range(8)]  # the same frames as decoding everything
+    # GOPs 2-4: the 24 frames after the 1 s sample are not decoded (the first GOP teaches the length),
+    # but for the few the decoder already held when it gave out that sample (its reorder delay)
+    assert 3 * 20 <= reader.counters.skipped_decode <= 3 * 24
+    assert reader.counters.decode_errors == 0
