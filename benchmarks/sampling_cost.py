@@ -43,16 +43,16 @@ SOURCE = REPO / "tests" / "data" / "car-detection-14s.mp4"
 
 
 def make_clip(path: Path, frames: int, size: tuple[int, int], bitrate: int) -> float:
-    """Write the clip; returns its duration in seconds."""
+    """Write the clip (the source played forwards and backwards until ``frames`` are reached, so the
+    motion never jumps); returns its duration in seconds."""
     import av
     import cv2
 
-    out = []
     with av.open(str(SOURCE)) as container:
-        for frame in container.decode(video=0):
-            out.append(cv2.resize(frame.to_ndarray(format="rgb24"), size, interpolation=cv2.INTER_CUBIC))
-            if len(out) >= frames:
-                break
+        source = [cv2.resize(f.to_ndarray(format="rgb24"), size, interpolation=cv2.INTER_CUBIC)
+                  for f in container.decode(video=0)]
+    cycle = source + source[-2:0:-1]
+    out = [cycle[i % len(cycle)] for i in range(frames)]
     write_video(path, out, fps=25.0, gop=50, bitrate=bitrate)
     return len(out) / 25.0
 
@@ -87,7 +87,7 @@ def cpu_per_video_second(clip: Path, sampling: str, duration_s: float) -> tuple[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=250, help="frames of the clip (25 a second)")
+    parser.add_argument("--frames", type=int, default=750, help="frames of the clip (25 a second)")
     parser.add_argument("--size", default="1920x1080")
     parser.add_argument("--bitrate", type=int, default=6_000_000)
     parser.add_argument("--samplings", default="keyframes,fps:1,fps:4")

@@ -149,8 +149,9 @@ def test_gop_skipper_learns_the_gop_and_skips_only_its_tail() -> None:
 
 
 def test_fps_sampling_decodes_only_up_to_the_last_frame_it_needs_in_each_gop(tmp_path) -> None:
-    from stream.encode import write_video
     from stream_media import moving_frames
+
+    from stream.encode import write_video
 
     clip = tmp_path / "gop2s.mp4"
     write_video(clip, moving_frames(200), fps=25.0, gop=50)  # 8 s, a keyframe every 2 s

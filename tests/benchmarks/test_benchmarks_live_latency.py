@@ -1,0 +1,25 @@
+"""The live latency benchmark runs end to end on two real-time streams and times every frame."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_live_latency_times_every_analysed_frame(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("live_latency", REPO / "benchmarks" / "live_latency.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["live_latency"] = module
+    spec.loader.exec_module(module)
+    out = tmp_path / "latency.json"
+    assert module.main(["--streams", "2", "--max-ages", "30", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["way"] == "max age 30 s" and row["streams"] == 2
+    assert row["analysed"] == row["frames_published"] == 36  # 2 x 18 keyframes, none too old
+    assert 0 < row["p50_s"] <= row["p99_s"] < 30
+    assert row["seconds"] >= 17  # paced at the stream's own speed
