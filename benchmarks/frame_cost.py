@@ -17,7 +17,7 @@ crops                 two sold-item-sized crops (+10 %) -> embedder input (``Emb
 
 Ways compared in one run, median of ``--repeats`` runs of the per-frame median:
 
-* ``before``: the stage before 2026-12-03 21:00: the detector's letterbox resize in OpenCV, then a
+* ``before``: the stage before the faster normalisation: the detector's letterbox resize in OpenCV, then a
   normalisation that cast to float32 before reordering NHWC -> NCHW (kept here as the reference).
 * ``numpy``: the same resize; the normalisation reorders the uint8 bytes first, then casts
   (``engines.preprocess.normalise``).

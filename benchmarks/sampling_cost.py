@@ -8,7 +8,7 @@ process per second of video gives the streams one core can ingest (``1 / cpu_per
 Ways, side by side in one run (median of ``--repeats``):
 
 * ``before``: fps sampling decodes every frame and encodes the samples as JPEG through a PIL image
-  (the reader as it was before 2026-12-03 21:30; reproduced here by switching the two parts back);
+  (the reader as it was before the GOP-tail skipping; reproduced here by switching the two parts back);
 * ``now``: the tail of each GOP after the last frame the grid needs is not decoded
   (:class:`stream.frames.GopSkipper`) and the JPEG comes from OpenCV.
 
