@@ -30,6 +30,7 @@ from consumers.messages.frame_record import publish_frame
 from consumers.messages.match_event import FRAME_PTS_HEADER
 from consumers.observability.logging_setup import bind_stream
 from consumers.settings import BatchSettings, TopicSettings
+from consumers.settings.services import INFERENCE_GROUP
 from consumers.stage.loops import PipelineError, RecordStage, run_consumer_loop
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
@@ -39,13 +40,12 @@ if TYPE_CHECKING:
 
 
 __all__ = [
-    "INFERENCE_GROUP", "EmbeddedPipeline", "EventSink", "InFlightWindow", "PipelineReport", "SourceSpec", "write_jsonl",
+    "EmbeddedPipeline", "EventSink", "InFlightWindow", "PipelineReport", "SourceSpec", "write_jsonl",
 ]
 
 log = logging.getLogger(__name__)
 
 IN_FLIGHT_POLICY = "block"
-INFERENCE_GROUP = "livetag-inference"
 SINK_GROUP = "livetag-sink"
 #: Dead-letter reasons kept in a run's report (all are counted; the records stay on the dlq topic).
 MAX_DLQ_REASONS = 100

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from consumers.bus import Bus, BusError, CommitFailedError, Consumer, Producer, Record, TopicPartition
 from consumers.observability.health import Readiness
 from consumers.observability.metrics import PipelineMetrics
-from consumers.services.embedded import INFERENCE_GROUP
 from consumers.services.gallery_follower import GalleryFollower
 from consumers.services.segment_topic import read_open_segments, topic_exists
 from consumers.services.transcript_follower import TranscriptFollower
 from consumers.settings import Settings
+from consumers.settings.services import INFERENCE_GROUP
 from consumers.stage.builder import build_stage
 from consumers.stage.inference_stage import InferenceStage
 from consumers.stage.loops import LoopCounters, RecordStage, run_consumer_loop

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from consumers.settings.checks import check, check_types, positive
 
+#: The inference consumers' group on ``frames`` (the embedded pipeline's in-process consumer too).
+INFERENCE_GROUP = "livetag-inference"
+
 
 @dataclass(frozen=True)
 class IngestSettings:
@@ -64,7 +67,7 @@ class InferSettings:
         gallery_timeout_s: Seconds to read the gallery topic to its end at start.
     """
 
-    group_id: str = "livetag-inference"
+    group_id: str = INFERENCE_GROUP
     gallery_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
