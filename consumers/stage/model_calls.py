@@ -17,19 +17,51 @@ Timings go to ``livetag_stage_latency_seconds{stage=...}`` of a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 
 from engines.base import Detector, Embedder
-from engines.gallery import EmptyGalleryError, GalleryHit, GalleryIndex
+from engines.gallery import EmptyGalleryError, GalleryHit
 from engines.types import Detections
-from stream.decode import PacketDecoder
 from stream.packet import FramePacket
 
-if TYPE_CHECKING:
-    from consumers.observability.metrics import PipelineMetrics
+
+class Gallery(Protocol):
+    """What the stage needs of the shop-image index (``engines.gallery.GalleryIndex``)."""
+
+    def __len__(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int = 5, catalog: Collection[str] | None = None) -> list[list[GalleryHit]]: ...
+
+    def catalog_items(self, catalog: str) -> frozenset[str] | None: ...
+
+
+class FrameDecoder(Protocol):
+    """What the stage needs of the decoder (``stream.decode.PacketDecoder``)."""
+
+    def decode_scaled(
+        self, packet: FramePacket, size_of: Callable[[int, int], tuple[int, int]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+    def drop(self, stream_id: str) -> None: ...
+
+
+class StageMetrics(Protocol):
+    """The metrics hook the stage calls itself (``consumers.observability.metrics.PipelineMetrics``)."""
+
+    def time_stage(self, stage: str) -> contextlib.AbstractContextManager[None]: ...
+
+    def observe_batch(self, size: int) -> None: ...
+
+    def set_gallery_size(self, vectors: int) -> None: ...
+
+    def set_models(self, versions: Mapping[str, str]) -> None: ...
+
+    def set_active_streams(self, count: int) -> None: ...
+
+    def record_drops(self, queue: str, policy: str, count: int) -> None: ...
 
 
 class ModelCalls:
@@ -49,9 +81,9 @@ class ModelCalls:
         self,
         detector: Detector,
         embedder: Embedder,
-        gallery: GalleryIndex,
-        decoder: PacketDecoder,
-        metrics: PipelineMetrics | None = None,
+        gallery: Gallery,
+        decoder: FrameDecoder,
+        metrics: StageMetrics | None = None,
         scale_in_decoder: bool = False,
     ) -> None:
         self.detector = detector

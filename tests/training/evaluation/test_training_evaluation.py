@@ -218,7 +218,7 @@ def test_box_pair_precision_on_annotated_frame(tmp_path: Path, pts: float, frame
 
 
 def test_eval_end_to_end_on_a_generated_set(tmp_path: Path) -> None:
-    consumer_tests = str(Path(__file__).resolve().parents[1] / "consumers")
+    consumer_tests = str(Path(__file__).resolve().parents[2] / "consumers")
     if consumer_tests not in sys.path:  # the tiny models and the generated set of the consumers' tests
         sys.path.insert(0, consumer_tests)
     from consumers_media import export_tiny_models, make_tianchi_root

@@ -14,7 +14,7 @@ from consumers import cli
 from consumers.settings import Settings, SettingsError
 from consumers.settings.options import GROUPS, add_setting_options, cli_overrides, load_settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _parse(argv: list[str], *groups: str, defaults: dict[str, object] | None = None) -> argparse.Namespace:

@@ -249,7 +249,7 @@ def test_stage_isolates_a_frame_the_models_reject(world: dict[str, Any]) -> None
     assert stage.counters.frames == 2
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED = ModelSettings(str(REPO / "models" / "detector"), str(REPO / "models" / "embedder"))
 
 

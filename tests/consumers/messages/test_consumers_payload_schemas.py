@@ -69,7 +69,7 @@ def test_the_asyncapi_document_names_every_topic_and_schema() -> None:
 
     from consumers.settings.kafka import TOPIC_BASES
 
-    docs = Path(__file__).resolve().parents[2] / "docs"
+    docs = Path(__file__).resolve().parents[3] / "docs"
     api = yaml.safe_load((docs / "asyncapi.yaml").read_text(encoding="utf-8"))
     assert api["asyncapi"].startswith("3.") and set(api["channels"]) == set(TOPIC_BASES)
     refs = {m[part]["$ref"] for c in api["channels"].values() for m in c["messages"].values()
