@@ -229,6 +229,8 @@ class InferenceStage:
                     except Exception as one:  # noqa: BLE001 - no single record may stop the consumer
                         outputs.append(self._dead_letter(frame.record, one, "infer"))
         outputs += self._events(self.voter.evict_idle(), None)
+        if self.models.metrics is not None:  # after the batch and the idle eviction
+            self.models.metrics.set_active_streams(len(self.voter))
         return outputs
 
     def close(self) -> None:
@@ -326,8 +328,6 @@ class InferenceStage:
             with self.models.timed("vote"):
                 events = self.voter.observe(frame.packet.stream_id, pts, observations, frame.packet.wallclock)
             out += self._events(events, pts)
-        if self.models.metrics is not None:
-            self.models.metrics.set_active_streams(len(self.voter))
         return out
 
     def _search(self, vectors: np.ndarray, allowed: Collection[str] | None) -> list[list[GalleryHit]]:
