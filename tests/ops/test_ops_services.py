@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -96,6 +97,19 @@ class Service:
              "--log-format", "json", "--log-level", "DEBUG"],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        # Drain both pipes while the service runs: a DEBUG log fills a pipe's 64 KB buffer within
+        # seconds on a slow machine, and a service blocked on writing its log consumes nothing.
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._readers = [threading.Thread(target=self._drain, args=(pipe, sink), daemon=True)
+                         for pipe, sink in ((self.process.stdout, self._out), (self.process.stderr, self._err))]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _drain(pipe: Any, sink: list[str]) -> None:
+        for line in pipe:
+            sink.append(line)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -108,11 +122,14 @@ class Service:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            out, err = self.process.communicate(timeout=60)
+            self.process.wait(timeout=60)
         finally:
             if self.process.poll() is None:
                 self.process.kill()
-        return self.process.returncode, out, err
+                self.process.wait()
+            for reader in self._readers:
+                reader.join(timeout=10)
+        return self.process.returncode, "".join(self._out), "".join(self._err)
 
 
 def test_infer_process_is_probed_and_scraped_while_it_consumes(
