@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import logging
 import re
 from pathlib import Path
 
 import pytest
 
 from consumers import cli
+from consumers.observability.logging_setup import reset_logging
 from consumers.settings import Settings, SettingsError
 from consumers.settings.options import GROUPS, add_setting_options, cli_overrides, load_settings
 
@@ -101,8 +103,6 @@ def test_every_command_takes_its_settings_from_the_one_loader(monkeypatch: pytes
 
         @staticmethod
         def run(args: argparse.Namespace, settings: Settings) -> int:
-            import logging
-
             seen["settings"] = settings
             logging.getLogger("livetag.probe").warning("probe ran")
             return 0
@@ -113,7 +113,13 @@ def test_every_command_takes_its_settings_from_the_one_loader(monkeypatch: pytes
                         lambda name, *a: Probe if name == "probe_module" else real_import(name, *a))
     monkeypatch.setenv("LIVETAG_VOTER_MIN_VOTES", "7")
     monkeypatch.setenv("LIVETAG_OBSERVABILITY_LOG_FORMAT", "json")
-    assert cli.main(["probe", "--min-similarity", "0.4"]) == 0
+    root = logging.getLogger()
+    level = root.level
+    try:
+        assert cli.main(["probe", "--min-similarity", "0.4"]) == 0
+    finally:  # the CLI's handler writes to this test's captured stderr: never leave it behind
+        reset_logging()
+        root.setLevel(level)
     settings = seen["settings"]
     assert settings.voter.min_votes == 7 and settings.voter.min_similarity == 0.4 and settings.batch.max_batch == 8
     assert '"message": "probe ran"' in capsys.readouterr().err
