@@ -106,6 +106,10 @@ class Service:
         for reader in self._readers:
             reader.start()
 
+    def log_tail(self) -> list[str]:
+        """The last lines the service wrote to stderr so far."""
+        return self._err[-40:]
+
     @staticmethod
     def _drain(pipe: Any, sink: list[str]) -> None:
         for line in pipe:
@@ -163,7 +167,11 @@ def test_infer_process_is_probed_and_scraped_while_it_consumes(
         ready = json.loads(_get(service.url("/readyz"))[1])
         assert set(ready["conditions"]) == {"engines_loaded", "gallery_bootstrapped", "partitions_assigned"}
         assert ready["conditions"]["engines_loaded"]["detail"].startswith("tiny-detector@")
-        _wait(lambda: service.metrics().get(("livetag_frames_out_total", ())) == frames, "all frames processed")
+        try:
+            _wait(lambda: service.metrics().get(("livetag_frames_out_total", ())) == frames, "all frames processed")
+        except AssertionError as exc:  # say what the service did, not only that it did not finish
+            seen = {k: v for k, v in service.metrics().items() if k[0].startswith("livetag_frames")}
+            raise AssertionError(f"{exc}; metrics {seen}; log tail {''.join(service.log_tail())[-3000:]}") from exc
         exposition = _get(service.url("/metrics"))[1]
         samples = _samples(exposition)
     finally:
