@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,12 @@ def _wait(condition: Callable[[], bool], what: str, limit_s: float = 90.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def _all_processed_and_committed(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], frames: int) -> bool:
+    """True once ``frames`` frames were processed and the group has committed to every partition's end."""
+    group_lags = [v for (name, _), v in samples.items() if name == "livetag_consumer_group_lag"]
+    return samples.get(("livetag_frames_out_total", ()), 0) >= frames and bool(group_lags) and sum(group_lags) == 0
 
 
 class Service:
@@ -167,8 +174,8 @@ def test_infer_process_is_probed_and_scraped_while_it_consumes(
         ready = json.loads(_get(service.url("/readyz"))[1])
         assert set(ready["conditions"]) == {"engines_loaded", "gallery_bootstrapped", "partitions_assigned"}
         assert ready["conditions"]["engines_loaded"]["detail"].startswith("tiny-detector@")
-        try:
-            _wait(lambda: service.metrics().get(("livetag_frames_out_total", ())) == frames, "all frames processed")
+        try:  # every frame processed and committed (a rebalance may deliver some twice: at least once)
+            _wait(lambda: _all_processed_and_committed(service.metrics(), frames), "all frames processed")
         except AssertionError as exc:  # say what the service did, not only that it did not finish
             seen = {k: v for k, v in service.metrics().items() if k[0].startswith("livetag_frames")}
             raise AssertionError(f"{exc}; metrics {seen}; log tail {''.join(service.log_tail())[-3000:]}") from exc
@@ -177,12 +184,18 @@ def test_infer_process_is_probed_and_scraped_while_it_consumes(
     finally:
         code, out, err = service.stop()
     assert code == 0, err[-2000:]
-    assert samples[("livetag_frames_in_total", ())] == frames
-    assert samples[("livetag_end_to_end_latency_seconds_count", ())] == frames
+    processed = samples[("livetag_frames_out_total", ())]
+    assert samples[("livetag_frames_in_total", ())] == processed
+    assert samples[("livetag_end_to_end_latency_seconds_count", ())] == processed
+    refused = int(re.search(r"\((\d+) refused by rebalances\)", out).group(1))  # type: ignore[union-attr]
+    if refused == 0:  # a group that never rebalanced under the service delivers each frame once
+        assert processed == frames
+    else:  # its batch of a refused commit came again (fresh topics' metadata settling)
+        assert frames < processed <= 2 * frames
     assert samples[("livetag_stage_latency_seconds_count", (("stage", "detect"),))] >= 1
     assert sum(v for (name, _), v in samples.items() if name == "livetag_consumer_lag") == 0
     assert samples[("livetag_gallery_vectors", ())] == len(entries)
-    assert "inference stopped: 8 frames" in out
+    assert f"inference stopped: {processed:.0f} frames" in out
     lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert lines and all({"ts", "level", "logger", "stream_id", "message"} <= set(d) for d in lines)
     assert any(d["logger"] == "consumers.services.infer" and "partitions assigned" in d["message"] for d in lines)
