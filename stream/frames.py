@@ -28,6 +28,7 @@ from stream.backoff import UniformRandom
 from stream.clock import Clock, SystemClock
 from stream.decode import SUPPORTED_CODECS
 from stream.errors import DecodeError
+from stream.h264_nal import avcc_length_size, is_disposable
 from stream.packet import FramePacket
 from stream.sampling import KEYFRAMES, RateLimiter, SamplingSpec
 from stream.source import Session, SourceInfo, SourceOptions, UnsupportedSourceError, VideoSource
@@ -45,6 +46,8 @@ class SamplingCounters:
     decode_errors: int = 0
     #: fps sampling: packets not decoded because the grid needs no frame before the next keyframe.
     skipped_decode: int = 0
+    #: fps sampling: non-reference H.264 pictures not decoded because they fall before the grid's next slot.
+    skipped_nonref: int = 0
 
 
 class FpsGrid:
@@ -197,6 +200,9 @@ class FrameReader:
             elif packet.size and gop.skipping:
                 self.counters.skipped_decode += 1
                 continue
+            elif packet.size and self._unwanted_nonref(session, packet, grid):
+                self.counters.skipped_nonref += 1
+                continue
             try:
                 frames = session.stream.codec_context.decode(packet)
             except av.FFmpegError as exc:
@@ -211,6 +217,25 @@ class FrameReader:
                     gop.sampled(float(yielded.pts * yielded.time_base), grid.next_slot,
                                 1.0 / max(session.info.fps or 25.0, 1.0))
                     yield yielded
+
+    @staticmethod
+    def _unwanted_nonref(session: Session, packet: av.Packet, grid: FpsGrid) -> bool:
+        """True for an H.264 picture no other picture refers to whose time the grid has already passed.
+
+        The grid's next slot only moves forward while frames come out (in presentation order, after
+        the decoder's reordering), so a picture before it now is one the grid would refuse later:
+        leaving it undecoded changes no sampled frame. A picture more than two grid intervals before
+        the slot (timestamps that jumped back) is decoded, as the grid then starts over.
+        """
+        next_slot = grid.next_slot
+        if next_slot is None or packet.pts is None or session.info.codec != "h264":
+            return False
+        time_base = Fraction(packet.time_base) if packet.time_base else session.info.time_base
+        t = float(packet.pts * time_base)
+        half_frame_s = 0.5 / max(session.info.fps or 25.0, 1.0)
+        if not next_slot - 2 * grid.interval_s <= t < next_slot - half_frame_s:
+            return False
+        return is_disposable(bytes(packet), avcc_length_size(session.info.extradata))
 
     def _sample_frame(self, session: Session, frame: VideoFrame, grid: FpsGrid) -> FramePacket | None:
         time_base = Fraction(frame.time_base) if frame.time_base else session.info.time_base

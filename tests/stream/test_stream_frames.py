@@ -162,3 +162,24 @@ def test_fps_sampling_decodes_only_up_to_the_last_frame_it_needs_in_each_gop(tmp
     # but for the few the decoder already held when it gave out that sample (its reorder delay)
     assert 3 * 20 <= reader.counters.skipped_decode <= 3 * 24
     assert reader.counters.decode_errors == 0
+
+
+@pytest.mark.parametrize(("spec", "skips"), [("fps:1", True), ("fps:4", True), ("fps:25", False)])
+def test_fps_sampling_leaves_unwanted_non_reference_pictures_undecoded_and_samples_the_same_frames(
+    tmp_path, monkeypatch, spec, skips
+) -> None:
+    from stream_media import moving_frames
+
+    from stream.encode import write_video
+
+    clip = tmp_path / "bframes.flv"  # x264 with two B-frames, a keyframe every 5 s
+    write_video(clip, moving_frames(250), fps=25.0, gop=125)
+    reader = FrameReader("cam", clip, SamplingSpec.parse(spec))
+    sampled = [(p.pts, p.data) for p in reader]
+    monkeypatch.setattr("stream.frames.is_disposable", lambda data, length_size: False)
+    everything = FrameReader("cam", clip, SamplingSpec.parse(spec))
+    assert sampled == [(p.pts, p.data) for p in everything]  # the same pictures, byte for byte
+    assert len(sampled) == 10 * float(spec.split(":")[1])
+    assert (reader.counters.skipped_nonref > 0) is skips
+    assert everything.counters.skipped_nonref == 0
+    assert reader.counters.decode_errors == 0
