@@ -190,8 +190,8 @@ def test_infer_process_is_probed_and_scraped_while_it_consumes(
     refused = int(re.search(r"\((\d+) refused by rebalances\)", out).group(1))  # type: ignore[union-attr]
     if refused == 0:  # a group that never rebalanced under the service delivers each frame once
         assert processed == frames
-    else:  # its batch of a refused commit came again (fresh topics' metadata settling)
-        assert frames < processed <= 2 * frames
+    else:  # a refused commit's batch may come again (fresh topics' metadata settling): at least once
+        assert frames <= processed <= 2 * frames
     assert samples[("livetag_stage_latency_seconds_count", (("stage", "detect"),))] >= 1
     assert sum(v for (name, _), v in samples.items() if name == "livetag_consumer_lag") == 0
     assert samples[("livetag_gallery_vectors", ())] == len(entries)
