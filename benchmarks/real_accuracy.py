@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.settings import Settings  # noqa: E402
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
+from consumers.stage.gallery_views import embed_views, parse_views, view_crops  # noqa: E402
 from consumers.stage.model_loading import load_models  # noqa: E402
 from engines.preprocess import crop, iou_matrix  # noqa: E402
 from training.tianchi import TianchiDataset, read_frames  # noqa: E402
@@ -42,12 +43,17 @@ IOU = 0.5
 CROP_EXPAND = 0.1
 
 
-def annotated_crops(data: TianchiDataset) -> tuple[list[np.ndarray], list[str], list[str], list[np.ndarray],
-                                                    list[str]]:
+def annotated_crops(data: TianchiDataset, views: tuple[str, ...] = ("box",)) -> tuple[
+        list[np.ndarray], list[str], list[str], list[list[np.ndarray]], list[str]]:
     """Query crops of the sold item in the annotated frames, and the shop-image crops.
 
+    Args:
+        data: The Tianchi-layout set.
+        views: Views of each shop image (``models.gallery_views``); ``box`` is the box + 10 %.
+
     Returns:
-        ``(queries, query_items, query_videos, gallery, gallery_items)``; crops are (h, w, 3) uint8 RGB.
+        ``(queries, query_items, query_videos, gallery, gallery_items)``; crops are (h, w, 3) uint8 RGB,
+        ``gallery`` holds the view crops of each shop image.
     """
     from consumers.stage.gallery_builder import read_rgb
 
@@ -56,7 +62,7 @@ def annotated_crops(data: TianchiDataset) -> tuple[list[np.ndarray], list[str], 
     for shop in data.shop_images():
         rgb = read_rgb(shop.path)
         boxes = [a.box for a in shop.annotations if a.instance_id > 0]
-        gallery.append(crop(rgb, boxes[0], CROP_EXPAND) if boxes else rgb)
+        gallery.append(view_crops(rgb, boxes[0] if boxes else None, views))
         gallery_items.append(shop.item_id)
     queries, query_items, query_videos = [], [], []
     for video in data.videos():
@@ -93,11 +99,11 @@ def item_recall(queries: np.ndarray, query_items: list[str], gallery: np.ndarray
             "queries": int(len(truth))}
 
 
-def embedder_figures(embedder: Any, data: TianchiDataset) -> dict[str, float]:
-    """The embedder alone on the annotated crops."""
-    queries, query_items, _, gallery, gallery_items = annotated_crops(data)
+def embedder_figures(embedder: Any, data: TianchiDataset, views: tuple[str, ...] = ("box",)) -> dict[str, float]:
+    """The embedder alone on the annotated crops (each shop image's vector averaged over ``views``)."""
+    queries, query_items, _, gallery, gallery_items = annotated_crops(data, views)
     q = np.concatenate([np.asarray(embedder.embed(queries[i:i + 32])) for i in range(0, len(queries), 32)])
-    g = np.concatenate([np.asarray(embedder.embed(gallery[i:i + 32])) for i in range(0, len(gallery), 32)])
+    g = np.concatenate([embed_views(embedder, gallery[i:i + 32]) for i in range(0, len(gallery), 32)])
     return item_recall(q, query_items, g, gallery_items)
 
 
@@ -164,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     figures: dict[str, Any] = {"data": str(args.data), "detector": detector.spec.version,
                                "embedder": embedder.spec.version}
-    figures["embedder_crops"] = embedder_figures(embedder, data)
+    figures["gallery_views"] = choice.models.gallery_views
+    figures["embedder_crops"] = embedder_figures(embedder, data, parse_views(choice.models.gallery_views))
     figures["detector_boxes"] = detector_figures(detector, data, embedder)
     if not args.skip_pipeline:
         # Side by side: the visual votes alone, then with the set's titles and transcripts (if any).
@@ -172,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         figures["pipeline"] = pipeline_figures(args.data, choice, args.pipeline_args.split())
     figures["seconds"] = round(time.perf_counter() - started, 1)
     e, d = figures["embedder_crops"], figures["detector_boxes"]
-    print(f"models: detector {figures['detector']}, embedder {figures['embedder']}")
+    print(f"models: detector {figures['detector']}, embedder {figures['embedder']}, "
+          f"gallery views {figures['gallery_views']}")
     print(f"embedder alone: annotated-crop R@1 {e['R@1']:.3f}, R@5 {e['R@5']:.3f} ({e['queries']} queries)")
     print(f"detector alone: sold box recall any {d['any_box_recall']:.3f}, top-sold {d['top_sold_box_recall']:.3f} "
           f"({d['sold_boxes']} boxes)")

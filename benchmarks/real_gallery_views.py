@@ -3,7 +3,8 @@
 The queries are the annotated sold-item crops of a Tianchi-layout folder; the gallery is its shop
 images' annotated boxes (as in ``real_accuracy.py``). Rows, each against the same queries:
 
-- views of each shop crop (mirror, central 80 % zoom), averaged into one vector or kept as entries;
+- views of each shop crop (``consumers.stage.gallery_views``: mirror, tight, wide), averaged into one
+  vector (the ``models.gallery_views`` option) or kept as entries;
 - database-side augmentation (alpha-DBA): each shop vector averaged with its k nearest shop vectors,
   weights similarity^3;
 - query expansion (alpha-QE): each query averaged with its k nearest shop vectors, weights similarity^3.
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_accuracy import annotated_crops, item_recall  # noqa: E402
 
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
+from consumers.stage.gallery_views import GALLERY_VIEWS  # noqa: E402
 from consumers.stage.model_loading import load_models  # noqa: E402
 from training.tianchi import TianchiDataset  # noqa: E402
 
@@ -51,20 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     add_setting_options(parser, "models")
     args = parser.parse_args(argv)
     _, embedder = load_models(load_settings(args, {}).models)
-    queries, query_items, _, shop, shop_items = annotated_crops(TianchiDataset(args.data))
+    views = tuple(GALLERY_VIEWS)
+    queries, query_items, _, shop, shop_items = annotated_crops(TianchiDataset(args.data), views)
 
     def embed(crops: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(embedder.embed(crops[i : i + 32])) for i in range(0, len(crops), 32)])
 
-    q, g = embed(queries), embed(shop)
-    flips = embed([np.ascontiguousarray(c[:, ::-1]) for c in shop])
-    zooms = embed([np.ascontiguousarray(c[int(c.shape[0] * 0.1) : int(c.shape[0] * 0.9),
-                                          int(c.shape[1] * 0.1) : int(c.shape[1] * 0.9)]) for c in shop])
+    q = embed(queries)
+    per_view = {view: embed([crops[n] for crops in shop]) for n, view in enumerate(views)}  # view -> [S, D]
+    g = per_view["box"]
+
+    def averaged(*names: str) -> np.ndarray:
+        return unit(sum((per_view[n] for n in names), np.zeros_like(g)))
+
     rows = {
         "base (one vector per shop crop)": (q, g, shop_items),
-        "views averaged: crop + mirror": (q, unit(g + flips), shop_items),
-        "views averaged: crop + mirror + zoom": (q, unit(g + flips + zooms), shop_items),
-        "views as entries: crop, mirror, zoom": (q, np.concatenate([g, flips, zooms]), shop_items * 3),
+        "views averaged: box + flip": (q, averaged("box", "flip"), shop_items),
+        "views averaged: box + flip + tight": (q, averaged("box", "flip", "tight"), shop_items),
+        "views averaged: box + flip + tight + wide": (q, averaged(*views), shop_items),
+        "views as entries: box, flip, tight": (q, np.concatenate([per_view[n] for n in ("box", "flip", "tight")]),
+                                               shop_items * 3),
     }
     for k in (1, 2, 3):
         rows[f"alpha-DBA k={k}"] = (q, neighbour_average(g, g, k, include_self=True), shop_items)

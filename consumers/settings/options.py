@@ -67,6 +67,9 @@ GROUPS: dict[str, tuple[Option, ...]] = {
         Option("--embedder-digest", "models.embedder_digest",
                "refuse the embedder package unless its digest (spec, ONNX, weights) is this one", metavar="SHA256"),
         Option("--flip-tta", "models.flip_tta", "embed every crop and its mirror image and average them", const=True),
+        Option("--gallery-views", "models.gallery_views",
+               "views of each shop image averaged into its gallery vector: a comma list of box, flip, tight, wide",
+               metavar="LIST"),
     ),
     "batch": (
         Option("--max-batch", "batch.max_batch", "frames per model call", type=int),

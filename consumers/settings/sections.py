@@ -27,6 +27,9 @@ class ModelSettings:
         detector_digest: Refuse the detector package unless its digest (spec, ONNX, weights) is this.
         embedder_digest: The same for the embedder package.
         flip_tta: Embed every crop and its mirror image and average them (2x embedder cost).
+        gallery_views: Views of each shop image averaged into its gallery vector at gallery build
+            (comma list of ``box``, ``flip``, ``tight``, ``wide``; see
+            :mod:`consumers.stage.gallery_views`); ``box`` alone is the plain gallery.
     """
 
     detector_dir: str = str(SHIPPED_MODELS / "detector")
@@ -35,9 +38,16 @@ class ModelSettings:
     detector_digest: str | None = None
     embedder_digest: str | None = None
     flip_tta: bool = False
+    gallery_views: str = "box"
 
     def __post_init__(self) -> None:
+        from consumers.stage.gallery_views import parse_views
+
         check_types(self, "models")
+        try:
+            parse_views(self.gallery_views)
+        except ValueError as exc:
+            check(False, "models.gallery_views", str(exc))
         check(self.backend in BACKENDS, "models.backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         check(bool(self.detector_dir), "models.detector_dir", "is empty")
         check(bool(self.embedder_dir), "models.embedder_dir", "is empty")

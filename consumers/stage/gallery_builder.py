@@ -4,7 +4,8 @@ Layout of the input: ``IMAGES/<item_id>/<name>.jpg`` (one folder per item) and, 
 ``ANNOTATIONS/<item_id>/<stem>.json`` in the Tianchi format. The crop is the annotated box of the
 product (an annotation with ``instance_id > 0``, the largest if several) when annotations are given,
 else the detector's most confident box; with neither, the whole image. Crops are expanded by 10 %
-before embedding, as at inference time.
+before embedding, as at inference time; other views of the crop (mirrored, tighter, looser) can be
+averaged in (:mod:`consumers.stage.gallery_views`).
 
 Gallery image ids are ``<item_id>/<img_name>``; each entry's metadata holds ``item_id``,
 ``img_name``, ``box`` (the crop box in the shop image, for the evidence's ``item_box``),
@@ -31,7 +32,6 @@ from stream.errors import LiveTagError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-CROP_EXPAND = 0.1
 Box = tuple[float, float, float, float]
 
 
@@ -171,6 +171,7 @@ def build_gallery(
     batch_size: int = 16,
     progress: bool = True,
     titles: Mapping[str, str] | None = None,
+    views: Sequence[str] = ("box",),
 ) -> GalleryBuild:
     """Embed shop images.
 
@@ -180,6 +181,8 @@ def build_gallery(
         embedder: An Embedder.
         catalog: Catalog id written into every entry's metadata.
         titles: item id -> catalog title, written into its entries' metadata (for text cues).
+        views: Views of each image averaged into its vector (:mod:`consumers.stage.gallery_views`;
+            ``box``: the product box + 10 %, the whole image where there is no box).
         batch_size: Images per detector / embedder call.
         progress: Show a tqdm bar.
 
@@ -189,7 +192,7 @@ def build_gallery(
     Raises:
         EmptyGalleryError: Not one image could be embedded.
     """
-    from engines.preprocess import crop
+    from consumers.stage.gallery_views import embed_views, view_crops
 
     build = GalleryBuild()
     class_index = _label_index(tuple(getattr(detector.spec, "classes", ())))
@@ -210,16 +213,12 @@ def build_gallery(
         if need_detect:
             results = detector.detect([loaded[i][1] for i in need_detect])
             detected = {i: _most_confident(d) for i, d in zip(need_detect, results, strict=True)}
-        crops: list[np.ndarray] = []
+        crops: list[list[np.ndarray]] = []
         for i, (shop, rgb) in enumerate(loaded):
             box, category = (shop.box, class_index.get(shop.label or "")) if shop.box is not None else detected[i]
+            crops.append(view_crops(rgb, box, views))
             height, width = rgb.shape[:2]
-            if box is None:
-                box = (0.0, 0.0, float(width), float(height))
-                ratio = 0.0
-            else:
-                ratio = CROP_EXPAND
-            crops.append(crop(rgb, box, ratio))
+            box = box if box is not None else (0.0, 0.0, float(width), float(height))
             build.ids.append(shop.image_id)
             build.metadata.append(
                 {
@@ -232,7 +231,7 @@ def build_gallery(
                 }
             )
         if crops:
-            chunks.append(np.asarray(embedder.embed(crops), dtype=np.float32))
+            chunks.append(embed_views(embedder, crops))
         bar.update(len(group))
     bar.close()
     if not build.ids:
