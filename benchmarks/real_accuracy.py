@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.settings import Settings  # noqa: E402
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
-from consumers.stage.gallery_views import embed_views, parse_views, view_crops  # noqa: E402
+from consumers.stage.gallery_views import embed_views, view_crops  # noqa: E402
 from consumers.stage.model_loading import load_models  # noqa: E402
 from engines.preprocess import crop, iou_matrix  # noqa: E402
 from training.tianchi import TianchiDataset, read_frames  # noqa: E402
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {"data": str(args.data), "detector": detector.spec.version,
                                "embedder": embedder.spec.version}
     figures["gallery_views"] = choice.models.gallery_views
-    figures["embedder_crops"] = embedder_figures(embedder, data, parse_views(choice.models.gallery_views))
+    figures["embedder_crops"] = embedder_figures(embedder, data, choice.models.gallery_view_names)
     figures["detector_boxes"] = detector_figures(detector, data, embedder)
     if not args.skip_pipeline:
         # Side by side: the visual votes alone, then with the set's titles and transcripts (if any).

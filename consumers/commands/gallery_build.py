@@ -26,7 +26,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     quiet_library_logs()
     from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index
-    from consumers.stage.gallery_views import parse_views
     from consumers.stage.model_loading import load_models
 
     images = find_shop_images(args.images, args.annotations)
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     titles = read_titles(args.titles) if args.titles is not None else None
     build = build_gallery(images, detector, embedder, catalog=args.catalog, batch_size=max(1, args.batch_size),
-                          titles=titles, views=parse_views(settings.models.gallery_views))
+                          titles=titles, views=settings.models.gallery_view_names)
     gallery = to_index(build)
     gallery.save(args.out)
     print(f"gallery: {len(build.ids)} images of {len(build.items)} items -> {args.out}"

@@ -17,7 +17,6 @@ from consumers.services.replay import replay, source_specs
 from consumers.settings import Settings
 from consumers.stage.builder import build_stage
 from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index
-from consumers.stage.gallery_views import parse_views
 from consumers.stage.model_loading import load_models
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
@@ -72,7 +71,7 @@ def run_demo(
     detector, embedder = load_models(settings.models, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
     shop = find_shop_images(sample.images, sample.annotations)
     gallery = to_index(build_gallery(shop, detector, embedder, progress=progress,
-                                   views=parse_views(settings.models.gallery_views)))
+                                   views=settings.models.gallery_view_names))
     if announce is not None:
         announce(f"gallery: {len(gallery)} shop images of {len(gallery.item_ids())} products; "
                  f"models {detector.spec.label}, {embedder.spec.label}")

@@ -52,6 +52,13 @@ class ModelSettings:
         check(bool(self.detector_dir), "models.detector_dir", "is empty")
         check(bool(self.embedder_dir), "models.embedder_dir", "is empty")
 
+    @property
+    def gallery_view_names(self) -> tuple[str, ...]:
+        """``gallery_views`` as names, in order (checked at start-up)."""
+        from consumers.stage.gallery_views import parse_views
+
+        return parse_views(self.gallery_views)
+
 
 @dataclass(frozen=True)
 class PipelineSettings:

@@ -22,7 +22,6 @@ from consumers.services.replay import replay, source_specs
 from consumers.settings import Settings
 from consumers.stage.builder import build_stage
 from consumers.stage.gallery_builder import build_gallery, find_shop_images, gallery_refs, to_index
-from consumers.stage.gallery_views import parse_views
 from consumers.stage.model_loading import load_models
 from consumers.text.transcripts import read_titles, read_transcripts
 from stream.clock import Clock, SystemClock
@@ -92,7 +91,7 @@ def run_tianchi_eval(
     text_on = settings.text.enabled
     titles = read_titles(root / "image_text") if text_on and (root / "image_text").is_dir() else {}
     gallery = to_index(build_gallery(shop, detector, embedder, progress=progress, titles=titles,
-                                   views=parse_views(settings.models.gallery_views)))
+                                   views=settings.models.gallery_view_names))
     gallery_s = time.perf_counter() - started
 
     summaries = {path.stem: MatchSummary(path.stem) for path in videos}

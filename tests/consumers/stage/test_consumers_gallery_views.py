@@ -72,7 +72,7 @@ def test_embed_views_averages_each_images_views_into_one_unit_vector() -> None:
 
 
 def test_an_unknown_view_is_refused_at_start_up() -> None:
-    assert ModelSettings(gallery_views="box,flip").gallery_views == "box,flip"
+    assert ModelSettings(gallery_views="box, flip").gallery_view_names == ("box", "flip")
     with pytest.raises(SettingsError, match="models.gallery_views"):
         ModelSettings(gallery_views="box,side")
 
