@@ -51,17 +51,22 @@ def connect(factory: Any, config: Mapping[str, Any], role: str) -> Any:
 
 
 class _ConnectionFailures(logging.Handler):
-    """Collects kafka-python's connection log lines while a client connects, to tell a refused login
+    """Listens to kafka-python's connection log lines while a client connects, to tell a refused login
     or a failed TLS handshake from a broker that does not answer (kafka-python reports all three as
     a bootstrap timeout)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.lines: list[str] = []
+        # Flags, not a log: a client that retries for its whole bootstrap timeout says "socket
+        # disconnected" dozens of times, and the one line that names the cause can come late.
+        self.auth_failed = False
+        self.tls_failed = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if len(self.lines) < 50:
-            self.lines.append(record.getMessage())
+        line = record.getMessage()
+        self.auth_failed |= "SaslAuthenticationFailed" in line or "Authentication failed" in line
+        self.tls_failed |= ("CERTIFICATE_VERIFY_FAILED" in line or "SSLError" in line
+                            or ("SSL" in line and "handshake" in line.lower()))
 
     @contextlib.contextmanager
     def listening(self) -> Iterator[None]:
@@ -80,11 +85,10 @@ class _ConnectionFailures(logging.Handler):
 
     def hint(self, config: Mapping[str, Any]) -> str:
         """What to check, from what was heard."""
-        heard = " ".join(self.lines)
-        if "SaslAuthenticationFailed" in heard or "Authentication failed" in heard:
+        if self.auth_failed:
             return (f"authentication failed for user {config.get('sasl_plain_username')!r} with "
                     f"{config.get('sasl_mechanism')}: check LIVETAG_KAFKA_SASL_USERNAME / LIVETAG_KAFKA_SASL_PASSWORD")
-        if "CERTIFICATE_VERIFY_FAILED" in heard or "SSLError" in heard or "SSL" in heard and "handshake" in heard.lower():
+        if self.tls_failed:
             return ("TLS handshake failed: the broker's certificate is not signed by LIVETAG_KAFKA_SSL_CAFILE "
                     f"({config.get('ssl_cafile')}) or does not name the host")
         return "is the broker running? check --bootstrap / LIVETAG_KAFKA_BOOTSTRAP_SERVERS"

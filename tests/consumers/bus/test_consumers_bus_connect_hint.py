@@ -1,0 +1,45 @@
+"""The one-line reason for a failed Kafka connection, from what kafka-python logged while it retried."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from kafka.errors import KafkaTimeoutError
+
+from consumers.bus import BusError
+from consumers.bus.kafka_producer import connect
+
+CONFIG = {"bootstrap_servers": ["127.0.0.1:9093"], "sasl_plain_username": "livetag",
+          "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_password": "not-in-the-message", "ssl_cafile": "/ca.pem"}
+DISCONNECTED = "<KafkaSSLTransport [127.0.0.1:9093<-46968]>: socket disconnected"
+AUTH = "Connection lost: [Error 58] SaslAuthenticationFailedError: Authentication failed during authentication"
+TLS = "Connection failed: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"
+
+
+def _client_that_logs(lines: list[str]):
+    def factory(**config: object) -> None:
+        log = logging.getLogger("kafka.net.manager")
+        for line in lines:
+            log.warning(line)
+        raise KafkaTimeoutError("Unable to bootstrap from ['127.0.0.1:9093']")
+
+    return factory
+
+
+@pytest.mark.parametrize(
+    ("lines", "says"),
+    [
+        ([DISCONNECTED] * 200 + [AUTH] + [DISCONNECTED] * 20, "authentication failed for user 'livetag'"),
+        ([DISCONNECTED] * 200 + [TLS], "TLS handshake failed"),
+        ([DISCONNECTED] * 200, "is the broker running"),
+    ],
+)
+def test_the_cause_is_named_however_late_it_was_logged(lines: list[str], says: str) -> None:
+    with pytest.raises(BusError, match=says) as caught:
+        connect(_client_that_logs(lines), CONFIG, "admin client")
+    message = str(caught.value)
+    assert message.startswith("cannot connect the Kafka admin client to 127.0.0.1:9093: KafkaTimeoutError")
+    assert "not-in-the-message" not in message and "\n" not in message
+    kafka_log = logging.getLogger("kafka")  # the listener is gone afterwards, the logger as it was
+    assert all(isinstance(h, logging.NullHandler) for h in kafka_log.handlers) and kafka_log.propagate
