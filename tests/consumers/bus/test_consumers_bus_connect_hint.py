@@ -36,10 +36,11 @@ def _client_that_logs(lines: list[str]):
     ],
 )
 def test_the_cause_is_named_however_late_it_was_logged(lines: list[str], says: str) -> None:
+    kafka_log = logging.getLogger("kafka")
+    before = (list(kafka_log.handlers), kafka_log.level, kafka_log.propagate)
     with pytest.raises(BusError, match=says) as caught:
         connect(_client_that_logs(lines), CONFIG, "admin client")
     message = str(caught.value)
     assert message.startswith("cannot connect the Kafka admin client to 127.0.0.1:9093: KafkaTimeoutError")
     assert "not-in-the-message" not in message and "\n" not in message
-    kafka_log = logging.getLogger("kafka")  # the listener is gone afterwards, the logger as it was
-    assert all(isinstance(h, logging.NullHandler) for h in kafka_log.handlers) and kafka_log.propagate
+    assert (list(kafka_log.handlers), kafka_log.level, kafka_log.propagate) == before  # the listener is gone
