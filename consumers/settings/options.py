@@ -78,6 +78,9 @@ GROUPS: dict[str, tuple[Option, ...]] = {
     "pipeline": (
         Option("--min-similarity", "voter.min_similarity", "gallery hits below this do not vote", type=float),
         Option("--sold-threshold", "pipeline.sold_threshold", "least sold-item probability to vote", type=float),
+        Option("--motion-window-s", "pipeline.motion_window_s",
+               "compare each box with the frame this many stream seconds earlier; still boxes beside moving "
+               "ones vote less (0: off)", type=float),
         Option("--vote-weight", "voter.vote_weight", "what a detection votes with", choices=VOTE_WEIGHTS),
         Option("--votes-per-frame", "voter.votes_per_frame", "only the frame's N strongest item votes count (0: all)",
                type=int),

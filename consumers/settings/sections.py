@@ -89,6 +89,10 @@ class PipelineSettings:
             that converts it to RGB, instead of resizing the full RGB frame with OpenCV (about 1 ms
             less per 1080p frame, benchmarks/frame_cost.py). Off by default: on the real dev set it
             kept per-stream top-1 but lost one stream of R@5 (docs/benchmarks.md).
+        motion_window_s: A box's motion is measured against the stream's frame at least this many
+            seconds earlier; a box that stands still while another box of its frame moves votes
+            less (rack garments, mannequins, on-screen boards; see
+            :mod:`consumers.stage.motion_cue`). 0 turns the cue off.
     """
 
     detection_threshold: float = 0.3
@@ -103,9 +107,12 @@ class PipelineSettings:
     decoder_threads: int = 1
     skip_loop_filter: bool = False
     scale_in_decoder: bool = False
+    motion_window_s: float = 2.0
 
     def __post_init__(self) -> None:
         check_types(self, "pipeline")
+        check(0 <= self.motion_window_s <= 60, "pipeline.motion_window_s",
+              f"must be in 0..60 seconds (0: off), got {self.motion_window_s}")
         check(0 <= self.decoder_threads <= 64, "pipeline.decoder_threads",
               f"must be in 0..64 (0: FFmpeg chooses), got {self.decoder_threads}")
         check(self.max_frame_age_s >= 0, "pipeline.max_frame_age_s", f"must be >= 0, got {self.max_frame_age_s}")

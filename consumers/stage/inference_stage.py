@@ -44,6 +44,7 @@ from consumers.stage.frames import (
     newest_per_stream,
 )
 from consumers.stage.model_calls import ModelCalls
+from consumers.stage.motion_cue import MotionCue
 from consumers.text.ocr import OcrScheduler
 from consumers.text.transcripts import TranscriptSegment
 from consumers.voting.voter import GalleryHit, Observation, StreamVoter
@@ -96,6 +97,7 @@ class InferenceStage:
         self.segment_group = segment_group
         self.segments_topic = topics.name("segments") if segment_group is not None else None
         self.counters = StageCounters()
+        self.motion = MotionCue(settings.motion_window_s, voter.settings.max_streams) if settings.motion_window_s else None
         self._partitions: OrderedDict[str, tuple[str, int]] = OrderedDict()  # stream -> its frames' partition
         self._infer_lock = threading.Lock()  # the models and the voter: inference thread vs revoke callback
         self._revoked: set[tuple[str, int]] = set()  # taken away: frames of them still queued are not analysed
@@ -255,6 +257,8 @@ class InferenceStage:
         self.models.decoder.drop(stream_id)
         if self.ocr is not None:
             self.ocr.forget(stream_id)
+        if self.motion is not None:
+            self.motion.forget(stream_id)
         self._partitions.pop(stream_id, None)
 
     # -- steps -------------------------------------------------------------------------------------
@@ -306,6 +310,9 @@ class InferenceStage:
                 crops.append(crop(frame.image, dets.boxes[di], s.crop_expand))
                 owners.append((fi, di, named_only))
         vectors, garment = self.models.embed(crops)
+        moving = [np.ones(len(d), np.float32) if self.motion is None
+                  else self.motion.factors(f.packet.stream_id, f.packet.pts_seconds, f.image, d.boxes)
+                  for f, d in zip(frames, detections, strict=True)]
         hits_of_crop = hits_per_crop(frames, owners, vectors, named, scopes, self._search)
         per_frame: list[list[Observation]] = [[] for _ in frames]
         for ci, (fi, di, named_only) in enumerate(owners):
@@ -315,7 +322,7 @@ class InferenceStage:
             top = tuple(int(c) for c in dets.top_categories(s.category_top_k)[di])
             per_frame[fi].append(Observation((x1, y1, x2, y2), float(dets.sold[di]), float(dets.scores[di]), hits, top,
                                              garment=1.0 if garment is None else float(garment[ci]),
-                                             named_only=named_only))
+                                             named_only=named_only, moving=float(moving[fi][di])))
         self.counters.frames += len(frames)
         self.counters.detections += len(owners)
         out: list[Record] = []

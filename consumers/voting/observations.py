@@ -23,6 +23,8 @@ class Observation:
         top_categories: The detection's most likely category indices (empty: no check).
         garment: Probability that the crop shows a garment, from the embedder's ImageNet classes
             (1 when the embedder does not say); the vote's weight with ``vote_weight="similarity"``.
+        moving: Motion factor in [0, 1] (:mod:`consumers.stage.motion_cue`): 1 for the liveliest
+            box of the frame, less for a box that stands still beside it; multiplies the vote.
         named_only: The box was not chosen by the sold head but because the stream's text names
             items; its hits are those items only, and the text's strength for the item
             (:meth:`TextPriors.strength`) stands in for the sold probability.
@@ -35,3 +37,4 @@ class Observation:
     top_categories: tuple[int, ...] = ()
     garment: float = 1.0
     named_only: bool = False
+    moving: float = 1.0

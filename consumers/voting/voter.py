@@ -263,6 +263,7 @@ class StreamVoter:
                 det_weight = clamp01(obs.sold) * clamp01(obs.confidence)
                 if self.settings.vote_weight == "similarity_sold_confidence_garment":
                     det_weight *= clamp01(obs.garment)
+            det_weight *= clamp01(obs.moving)
             if det_weight <= 0.0:
                 continue
             if text is not None:

@@ -342,3 +342,14 @@ def test_a_long_gap_counts_at_most_one_half_life() -> None:
     voter.observe("s", 600.0, obs)  # ten minutes later: the frame stands for 3 s, not 600 s
     score = voter._streams["s"].candidates["A"].score
     assert score == pytest.approx(0.5 * 3.0 / 0.25 + 0.5 * 0.5 ** (600.0 / 3.0))
+
+
+def test_a_still_box_beside_a_moving_one_loses_its_vote() -> None:
+    """Two detections as strong as each other: the moving one (a presenter's garment) wins over the
+    still one (a rack garment); with both equally lively the still-box item would tie."""
+    voter = StreamVoter(SETTINGS, FakeClock())
+    rack = Observation((0.0, 0.0, 1.0, 1.0), 1.0, 1.0, (GalleryHit("b1", "B", 0.9),), moving=0.0)
+    worn = Observation((2.0, 0.0, 3.0, 1.0), 1.0, 1.0, (GalleryHit("a1", "A", 0.8),), moving=1.0)
+    events = [e for pts, _ in _span(0, 5) for e in voter.observe("s", pts, [rack, worn])]
+    assert _summary(events) == [("started", "A", 0.0, None)]
+    assert voter.current("s") == "A"
