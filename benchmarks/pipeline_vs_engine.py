@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-thread", action="store_true", help="decode and infer on one thread")
     parser.add_argument("--ocr", choices=("off", "inline", "background"), default="off",
                         help="text.ocr_mode of the pipeline side (on-screen text read every text.ocr_interval_s)")
+    parser.add_argument("--motion-window-s", type=float, default=PipelineSettings.motion_window_s,
+                        help="pipeline.motion_window_s of the pipeline side (0: the motion cue off)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--no-append", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sample = find_sample(args.sample)
     settings = Settings().with_overrides(batch=BatchSettings(max_batch=args.max_batch, max_wait_ms=20.0),
-                                         text__ocr_mode=args.ocr)
+                                         text__ocr_mode=args.ocr, pipeline__motion_window_s=args.motion_window_s)
     p = settings.pipeline
     detector, embedder = load_models(ModelSettings(str(args.detector), str(args.embedder)), p.detection_threshold, p.nms_iou)
     gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
