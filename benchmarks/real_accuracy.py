@@ -38,6 +38,7 @@ from consumers.stage.gallery_views import embed_views, view_crops  # noqa: E402
 from consumers.stage.model_loading import load_models  # noqa: E402
 from consumers.stage.motion_cue import MotionCue  # noqa: E402
 from engines.preprocess import crop, iou_matrix  # noqa: E402
+from stream.clock import SystemClock  # noqa: E402
 from training.tianchi import TianchiDataset, read_frames  # noqa: E402
 
 IOU = 0.5
@@ -119,7 +120,7 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) 
         frames = read_frames(video.path, [f.frame_index for f in video.frames])
         annotated = [f for f in video.frames if f.frame_index in frames]
         results = detector.detect([frames[f.frame_index] for f in annotated])
-        motion = MotionCue(window_s=1.0)  # one "second" per annotated frame: the previous one is the reference
+        motion = MotionCue(window_s=1.0, clock=SystemClock())  # a "second" per annotated frame: the previous is the reference
         for position, (frame, dets) in enumerate(zip(annotated, results, strict=True)):
             moving = motion.factors(video.video_id, float(position), frames[frame.frame_index],
                                     np.asarray(dets.boxes, dtype=np.float32).reshape(-1, 4))

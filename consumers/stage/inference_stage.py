@@ -97,7 +97,8 @@ class InferenceStage:
         self.segment_group = segment_group
         self.segments_topic = topics.name("segments") if segment_group is not None else None
         self.counters = StageCounters()
-        self.motion = MotionCue(settings.motion_window_s, voter.settings.max_streams) if settings.motion_window_s else None
+        self.motion = (MotionCue(settings.motion_window_s, clock, voter.settings.idle_timeout_s, voter.settings.max_streams)
+                       if settings.motion_window_s else None)
         self._partitions: OrderedDict[str, tuple[str, int]] = OrderedDict()  # stream -> its frames' partition
         self._infer_lock = threading.Lock()  # the models and the voter: inference thread vs revoke callback
         self._revoked: set[tuple[str, int]] = set()  # taken away: frames of them still queued are not analysed

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from stream.clock import Clock
+
 #: Mean grey-level difference at which a box counts as clearly moving.
 STILL_LEVEL = 8.0
 #: Thumbnail width in pixels (the height keeps the frame's aspect).
@@ -36,19 +38,26 @@ class MotionCue:
 
     Args:
         window_s: Stream seconds between a frame and the thumbnail it is compared with.
+        clock: Injected clock; a stream unseen for ``idle_s`` of its wall time is evicted.
+        idle_s: Wall seconds without a frame after which a stream's thumbnails are dropped (the
+            voter's ``idle_timeout_s``).
         max_streams: Streams kept; the least recently seen is evicted beyond it.
         history: Thumbnails kept per stream (bounded; the oldest is dropped). A thumbnail is kept
             only when at least a quarter window after the previous one, so 8 reach two windows back
             at any frame rate: about 115 KB per stream at 16:9.
     """
 
-    def __init__(self, window_s: float, max_streams: int = 10_000, history: int = 8) -> None:
+    def __init__(self, window_s: float, clock: Clock, idle_s: float = 30.0, max_streams: int = 10_000,
+                 history: int = 8) -> None:
         if window_s <= 0:
             raise ValueError(f"window_s must be > 0, got {window_s}")
         self.window_s = window_s
+        self.clock = clock
+        self.idle_s = idle_s
         self.max_streams = max_streams
         self.history = history
         self._thumbs: OrderedDict[str, deque[tuple[float, np.ndarray]]] = OrderedDict()
+        self._seen: dict[str, float] = {}  # stream -> wall time of its latest frame
 
     def __len__(self) -> int:
         return len(self._thumbs)
@@ -87,6 +96,7 @@ class MotionCue:
     def forget(self, stream_id: str) -> None:
         """Drop a stream's thumbnails (its stream ended or moved to another consumer)."""
         self._thumbs.pop(stream_id, None)
+        self._seen.pop(stream_id, None)
 
     def _reference(self, stream_id: str, pts: float, shape: Sequence[int]) -> np.ndarray | None:
         kept = self._thumbs.get(stream_id)
@@ -104,6 +114,12 @@ class MotionCue:
             kept = self._thumbs[stream_id] = deque(maxlen=self.history)
         if not kept or pts - kept[-1][0] >= self.window_s / 4:
             kept.append((pts, thumb))
+        now = self.clock.now()
+        self._seen[stream_id] = now
         self._thumbs.move_to_end(stream_id)
-        while len(self._thumbs) > self.max_streams:
-            self._thumbs.popitem(last=False)
+        # least recently seen first: drop from the front while over the cap or idle (amortised O(1))
+        while self._thumbs:
+            oldest = next(iter(self._thumbs))
+            if len(self._thumbs) <= self.max_streams and now - self._seen[oldest] <= self.idle_s:
+                break
+            self.forget(oldest)

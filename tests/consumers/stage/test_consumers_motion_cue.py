@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from consumers.stage.motion_cue import MotionCue
+from stream.clock import FakeClock
 
 LEFT = (0.0, 0.0, 300.0, 360.0)  # a rack garment: never changes
 RIGHT = (340.0, 0.0, 640.0, 360.0)  # a presenter: changes every frame
@@ -22,7 +23,7 @@ def _frame(t: int, right_moves: bool = True, left_moves: bool = False) -> np.nda
 
 
 def test_a_still_box_beside_a_moving_one_gets_a_low_factor_once_a_reference_exists() -> None:
-    cue = MotionCue(window_s=2.0)
+    cue = MotionCue(window_s=2.0, clock=FakeClock())
     boxes = np.array([LEFT, RIGHT], np.float32)
     first = cue.factors("s", 0.0, _frame(0), boxes)
     assert first.tolist() == [1.0, 1.0]  # no earlier frame: nothing is known
@@ -33,7 +34,7 @@ def test_a_still_box_beside_a_moving_one_gets_a_low_factor_once_a_reference_exis
 
 @pytest.mark.parametrize("left_moves", [False, True])
 def test_a_frame_where_nothing_or_everything_moves_keeps_every_vote(left_moves: bool) -> None:
-    cue = MotionCue(window_s=1.0)
+    cue = MotionCue(window_s=1.0, clock=FakeClock())
     boxes = np.array([LEFT, RIGHT], np.float32)
     for t in range(3):
         factors = cue.factors("s", float(t), _frame(t, right_moves=left_moves, left_moves=left_moves), boxes)
@@ -41,7 +42,7 @@ def test_a_frame_where_nothing_or_everything_moves_keeps_every_vote(left_moves: 
 
 
 def test_a_gap_a_new_session_or_a_new_size_leaves_no_reference() -> None:
-    cue = MotionCue(window_s=1.0)
+    cue = MotionCue(window_s=1.0, clock=FakeClock())
     boxes = np.array([LEFT, RIGHT], np.float32)
     cue.factors("s", 0.0, _frame(0), boxes)
     assert cue.factors("s", 10.0, _frame(1), boxes).tolist() == [1.0, 1.0]  # 10 windows later: too old
@@ -51,8 +52,9 @@ def test_a_gap_a_new_session_or_a_new_size_leaves_no_reference() -> None:
     assert cue.factors("s", 5.0, _frame(4), np.zeros((0, 4), np.float32)).shape == (0,)
 
 
-def test_streams_are_bounded_and_forgotten() -> None:
-    cue = MotionCue(window_s=1.0, max_streams=2, history=3)
+def test_streams_are_bounded_evicted_when_idle_and_forgotten() -> None:
+    clock = FakeClock()
+    cue = MotionCue(window_s=1.0, clock=clock, idle_s=30.0, max_streams=2, history=3)
     for name in ("a", "b", "c"):
         cue.factors(name, 0.0, _frame(0), np.zeros((0, 4), np.float32))
     assert len(cue) == 2  # the least recently seen stream was evicted
@@ -61,5 +63,8 @@ def test_streams_are_bounded_and_forgotten() -> None:
     assert len(cue._thumbs["c"]) == 3
     cue.forget("c")
     assert len(cue) == 1
+    clock.advance(31.0)  # "b" has been idle longer than idle_s: the next frame of any stream evicts it
+    cue.factors("d", 0.0, _frame(0), np.zeros((0, 4), np.float32))
+    assert list(cue._thumbs) == ["d"]
     with pytest.raises(ValueError, match="window_s"):
-        MotionCue(window_s=0.0)
+        MotionCue(window_s=0.0, clock=FakeClock())
