@@ -5,7 +5,8 @@ Rules, per stream (times are stream seconds, pts, unless said otherwise):
 * A detection votes for its best gallery items (``votes_per_detection`` at most) with weight
   ``similarity * sold * confidence`` (``vote_weight``), or ``similarity * garment`` where the
   detector's probabilities are not calibrated on the footage (``garment``: the embedder's probability
-  that the crop shows clothing, 1 when it gives none). With ``votes_per_frame`` = N > 0 only the
+  that the crop shows clothing, 1 when it gives none), times the detection's motion factor
+  (``moving``: below 1 only for a box standing still beside a moving one). With ``votes_per_frame`` = N > 0 only the
   frame's N strongest item votes count (one product is sold at a time; the garments on the racks
   behind it vote too otherwise). Hits below ``min_similarity`` do not vote. A hit whose item's
   catalog categories (when known) miss the detection's top categories is weighted by
