@@ -3,12 +3,11 @@
 Rules, per stream (times are stream seconds, pts, unless said otherwise):
 
 * A detection votes for its best gallery items (``votes_per_detection`` at most) with weight
-  ``similarity * sold * confidence`` (``vote_weight``), or ``similarity * garment`` where the
-  detector's probabilities are not calibrated on the footage (``garment``: the embedder's probability
-  that the crop shows clothing, 1 when it gives none), times the detection's motion factor
-  (``moving``: below 1 only for a box standing still beside a moving one). With ``votes_per_frame`` = N > 0 only the
-  frame's N strongest item votes count (one product is sold at a time; the garments on the racks
-  behind it vote too otherwise). Hits below ``min_similarity`` do not vote. A hit whose item's
+  ``similarity * sold * confidence`` (``vote_weight``), or ``similarity * garment`` where the detector
+  is not calibrated on the footage (``garment``: the embedder's clothing probability, 1 when it gives
+  none), times the motion factor ``moving`` (below 1 only for a box still beside a moving one). With
+  ``votes_per_frame`` = N > 0 only the frame's N strongest item votes count (one product is sold at a
+  time). Hits below ``min_similarity`` do not vote. A hit whose item's
   catalog categories (when known) miss the detection's top categories is weighted by
   ``category_mismatch_weight`` (0 rejects it); items are ranked by these weights. One frame gives an
   item at most one vote (its strongest).
@@ -255,8 +254,7 @@ class StreamVoter:
             if obs.named_only and text is None:  # chosen for text that is no longer there
                 continue
             if self.settings.vote_weight == "similarity":
-                # The detector's thresholds let this detection through; its probabilities are not
-                # trusted on this footage, the embedder's ImageNet garment probability stands in.
+                # The detector's probabilities are not trusted here; the garment probability stands in.
                 det_weight = clamp01(obs.garment)
             elif obs.named_only:  # the text, not the sold head, chose this box (strength per hit below)
                 det_weight = clamp01(obs.confidence)
