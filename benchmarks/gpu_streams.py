@@ -26,22 +26,26 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
 import sys
 import tempfile
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from consumers.bus import Record  # noqa: E402
+from consumers.observability import PipelineMetrics  # noqa: E402
 from consumers.services.demo import DEFAULT_SAMPLE, find_sample  # noqa: E402
 from consumers.settings import Settings  # noqa: E402
 from consumers.stage.builder import build_stage, quiet_library_logs  # noqa: E402
@@ -64,35 +68,87 @@ def _rate(work: Any, items: int, cap_s: float, min_calls: int = 3) -> float:
     return items * calls / (time.perf_counter() - start)
 
 
-def bench_decode(packets: list[Any], cap_s: float) -> dict[str, Any]:
-    """Keyframes/s to RGB: the stage's software decoder (one thread, FFmpeg's auto threads, no
-    deblocking) and NVDEC."""
+def _per_packet(ctx: Any, packets: list[Any], to_rgb: bool) -> None:
+    """Decode each packet on its own, as the stage does: send it, drain, flush the context."""
     import av
-    from av.video.codeccontext import VideoCodecContext
 
-    out: dict[str, Any] = {}
-    for name, threads, skip in (("software_1_thread", 1, False), ("software_auto_threads", 0, False),
-                                ("software_1_thread_skip_loop_filter", 1, True)):
-        decoder = PacketDecoder(threads=threads, skip_loop_filter=skip)
-        out[name] = {"keyframes_per_s": round(_rate(lambda d=decoder: [d.decode(p) for p in packets], len(packets),
-                                                   cap_s), 1)}
-
-    def nvdec_round() -> None:  # a fresh context per round: a drained one takes no more packets
-        ctx = av.CodecContext.create("h264_cuvid", "r")
-        assert isinstance(ctx, VideoCodecContext)
-        ctx.extradata = packets[0].extradata or None
-        for p in packets:
-            for frame in ctx.decode(av.Packet(p.data)):
+    for p in packets:
+        frames = ctx.decode(av.Packet(p.data)) + ctx.decode(None)
+        ctx.flush_buffers()
+        if to_rgb:
+            for frame in frames:
                 frame.to_ndarray(format="rgb24")
-        for frame in ctx.decode(None):
-            frame.to_ndarray(format="rgb24")
 
 
-    try:
-        out["nvdec_h264_cuvid"] = {"keyframes_per_s": round(_rate(nvdec_round, len(packets), cap_s), 1)}
-    except Exception as exc:  # noqa: BLE001 - no NVDEC here is a result, not a failure
-        out["nvdec_h264_cuvid"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
+def _threaded_rate(make: Any, packets: list[Any], threads: int, cap_s: float, to_rgb: bool = True) -> float:
+    """Keyframes/s of ``threads`` threads, each decoding ``packets`` with its own context from ``make()``."""
+    contexts = [make() for _ in range(threads)]
+    for c in contexts:
+        c.extradata = packets[0].extradata or None
+    if threads == 1:
+        return _rate(lambda: _per_packet(contexts[0], packets, to_rgb), len(packets), cap_s)
+    with ThreadPoolExecutor(threads) as pool:
+        def round_all() -> None:
+            list(pool.map(lambda c: _per_packet(c, packets, to_rgb), contexts))
+
+        return _rate(round_all, threads * len(packets), cap_s)
+
+
+def bench_decode(packets: list[Any], cap_s: float, workers: int) -> dict[str, Any]:
+    """Keyframes/s to RGB on the CPU (the stage's decoder: one thread, FFmpeg's slice threads, no
+    deblocking, ``workers`` streams at once) and on NVDEC (``h264_cuvid``, and the native decoder
+    with CUDA hwaccel, frames downloaded and converted or left on the device)."""
+    import av
+    from av.codec.hwaccel import HWAccel
+
+    out: dict[str, Any] = {"workers": workers}
+    for name, threads, skip in (
+        ("software_1_thread", 1, False),
+        ("software_auto_threads", 0, False),
+        ("software_1_thread_skip_loop_filter", 1, True),
+    ):
+        decoder = PacketDecoder(threads=threads, skip_loop_filter=skip)
+        rate = _rate(lambda d=decoder: [d.decode(p) for p in packets], len(packets), cap_s)
+        out[name] = {"keyframes_per_s": round(rate, 1)}
+    variants: list[tuple[str, Any, bool]] = [
+        ("software", lambda: av.CodecContext.create("h264", "r"), True),
+        ("nvdec_h264_cuvid", lambda: av.CodecContext.create("h264_cuvid", "r"), True),
+        ("nvdec_hwaccel", lambda: av.CodecContext.create(
+            "h264", "r", hwaccel=HWAccel("cuda", allow_software_fallback=False)), True),
+        ("nvdec_hwaccel_frames_on_gpu", lambda: av.CodecContext.create(
+            "h264", "r", hwaccel=HWAccel("cuda", allow_software_fallback=False, is_hw_owned=True)), False),
+    ]
+    for name, make, to_rgb in variants:
+        for threads in (1, workers):
+            key = f"{name}_{threads}_streams"
+            if name == "software" and threads == 1:
+                continue  # software_1_thread above
+            try:
+                out[key] = {"keyframes_per_s": round(_threaded_rate(make, packets, threads, cap_s, to_rgb), 1)}
+            except Exception as exc:  # noqa: BLE001 - no NVDEC here is a result, not a failure
+                out[key] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
     return out
+
+
+def fp16_parity(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
+    """Detections of the FP16 + CUDA-graph detector against float32 on the same frames: the largest
+    score difference and the smallest IoU among boxes above the detection threshold."""
+    from engines.preprocess import iou_matrix
+
+    p = Settings().pipeline
+    engines = [load_detector(args.detector, backend="torch", device=args.device, fp16=half, cuda_graphs=half,
+                             max_batch=len(frames), score_threshold=p.detection_threshold, iou_threshold=p.nms_iou)
+               for half in (False, True)]
+    full, half = (e.detect(frames) for e in engines)
+    diffs, ious, counts = [], [], []
+    for a, b in zip(full, half, strict=True):
+        counts.append((len(a.scores), len(b.scores)))
+        n = min(len(a.scores), len(b.scores))
+        if n:
+            diffs.append(float(np.abs(a.scores[:n] - b.scores[:n]).max()))
+            ious.append(float(np.diag(iou_matrix(a.boxes[:n], b.boxes[:n])).min()))
+    return {"frames": len(frames), "boxes_fp32_fp16": [sum(c[0] for c in counts), sum(c[1] for c in counts)],
+            "max_score_diff": round(max(diffs, default=0.0), 4), "min_box_iou": round(min(ious, default=1.0), 4)}
 
 
 def bench_engines(args: argparse.Namespace, rng: np.random.Generator, cap_s: float) -> dict[str, Any]:
@@ -158,14 +214,26 @@ class LiveFeed:
             return out
 
 
+def stage_seconds(metrics: PipelineMetrics) -> dict[str, float]:
+    """Seconds the stage spent in each of its steps (decode, detect, embed, search, vote) so far."""
+    out: dict[str, float] = {}
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name.endswith("stage_latency_seconds_sum"):
+                out[sample.labels["stage"]] = sample.value
+    return out
+
+
 def run_streams(stage: Any, packets: list[Any], streams: int, seconds: float, max_batch: int,
-                warmup_s: float) -> dict[str, Any]:
-    """Latency of ``streams`` live streams through ``stage`` for ``seconds`` (after ``warmup_s``)."""
+                warmup_s: float, metrics: PipelineMetrics | None = None) -> dict[str, Any]:
+    """Latency of ``streams`` live streams through ``stage`` for ``seconds`` (after ``warmup_s``);
+    with ``metrics`` (the stage's), the milliseconds per analysed frame in each stage step."""
     clock = SystemClock()
     feed = LiveFeed(packets, streams, 1.0, clock)
     feeder = threading.Thread(target=feed.run, daemon=True)
     latencies: list[float] = []
     start = clock.monotonic()
+    before: dict[str, float] | None = None
     feeder.start()
     try:
         while clock.monotonic() - start < warmup_s + seconds:
@@ -173,6 +241,8 @@ def run_streams(stage: Any, packets: list[Any], streams: int, seconds: float, ma
             if not batch:
                 time.sleep(0.002)
                 continue
+            if before is None and metrics is not None and clock.monotonic() - start >= warmup_s:
+                before = stage_seconds(metrics)
             stage.process(batch)
             done = clock.now()
             if clock.monotonic() - start >= warmup_s:
@@ -183,15 +253,20 @@ def run_streams(stage: Any, packets: list[Any], streams: int, seconds: float, ma
     if not latencies:
         return {"streams": streams, "frames": 0}
     lat = np.sort(np.asarray(latencies))
-    return {"streams": streams, "frames": len(lat), "analysed_per_s": round(len(lat) / seconds, 1),
-            "p50_s": round(float(np.percentile(lat, 50)), 3), "p99_s": round(float(np.percentile(lat, 99)), 3),
-            "replaced_by_newer": feed.replaced}
+    result = {"streams": streams, "frames": len(lat), "analysed_per_s": round(len(lat) / seconds, 1),
+              "p50_s": round(float(np.percentile(lat, 50)), 3), "p99_s": round(float(np.percentile(lat, 99)), 3),
+              "replaced_by_newer": feed.replaced}
+    if metrics is not None and before is not None:
+        after = stage_seconds(metrics)
+        result["stage_ms_per_frame"] = {k: round(1000 * (v - before.get(k, 0.0)) / len(lat), 2)
+                                        for k, v in after.items()}
+    return result
 
 
 def bench_streams(args: argparse.Namespace, packets: list[Any], cap_s: float) -> dict[str, Any]:
     """The largest N (doubling) whose p99 frame-to-result stays within ``--p99-target``."""
     on_gpu = args.device.startswith("cuda")
-    settings = Settings()
+    settings = Settings().with_overrides(pipeline__decode_workers=args.decode_workers)
     p = settings.pipeline
     opts = {"device": args.device, "fp16": on_gpu, "cuda_graphs": on_gpu, "max_batch": args.stream_batch}
     detector = load_detector(args.detector, backend="torch", score_threshold=p.detection_threshold,
@@ -204,9 +279,11 @@ def bench_streams(args: argparse.Namespace, packets: list[Any], cap_s: float) ->
     streams, start = args.streams_start, time.perf_counter()
     bar = tqdm(desc="streams", unit="run", disable=args.quiet)
     while time.perf_counter() - start + args.stream_seconds + args.warmup_s <= cap_s:
-        stage = build_stage(detector, embedder, gallery, settings, SystemClock())
+        metrics = PipelineMetrics(CollectorRegistry())
+        stage = build_stage(detector, embedder, gallery, settings, SystemClock(), metrics=metrics)
         try:
-            run = run_streams(stage, packets, streams, args.stream_seconds, args.stream_batch, args.warmup_s)
+            run = run_streams(stage, packets, streams, args.stream_seconds, args.stream_batch, args.warmup_s,
+                              metrics)
         finally:
             stage.close()
         runs.append(run)
@@ -217,7 +294,7 @@ def bench_streams(args: argparse.Namespace, packets: list[Any], cap_s: float) ->
         streams *= 2
     bar.close()
     passing = [r["streams"] for r in runs if r.get("p99_s") is not None and r["p99_s"] <= args.p99_target]
-    return {"p99_target_s": args.p99_target, "max_streams_within_target": max(passing) if passing else 0,
+    return {"decode_workers": args.decode_workers, "p99_target_s": args.p99_target, "max_streams_within_target": max(passing) if passing else 0,
             "runs": runs}
 
 
@@ -234,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams-max", type=int, default=4096)
     parser.add_argument("--stream-seconds", type=float, default=20.0, help="measured seconds per stream count")
     parser.add_argument("--warmup-s", type=float, default=5.0)
+    parser.add_argument("--decode-workers", type=int, default=min(os.cpu_count() or 1, 64),
+                        help="pipeline.decode_workers of the stream part, and streams decoded at once in the decode part")
     parser.add_argument("--p99-target", type=float, default=1.5)
     parser.add_argument("--budget-s", type=float, default=420.0, help="whole run; parts get 15 / 35 / 50 %%")
     parser.add_argument("--tiny", action="store_true", help="CI smoke size: 320x180, batches 1,2, 2-4 streams")
@@ -264,9 +343,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     parts = set(args.parts.split(","))
     if "decode" in parts:
-        result["decode"] = bench_decode(packets, 0.15 * args.budget_s / 4)
+        result["decode"] = bench_decode(packets, 0.15 * args.budget_s / 10, args.decode_workers)
     if "engines" in parts:
         result["engines"] = bench_engines(args, rng, 0.35 * args.budget_s / (2 * len(args.batches)))
+        if args.device.startswith("cuda"):
+            frames = [PacketDecoder().decode(p) for p in packets]
+            try:
+                result["engines"]["fp16_parity"] = fp16_parity(args, frames)
+            except Exception as exc:  # noqa: BLE001
+                result["engines"]["fp16_parity"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
     if "streams" in parts:
         try:
             result["streams"] = bench_streams(args, packets, 0.5 * args.budget_s)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 import numpy as np
@@ -51,6 +51,8 @@ class _StreamDecoder:
     codec: str
     extradata: bytes
     context: VideoCodecContext
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one packet at a time per context
+    broken: bool = False  # a packet failed on it: a thread still holding it takes a fresh one
 
 
 class PacketDecoder:
@@ -68,7 +70,9 @@ class PacketDecoder:
             to smooth (a mean difference of about 2 grey levels on a 1080p IDR); the figures are in
             docs/benchmarks.md.
 
-    Thread safety: one lock guards the cache; decode calls are serialised per decoder instance.
+    Thread safety: one lock guards the cache and each stream's context has its own, so packets of
+    different streams decode in parallel on several threads (PyAV releases the GIL while FFmpeg
+    decodes and converts) and packets of one stream one after another.
     """
 
     def __init__(self, max_streams: int = 256, threads: int = 1, strict: bool = True,
@@ -127,31 +131,40 @@ class PacketDecoder:
             DecodeError: The codec is unsupported or the data does not decode; the stream's
                 context is dropped, so the next packet starts with a fresh decoder.
         """
-        with self._lock:
-            entry = self._context_for(packet)
-            try:
-                frames = entry.context.decode(av.Packet(packet.data))
-                frames += entry.context.decode(None)
-            except (av.FFmpegError, ValueError) as exc:
-                self._reset(packet.stream_id)
-                raise DecodeError(
-                    f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "
-                    f"{len(packet.data)} bytes does not decode ({exc}; pictures above {self.max_pixels} pixels "
-                    "are refused); decoder reset"
-                ) from exc
-            try:
-                entry.context.flush_buffers()
-            except av.FFmpegError:
-                self._reset(packet.stream_id)
-            good = [f for f in frames if not f.is_corrupt]
-            if not good:
-                self._reset(packet.stream_id)
-                reason = "a corrupt frame" if frames else "no frame"
-                raise DecodeError(
-                    f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "
-                    f"{len(packet.data)} bytes gave {reason}; decoder reset"
-                )
-            return good[-1]
+        while True:
+            with self._lock:
+                entry = self._context_for(packet)
+            with entry.lock:
+                if not entry.broken:
+                    frames = self._decode_with(entry, packet)
+                    break
+        good = [f for f in frames if not f.is_corrupt]
+        if not good:
+            self._reset(packet.stream_id, entry)
+            reason = "a corrupt frame" if frames else "no frame"
+            raise DecodeError(
+                f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "
+                f"{len(packet.data)} bytes gave {reason}; decoder reset"
+            )
+        return good[-1]
+
+    def _decode_with(self, entry: _StreamDecoder, packet: FramePacket) -> list[av.VideoFrame]:
+        """Send ``packet`` through ``entry``'s context and drain it (the caller holds ``entry.lock``)."""
+        try:
+            frames = entry.context.decode(av.Packet(packet.data))
+            frames += entry.context.decode(None)
+        except (av.FFmpegError, ValueError) as exc:
+            self._reset(packet.stream_id, entry)
+            raise DecodeError(
+                f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "
+                f"{len(packet.data)} bytes does not decode ({exc}; pictures above {self.max_pixels} pixels "
+                "are refused); decoder reset"
+            ) from exc
+        try:
+            entry.context.flush_buffers()
+        except av.FFmpegError:
+            self._reset(packet.stream_id, entry)
+        return list(frames)
 
     def drop(self, stream_id: str) -> None:
         """Forget a stream's context (the stream ended)."""
@@ -193,6 +206,10 @@ class PacketDecoder:
             self.evictions += 1
         return entry
 
-    def _reset(self, stream_id: str) -> None:
-        self.errors += 1
-        self._contexts.pop(stream_id, None)
+    def _reset(self, stream_id: str, entry: _StreamDecoder) -> None:
+        """Count an error, mark ``entry`` broken and drop it from the cache if it is still there."""
+        entry.broken = True
+        with self._lock:
+            self.errors += 1
+            if self._contexts.get(stream_id) is entry:
+                del self._contexts[stream_id]

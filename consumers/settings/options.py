@@ -86,6 +86,8 @@ GROUPS: dict[str, tuple[Option, ...]] = {
                type=int),
         Option("--vote-interval-s", "voter.vote_interval_s",
                "stream seconds one frame's vote stands for (0: every frame counts once)", type=float),
+        Option("--decode-workers", "pipeline.decode_workers", "threads that decode a batch's frames (one stream each)",
+               type=int),
         Option("--skip-loop-filter", "pipeline.skip_loop_filter", "decode keyframes without deblocking (faster)",
                const=True),
         Option("--scale-in-decoder", "pipeline.scale_in_decoder",

@@ -83,6 +83,10 @@ class PipelineSettings:
             is behind), only the newest is decoded and analysed; the others are counted
             (``dropped_frames_total{reason="superseded"}``). Off for replays and evaluation.
         decoder_threads: FFmpeg slice threads per stream's decoder (0: FFmpeg chooses).
+        decode_workers: Threads that decode the frames of one batch, each a different stream's
+            (1: the consumer's own thread). On a machine whose models run on a GPU, decoding on the
+            CPU is the limit (about 14 ms per 1080p keyframe on one core): set it near the cores
+            the worker has (docs/benchmarks.md, GPU section).
         skip_loop_filter: Decode keyframes without H.264/HEVC deblocking (faster, slightly
             blockier pictures; see ``stream.decode.PacketDecoder``).
         scale_in_decoder: Scale each decoded frame to the detector's input in the same swscale step
@@ -105,6 +109,7 @@ class PipelineSettings:
     max_frame_age_s: float = 0.0
     newest_frame_wins: bool = False
     decoder_threads: int = 1
+    decode_workers: int = 1
     skip_loop_filter: bool = False
     scale_in_decoder: bool = False
     motion_window_s: float = 2.0
@@ -115,6 +120,8 @@ class PipelineSettings:
               f"must be in 0..60 seconds (0: off), got {self.motion_window_s}")
         check(0 <= self.decoder_threads <= 64, "pipeline.decoder_threads",
               f"must be in 0..64 (0: FFmpeg chooses), got {self.decoder_threads}")
+        check(1 <= self.decode_workers <= 64, "pipeline.decode_workers",
+              f"must be in 1..64 (1: decode on the consumer's thread), got {self.decode_workers}")
         check(self.max_frame_age_s >= 0, "pipeline.max_frame_age_s", f"must be >= 0, got {self.max_frame_age_s}")
         for name in ("detection_threshold", "nms_iou", "sold_threshold"):
             unit_interval(f"pipeline.{name}", getattr(self, name))

@@ -100,7 +100,8 @@ def build_stage(
     )
     decoder = PacketDecoder(threads=settings.pipeline.decoder_threads, skip_loop_filter=settings.pipeline.skip_loop_filter)
     return InferenceStage(
-        ModelCalls(detector, embedder, gallery, decoder, metrics, settings.pipeline.scale_in_decoder), voter, settings.pipeline, settings.topics, clock,
+        ModelCalls(detector, embedder, gallery, decoder, metrics, settings.pipeline.scale_in_decoder,
+                   settings.pipeline.decode_workers), voter, settings.pipeline, settings.topics, clock,
         catalogs=gallery.catalog_items, items=items, observer=observer, ocr=make_ocr(settings.text, text),
         segment_group=segment_group,
     )  # fmt: skip

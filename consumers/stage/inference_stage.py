@@ -124,18 +124,24 @@ class InferenceStage:
             self.counters.superseded += superseded
             if superseded and self.on_drop is not None:
                 self.on_drop("frames", "superseded", superseded)
-        frames: list[DecodedFrame] = []
         letters: list[Record] = []
+        wanted: list[tuple[Record, FramePacket]] = []
         stale = 0
         for record in records:
             try:
-                frames.append(self._decode(record))
+                wanted.append((record, self._packet(record)))
             except StaleFrame:
                 stale += 1
             except Exception as exc:  # noqa: BLE001 - no single record may stop the consumer
                 letters.append(self._dead_letter(record, exc, "decode"))
         if stale:
             self._count_stale(stale)
+        frames: list[DecodedFrame] = []
+        for (record, packet), decoded in zip(wanted, self.models.decode_all([p for _, p in wanted]), strict=True):
+            if isinstance(decoded, Exception):
+                letters.append(self._dead_letter(record, decoded, "decode"))
+            else:
+                frames.append(self._decoded(record, packet, *decoded))
         return frames, letters
 
     def _count_stale(self, count: int) -> None:
@@ -237,9 +243,10 @@ class InferenceStage:
         return outputs
 
     def close(self) -> None:
-        """Stop the stage's background work (the OCR worker)."""
+        """Stop the stage's background work (the OCR worker, the decode threads)."""
         if self.ocr is not None:
             self.ocr.close()
+        self.models.close()
 
     def add_text(self, segment: TranscriptSegment) -> None:
         """A stream's title, transcript piece or on-screen text (ignored when text cues are off)."""
@@ -263,7 +270,7 @@ class InferenceStage:
         self._partitions.pop(stream_id, None)
 
     # -- steps -------------------------------------------------------------------------------------
-    def _decode(self, record: Record) -> DecodedFrame:
+    def _packet(self, record: Record) -> FramePacket:
         try:
             packet = FramePacket.from_record(record.key, record.value, record.headers)
         except PacketFormatError as exc:
@@ -271,7 +278,9 @@ class InferenceStage:
         max_age = self.settings.max_frame_age_s
         if max_age > 0 and self.clock.now() - packet.wallclock > max_age:
             raise StaleFrame  # shed before the decoder and the models: the newest frames win
-        image, scaled = self.models.decode(packet)
+        return packet
+
+    def _decoded(self, record: Record, packet: FramePacket, image: np.ndarray, scaled: np.ndarray | None) -> DecodedFrame:
         self._partitions[packet.stream_id] = (record.topic, record.partition)
         self._partitions.move_to_end(packet.stream_id)
         while len(self._partitions) > self.voter.settings.max_streams:

@@ -3,7 +3,8 @@
 =========  =====================================  ===============================================
 stage      timed call                             granularity
 =========  =====================================  ===============================================
-decode     ``decoder.decode_scaled(packet)``      one frame (RGB, and the detector's input size)
+decode     ``decoder.decode_scaled(packet)``      one frame (RGB, and the detector's input size), on
+                                                  ``decode_workers`` threads when a batch has several
 detect     ``detector.detect(frames)``            one batch (also observes ``batch_size``)
 embed      ``embedder.embed(crops)``              the crops of one batch
 search     ``gallery.search(vectors, ...)``       the crops of one catalog within a batch
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -75,6 +77,8 @@ class ModelCalls:
         metrics: Where timings, batch sizes, gallery size and model versions go (None: nowhere).
         scale_in_decoder: Have the decoder scale each frame to the detector's input while it converts
             it (``pipeline.scale_in_decoder``), when the detector takes pre-scaled frames.
+        decode_workers: Threads that decode the packets of one batch (``pipeline.decode_workers``);
+            1 decodes on the calling thread.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class ModelCalls:
         decoder: FrameDecoder,
         metrics: StageMetrics | None = None,
         scale_in_decoder: bool = False,
+        decode_workers: int = 1,
     ) -> None:
         self.detector = detector
         self.scale_in_decoder = scale_in_decoder
@@ -92,6 +97,8 @@ class ModelCalls:
         self.gallery = gallery
         self.decoder = decoder
         self.metrics = metrics
+        self._decode_pool = (ThreadPoolExecutor(decode_workers, thread_name_prefix="decode")
+                             if decode_workers > 1 else None)
         if metrics is not None:
             metrics.set_models({role: engine.spec.label for role, engine in (("detector", detector), ("embedder", embedder))
                                 if getattr(getattr(engine, "spec", None), "label", "")})
@@ -112,6 +119,25 @@ class ModelCalls:
         size_of = getattr(self.detector, "scaled_size", None) if self.scale_in_decoder else None
         with self.timed("decode"):
             return self.decoder.decode_scaled(packet, size_of)
+
+    def decode_all(self, packets: Sequence[FramePacket]) -> list[tuple[np.ndarray, np.ndarray | None] | Exception]:
+        """:meth:`decode` of every packet, on the decode threads; a packet that fails gives its
+        exception in its place (the others still decode)."""
+
+        def one(packet: FramePacket) -> tuple[np.ndarray, np.ndarray | None] | Exception:
+            try:
+                return self.decode(packet)
+            except Exception as exc:  # noqa: BLE001 - the caller dead-letters it
+                return exc
+
+        if self._decode_pool is None or len(packets) < 2:
+            return [one(p) for p in packets]
+        return list(self._decode_pool.map(one, packets))
+
+    def close(self) -> None:
+        """Stop the decode threads."""
+        if self._decode_pool is not None:
+            self._decode_pool.shutdown(wait=True)
 
     def detect(self, frames: Sequence[np.ndarray], scaled: Sequence[np.ndarray | None] | None = None) -> list[Detections]:
         """Detections of every frame, in one batch (from the ``scaled`` copies when all frames have one)."""

@@ -33,8 +33,12 @@ def test_every_part_reports(result: dict) -> None:
     assert result["size"] == "320x180" and result["keyframes_in_clip"] == 16
     for name in ("software_1_thread", "software_auto_threads", "software_1_thread_skip_loop_filter"):
         assert result["decode"][name]["keyframes_per_s"] > 0
-    nvdec = result["decode"]["nvdec_h264_cuvid"]  # no NVDEC on a CPU machine: said, not hidden
-    assert "keyframes_per_s" in nvdec or nvdec["unavailable"]
+    workers = result["decode"]["workers"]
+    assert result["decode"][f"software_{workers}_streams"]["keyframes_per_s"] > 0
+    for name in ("nvdec_h264_cuvid", "nvdec_hwaccel", "nvdec_hwaccel_frames_on_gpu"):
+        for streams in (1, workers):  # no NVDEC on a CPU machine: said, not hidden
+            nvdec = result["decode"][f"{name}_{streams}_streams"]
+            assert "keyframes_per_s" in nvdec or nvdec["unavailable"]
     for role in ("detector", "embedder"):
         for batch in (1, 2):
             assert result["engines"][f"{role}_batch{batch}_per_s"] > 0
@@ -42,10 +46,12 @@ def test_every_part_reports(result: dict) -> None:
 
 def test_streams_part_measures_latency_of_every_analysed_frame(result: dict) -> None:
     runs = result["streams"]["runs"]
+    assert result["streams"]["decode_workers"] >= 1
     assert [r["streams"] for r in runs][0] == 2
     for run in runs:
         assert run["frames"] >= run["streams"]  # each stream sent one keyframe a second for 2 s
         assert 0 < run["p50_s"] <= run["p99_s"]
+        assert run["stage_ms_per_frame"]["decode"] > 0 and run["stage_ms_per_frame"]["detect"] > 0
     passing = [r["streams"] for r in runs if r["p99_s"] <= result["streams"]["p99_target_s"]]
     assert result["streams"]["max_streams_within_target"] == (max(passing) if passing else 0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from fractions import Fraction
 
@@ -135,6 +136,29 @@ def test_corrupt_packet_raises_decode_error_and_next_packet_decodes(make_clip, s
     assert decoder.errors == 1
     again = decoder.decode(packets[2])
     assert again.shape == good.shape
+
+
+def test_streams_decode_on_several_threads_like_one_and_a_bad_packet_stays_in_its_stream():
+    """One decoder shared by 8 threads, 4 streams, one damaged packet: every good packet gives the
+    pixels a lone decoder gives, and only the damaged stream loses its context."""
+    packets = list(iter_frame_packets("cam", DATA / "bottle-detection.mp4", "keyframes"))[:6]
+    expected = [PacketDecoder().decode(p) for p in packets]
+    jobs = [(replace(p, stream_id=f"s{k}"), i) for k in range(4) for i, p in enumerate(packets)]
+    bad = replace(packets[1], stream_id="s3", data=packets[1].data[: len(packets[1].data) // 2])
+    decoder = PacketDecoder()
+
+    def run(job: tuple[FramePacket, int]) -> bool:
+        packet, i = job
+        return bool(np.array_equal(decoder.decode(packet), expected[i]))
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(run, job) for job in jobs] + [pool.submit(decoder.decode, bad)]
+        wait(futures)
+    assert all(f.result() for f in futures[:-1])
+    with pytest.raises(DecodeError):
+        futures[-1].result()
+    assert decoder.errors == 1 and set(decoder.streams()) <= {"s0", "s1", "s2", "s3"}
+    assert {"s0", "s1", "s2"} <= set(decoder.streams())
 
 
 def test_decoder_lru_evicts_the_least_recently_used_stream(make_clip):

@@ -125,6 +125,26 @@ def test_loss_terms_are_finite_without_any_box() -> None:
     assert float(parts["giou"].detach()) == 0.0
 
 
+def test_decode_picks_the_same_cells_from_half_precision_maps() -> None:
+    """An FP16 module (the torch backend on CUDA) must rank cells as the float32 graph does: a rank
+    computed in FP16 overflows (65504) and top-K then returns noise."""
+    gen = torch.Generator().manual_seed(0)
+    h = w = 40  # the shipped detector's 320 px input at stride 8
+    maps = {
+        "center": torch.randn(1, 1, h, w, generator=gen) * 4,
+        "distances": torch.rand(1, 4, h, w, generator=gen) * 3,
+        "classes": torch.randn(1, 23, h, w, generator=gen),
+        "sold": torch.randn(1, 1, h, w, generator=gen),
+    }
+    maps = {k: v.half().float() for k, v in maps.items()}  # values exact in both precisions
+    boxes, scores, _, sold = decode(maps, stride=8, max_detections=100)
+    boxes16, scores16, _, sold16 = decode({k: v.half() for k, v in maps.items()}, stride=8, max_detections=100)
+    assert torch.isfinite(scores16).all()
+    assert torch.allclose(scores16.float(), scores, atol=1e-3)
+    assert torch.allclose(sold16.float(), sold, atol=1e-3)
+    assert torch.allclose(boxes16.float(), boxes, rtol=2e-3, atol=0.5)
+
+
 @pytest.mark.parametrize("out_size", [None, 96])
 def test_augmentation_keeps_boxes_on_their_pixels(out_size: int | None) -> None:
     image = np.full((128, 128, 3), 114, np.uint8)

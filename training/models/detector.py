@@ -235,19 +235,20 @@ def decode(
     Returns:
         boxes (B, K, 4), scores (B, K), class_probs (B, K, C), sold (B, K).
     """
-    center = maps["center"]
+    center = maps["center"].float()  # peaks and ranks in float32 whatever the module's precision
     batch, _, height, width = center.shape
     heat = torch.sigmoid(center)
     peaks = (heat == F.max_pool2d(heat, 3, stride=1, padding=1)).to(heat.dtype)
     # Rank in logit space so every peak (+64) ranks above every non-peak. The rank is quantised to
     # 1/levels and made unique with the cell index (lower index first among equals) as one float32
     # integer below 2^24, so top-K selects the same cells in torch, ONNX Runtime and TensorRT even
-    # where scores tie exactly. With 32x32 cells the quantum is ~0.008 logits.
+    # where scores tie exactly. With 32x32 cells the quantum is ~0.008 logits. In FP16 the rank would
+    # overflow (65504) and top-K would pick noise.
     cells = height * width
     levels = float(rank_levels(cells))
     rank = (center.clamp(-30.0, 30.0) + 30.0 + 64.0 * peaks).reshape(batch, -1)
     quantised = torch.round(rank * levels)
-    order = torch.arange(cells - 1, -1, -1, device=center.device, dtype=center.dtype)
+    order = torch.arange(cells - 1, -1, -1, device=center.device, dtype=torch.float32)
     k = min(max_detections, cells)
     _, index = torch.topk(quantised * cells + order, k, dim=1)
     scores = torch.gather((heat * peaks).reshape(batch, -1), 1, index)

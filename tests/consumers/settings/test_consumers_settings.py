@@ -48,6 +48,7 @@ def test_defaults_are_valid_and_voter_settings_are_shared() -> None:
         (lambda: PipelineSettings(sold_threshold=1.5), "pipeline.sold_threshold"),
         (lambda: PipelineSettings(crop_expand=-0.1), "pipeline.crop_expand"),
         (lambda: PipelineSettings(decoder_threads=-1), "pipeline.decoder_threads"),
+        (lambda: PipelineSettings(decode_workers=0), "pipeline.decode_workers"),
         (lambda: BatchSettings(max_batch=0), "batch.max_batch"),
         (lambda: BatchSettings(decoded_queue_batches=0), "batch.decoded_queue_batches"),
         (lambda: VoterSettings(half_life_s=0), "voter.half_life_s"),

@@ -511,6 +511,31 @@ def test_the_stage_decodes_with_the_decoder_settings(world: dict[str, Any]) -> N
         stage.close()
 
 
+def test_decode_workers_decode_a_batch_in_parallel_like_one_thread(world: dict[str, Any]) -> None:
+    """Several streams' frames decode on the decode threads: the same pixels, the same order, the
+    same events, and a frame that does not decode is a dead letter in its place."""
+    s1 = _records(_packets(world["videos"]["s1"], "s1"))
+    s2 = _records(_packets(world["videos"]["s2"], "s2"))
+    bad = Record("frames", s1[0].key, b"\x00\x00\x00\x01\x65" + bytes(range(256)) * 4, s1[0].headers)
+    batch = [r for pair in zip(s1, s2, strict=False) for r in pair] + [bad]
+    serial = _stage(world, FakeClock())
+    parallel = build_stage(world["detector"], world["embedder"], world["gallery"],
+                           SETTINGS.with_overrides(pipeline__decode_workers=4), FakeClock())
+    try:
+        assert parallel.models._decode_pool is not None and serial.models._decode_pool is None
+        one, one_letters = serial.decode_records(batch)
+        many, many_letters = parallel.decode_records(batch)
+        assert [f.record for f in many] == [f.record for f in one] and len(many) == len(batch) - 1
+        assert all(np.array_equal(a.image, b.image) for a, b in zip(one, many, strict=True))
+        assert len(many_letters) == len(one_letters) == 1
+        assert DeadLetter.from_record(many_letters[0]).stage == "decode"
+        events = [(r.key, r.header("event")) for r in serial.infer_frames(one)]
+        assert events and [(r.key, r.header("event")) for r in parallel.infer_frames(many)] == events
+    finally:
+        serial.close()
+        parallel.close()
+
+
 def test_newest_frame_wins_decodes_only_each_streams_last_frame_of_a_batch(world: dict[str, Any]) -> None:
     """A consumer behind live streams analyses each stream's newest frame; the others are counted drops."""
     s1 = _records(_packets(world["videos"]["s1"], "s1"))[:3]
