@@ -1,6 +1,6 @@
 """One accelerator's capacity: keyframe decode (NVDEC), the torch engines at batch 1-256, live streams.
 
-Three parts, each with its own time cap, so the whole run fits a short device lease (default budget
+Three parts, each with its own time cap, so the whole run fits a short GPU session (default budget
 420 s):
 
 1. decode: keyframes/s of a synthetic 1080p H.264 clip (every frame an IDR), decoded to RGB by the
