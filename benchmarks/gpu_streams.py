@@ -3,11 +3,14 @@
 Three parts, each with its own time cap, so the whole run fits a short GPU session (default budget
 420 s):
 
-1. decode: keyframes/s of a synthetic 1080p H.264 clip (every frame an IDR), decoded to RGB by the
-   software decoder (``h264``, one thread and FFmpeg's auto threads) and by NVDEC (``h264_cuvid``
-   through the FFmpeg inside PyAV) when the machine has it; a part that cannot run says why.
+1. decode: keyframes/s of a synthetic 1080p H.264 clip (every frame an IDR), each packet decoded on
+   its own as the stage does: the software decoder (one thread, FFmpeg's auto threads, no
+   deblocking, ``--decode-workers`` streams on as many threads) and NVDEC through the FFmpeg inside
+   PyAV (``h264_cuvid``; the native ``h264`` decoder with CUDA hwaccel, frames downloaded to RGB or
+   left on the device), one stream and ``--decode-workers`` streams; a variant that cannot run says why.
 2. engines: the shipped detector (frames/s, on pre-letterboxed tensors: the model alone) and embedder
-   (crops/s) through the torch backend, at each ``--batches`` size: FP16 and CUDA graphs on CUDA.
+   (crops/s) through the torch backend, at each ``--batches`` size: FP16 and CUDA graphs on CUDA;
+   and, on CUDA, the FP16 detector's boxes against float32's on the clip's frames.
 3. streams: N live streams each sending one keyframe per second (phases spread over the second) into
    the real inference stage (decode, detect, embed, gallery search, vote), fed in batches of what is
    queued, the newest frame of a stream winning when it is behind; p50/p99 frame-to-result. N doubles
