@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from consumers.settings import Settings  # noqa: E402
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
-from consumers.stage.gallery_views import embed_views, view_crops  # noqa: E402
 from consumers.stage.model_loading import load_models  # noqa: E402
 from consumers.stage.motion_cue import MotionCue  # noqa: E402
+from engines.gallery_views import embed_views, view_crops  # noqa: E402
 from engines.preprocess import crop, iou_matrix  # noqa: E402
 from stream.clock import SystemClock  # noqa: E402
 from training.tianchi import TianchiDataset, read_frames  # noqa: E402

@@ -3,7 +3,7 @@
 The queries are the annotated sold-item crops of a Tianchi-layout folder; the gallery is its shop
 images' annotated boxes (as in ``real_accuracy.py``). Rows, each against the same queries:
 
-- views of each shop crop (``consumers.stage.gallery_views``: mirror, tight, wide), averaged into one
+- views of each shop crop (``engines.gallery_views``: mirror, tight, wide), averaged into one
   vector (the ``models.gallery_views`` option) or kept as entries;
 - database-side augmentation (alpha-DBA): each shop vector averaged with its k nearest shop vectors,
   weights similarity^3;
@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_accuracy import annotated_crops, item_recall  # noqa: E402
 
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
-from consumers.stage.gallery_views import GALLERY_VIEWS  # noqa: E402
 from consumers.stage.model_loading import load_models  # noqa: E402
+from engines.gallery_views import GALLERY_VIEWS  # noqa: E402
 from training.tianchi import TianchiDataset  # noqa: E402
 
 

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from consumers.bus import Delivery, HeaderList, Producer, Record
-from consumers.observability.redact import redact_text
+from consumers.settings.redact import redact_text
 from stream.clock import Clock
 from stream.errors import LiveTagError
 

@@ -3,7 +3,7 @@
 from consumers.observability.health import HealthServer, Liveness, Readiness, serve_from_settings
 from consumers.observability.logging_setup import bind_stream, setup_logging
 from consumers.observability.metrics import PipelineMetrics
-from consumers.observability.redact import Redactor, redact_url
+from consumers.settings.redact import Redactor, redact_url
 
 __all__ = [
     "HealthServer",

@@ -23,8 +23,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from consumers.observability.redact import Redactor
 from consumers.settings import ObservabilitySettings
+from consumers.settings.redact import Redactor
 from stream.clock import Clock, SystemClock
 from stream.errors import LiveTagError
 

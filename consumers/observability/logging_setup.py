@@ -6,7 +6,7 @@ The handler carries two filters and a redacting formatter:
 - :class:`StreamContextFilter` stamps ``record.stream_id`` from ``extra={"stream_id": ...}``, else
   from the context variable set by :func:`bind_stream` (per thread / task), else ``"-"``;
 - :class:`RedactionFilter` rewrites the message, its arguments and any exception text through a
-  :class:`~consumers.observability.redact.Redactor`, so a credentialed URL is masked before any
+  :class:`~consumers.settings.redact.Redactor`, so a credentialed URL is masked before any
   formatter sees it; the formatters redact their final line once more.
 
 JSON lines look like ``{"ts": "2026-01-01T00:00:00.000Z", "level": "INFO", "logger": "stream.source",
@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any
 
-from consumers.observability.redact import Redactor, secrets_from_environ
+from consumers.settings.redact import Redactor, secrets_from_environ
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(stream_id)s]: %(message)s"

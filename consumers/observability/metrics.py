@@ -48,7 +48,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from consumers.bus import Consumer, Record, TopicPartition
 from consumers.messages.match_event import SCHEMA_NAME, SCHEMA_NAME_V2
 from consumers.observability.health import Liveness
-from consumers.observability.redact import Redactor
+from consumers.settings.redact import Redactor
 from stream.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)

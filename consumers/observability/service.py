@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 from consumers.observability.health import HealthServer, Liveness, Readiness, serve_from_settings
 from consumers.observability.logging_setup import installed_redactor
 from consumers.observability.metrics import PipelineMetrics
-from consumers.observability.redact import Redactor, secrets_from_settings
 from consumers.settings import Settings
+from consumers.settings.redact import Redactor, secrets_from_settings
 from stream.clock import Clock, SystemClock
 
 #: A record loop that has not polled for this long is reported dead on /healthz.

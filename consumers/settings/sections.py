@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from consumers.settings.checks import check, check_types, unit_interval
+from engines.gallery_views import parse_views
 from engines.loading import BACKENDS
 from stream.errors import SamplingSpecError
 from stream.sampling import SamplingSpec
@@ -29,7 +30,7 @@ class ModelSettings:
         flip_tta: Embed every crop and its mirror image and average them (2x embedder cost).
         gallery_views: Views of each shop image averaged into its gallery vector at gallery build
             (comma list of ``box``, ``flip``, ``tight``, ``wide``; see
-            :mod:`consumers.stage.gallery_views`); ``box`` alone is the plain gallery.
+            :mod:`engines.gallery_views`); ``box`` alone is the plain gallery.
     """
 
     detector_dir: str = str(SHIPPED_MODELS / "detector")
@@ -41,8 +42,6 @@ class ModelSettings:
     gallery_views: str = "box"
 
     def __post_init__(self) -> None:
-        from consumers.stage.gallery_views import parse_views
-
         check_types(self, "models")
         try:
             parse_views(self.gallery_views)
@@ -55,8 +54,6 @@ class ModelSettings:
     @property
     def gallery_view_names(self) -> tuple[str, ...]:
         """``gallery_views`` as names, in order (checked at start-up)."""
-        from consumers.stage.gallery_views import parse_views
-
         return parse_views(self.gallery_views)
 
 

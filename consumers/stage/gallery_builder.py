@@ -5,7 +5,7 @@ Layout of the input: ``IMAGES/<item_id>/<name>.jpg`` (one folder per item) and, 
 product (an annotation with ``instance_id > 0``, the largest if several) when annotations are given,
 else the detector's most confident box; with neither, the whole image. Crops are expanded by 10 %
 before embedding, as at inference time; other views of the crop (mirrored, tighter, looser) can be
-averaged in (:mod:`consumers.stage.gallery_views`).
+averaged in (:mod:`engines.gallery_views`).
 
 Gallery image ids are ``<item_id>/<img_name>``; each entry's metadata holds ``item_id``,
 ``img_name``, ``box`` (the crop box in the shop image, for the evidence's ``item_box``),
@@ -181,7 +181,7 @@ def build_gallery(
         embedder: An Embedder.
         catalog: Catalog id written into every entry's metadata.
         titles: item id -> catalog title, written into its entries' metadata (for text cues).
-        views: Views of each image averaged into its vector (:mod:`consumers.stage.gallery_views`;
+        views: Views of each image averaged into its vector (:mod:`engines.gallery_views`;
             ``box``: the product box + 10 %, the whole image where there is no box).
         batch_size: Images per detector / embedder call.
         progress: Show a tqdm bar.
@@ -192,7 +192,7 @@ def build_gallery(
     Raises:
         EmptyGalleryError: Not one image could be embedded.
     """
-    from consumers.stage.gallery_views import embed_views, view_crops
+    from engines.gallery_views import embed_views, view_crops
 
     build = GalleryBuild()
     class_index = _label_index(tuple(getattr(detector.spec, "classes", ())))

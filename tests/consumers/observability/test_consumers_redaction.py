@@ -23,10 +23,10 @@ from consumers.observability.logging_setup import (
     setup_logging,
 )
 from consumers.observability.metrics import PipelineMetrics
-from consumers.observability.redact import Redactor, redact_url, secrets_from_environ, secrets_from_settings
 from consumers.services.embedded import SourceSpec
 from consumers.services.replay import replay
 from consumers.settings import KafkaSettings, SecretStr, Settings
+from consumers.settings.redact import Redactor, redact_url, secrets_from_environ, secrets_from_settings
 from stream.clock import FakeClock
 from stream.errors import SourceOpenError
 from stream.source import SourceOptions, VideoSource

@@ -13,8 +13,8 @@ from consumers_media import export_tiny_models, make_shop_images
 from consumers.settings import ModelSettings
 from consumers.settings.checks import SettingsError
 from consumers.stage.gallery_builder import build_gallery, find_shop_images
-from consumers.stage.gallery_views import embed_views, parse_views, view_crops
 from consumers.stage.model_loading import load_models
+from engines.gallery_views import embed_views, parse_views, view_crops
 
 
 class LeftRightEmbedder:

@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 
-from consumers.settings import Settings
+from consumers.settings.root import Settings
 
 MASK = "***"
 
