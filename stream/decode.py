@@ -179,6 +179,9 @@ class PacketDecoder:
                 f"use one of {', '.join(SUPPORTED_CODECS)}"
             )
         entry = self._contexts.get(packet.stream_id)
+        if entry is not None and entry.broken:  # failed on another thread, not yet dropped: replace it
+            del self._contexts[packet.stream_id]
+            entry = None
         if entry is not None and entry.codec == packet.codec and entry.extradata == packet.extradata:
             self._contexts.move_to_end(packet.stream_id)
             return entry
