@@ -25,7 +25,8 @@ def _load_benchmark():
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("gpu") / "gpu.json"
-    assert _load_benchmark().main(["--device", "cpu", "--tiny", "--quiet", "--json", str(out)]) == 0
+    args = ["--device", "cpu", "--tiny", "--quiet", "--decode-workers", "2", "--json", str(out)]
+    assert _load_benchmark().main(args) == 0
     return json.loads(out.read_text())
 
 
@@ -34,6 +35,7 @@ def test_every_part_reports(result: dict) -> None:
     for name in ("software_1_thread", "software_auto_threads", "software_1_thread_skip_loop_filter"):
         assert result["decode"][name]["keyframes_per_s"] > 0
     workers = result["decode"]["workers"]
+    assert workers == 2
     assert result["decode"][f"software_{workers}_streams"]["keyframes_per_s"] > 0
     for name in ("nvdec_h264_cuvid", "nvdec_hwaccel", "nvdec_hwaccel_frames_on_gpu"):
         for streams in (1, workers):  # no NVDEC on a CPU machine: said, not hidden
