@@ -40,7 +40,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                      metrics=obs.metrics, readiness=obs.readiness)
         print(f"inference consumer in group {settings.infer.group_id}: {settings.topics.name('frames')} -> "
               f"{settings.topics.name('matches')} (gallery: {len(follower.gallery)} images)", flush=True)
-        counters = consumer.run(stop)
+        try:
+            counters = consumer.run(stop)
+        finally:
+            stage.close()  # the OCR worker and the decode threads
     finally:
         obs.close()
     print(f"inference stopped: {counters.consumed} frames, {counters.published} records published, "

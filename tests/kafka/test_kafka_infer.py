@@ -69,9 +69,13 @@ def test_two_consumers_rebalance_and_every_frame_is_accounted_for(
     producer.produce(kafka_topics.frames, b"headerless", b"whatever")
     producer.flush(10)
 
-    consumers, loops, recorders = [], [], []
+    consumers, loops, recorders, stages = [], [], [], []
     for name in ("c1", "c2"):
-        stage, follower = stage_from_gallery_topic(kafka_bus, settings, detector, embedder)
+        # c1, which ends up with every partition, decodes each batch on three threads
+        own = settings.with_overrides(pipeline__decode_workers=3) if name == "c1" else settings
+        stage, follower = stage_from_gallery_topic(kafka_bus, own, detector, embedder)
+        stages.append(stage)
+        assert (stage.models._decode_pool is not None) == (name == "c1")
         recorder = Recorder(stage)
         consumer = InferenceConsumer(kafka_bus, recorder, settings, follower, group_id="infer-rebalance")
         consumers.append(consumer)
@@ -106,6 +110,8 @@ def test_two_consumers_rebalance_and_every_frame_is_accounted_for(
         for loop in loops:
             if not loop.stop_event.is_set():
                 loop.stop()
+        for stage in stages:
+            stage.close()
     assert len(recorders[1].seen) == processed_by_c2, "a stopped consumer takes no more records"
     produced = {(sid, seq) for sid in streams for seq in range(24)}
     processed = {(sid, seq) for rec in recorders for sid, seq, _ in rec.seen}
