@@ -133,25 +133,42 @@ def bench_decode(packets: list[Any], cap_s: float, workers: int) -> dict[str, An
     return out
 
 
-def fp16_parity(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
-    """Detections of the FP16 + CUDA-graph detector against float32 on the same frames: the largest
-    score difference and the smallest IoU among boxes above the detection threshold."""
+def _compare(full: list[Any], half: list[Any]) -> dict[str, Any]:
+    """Boxes above the threshold in each list of detections, the largest score difference and the
+    smallest IoU of paired boxes (same rank)."""
     from engines.preprocess import iou_matrix
 
-    p = Settings().pipeline
-    engines = [load_detector(args.detector, backend="torch", device=args.device, fp16=half, cuda_graphs=half,
-                             max_batch=len(frames), score_threshold=p.detection_threshold, iou_threshold=p.nms_iou)
-               for half in (False, True)]
-    full, half = (e.detect(frames) for e in engines)
-    diffs, ious, counts = [], [], []
+    diffs, ious = [], []
     for a, b in zip(full, half, strict=True):
-        counts.append((len(a.scores), len(b.scores)))
         n = min(len(a.scores), len(b.scores))
         if n:
             diffs.append(float(np.abs(a.scores[:n] - b.scores[:n]).max()))
             ious.append(float(np.diag(iou_matrix(a.boxes[:n], b.boxes[:n])).min()))
-    return {"frames": len(frames), "boxes_fp32_fp16": [sum(c[0] for c in counts), sum(c[1] for c in counts)],
+    return {"boxes_fp32_fp16": [sum(len(a.scores) for a in full), sum(len(b.scores) for b in half)],
             "max_score_diff": round(max(diffs, default=0.0), 4), "min_box_iou": round(min(ious, default=1.0), 4)}
+
+
+def fp16_parity(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
+    """Detections of the FP16 detector against float32 on the same frames: torch (FP16 and CUDA
+    graphs) and, where TensorRT is installed, an FP16 engine against an FP32 one (TensorRT picks
+    each layer's precision itself, so the in-graph top-K rank must be checked there too)."""
+    from engines import backends_available
+
+    p = Settings().pipeline
+    common = {"max_batch": len(frames), "score_threshold": p.detection_threshold, "iou_threshold": p.nms_iou}
+    torch_engines = [load_detector(args.detector, backend="torch", device=args.device, fp16=half, cuda_graphs=half,
+                                   **common) for half in (False, True)]
+    out: dict[str, Any] = {"frames": len(frames), "torch": _compare(*(e.detect(frames) for e in torch_engines))}
+    if "tensorrt" not in backends_available():
+        out["tensorrt"] = {"unavailable": "TensorRT is not installed"}
+        return out
+    try:
+        trt_engines = [load_detector(args.detector, backend="tensorrt", precision=precision, **common)
+                       for precision in ("fp32", "fp16")]
+        out["tensorrt"] = _compare(*(e.detect(frames) for e in trt_engines))
+    except Exception as exc:  # noqa: BLE001 - the torch figures still print
+        out["tensorrt"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
+    return out
 
 
 def bench_engines(args: argparse.Namespace, rng: np.random.Generator, cap_s: float) -> dict[str, Any]:
