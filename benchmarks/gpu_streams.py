@@ -314,8 +314,8 @@ def bench_streams(args: argparse.Namespace, packets: list[Any], cap_s: float) ->
         streams *= 2
     bar.close()
     passing = [r["streams"] for r in runs if r.get("p99_s") is not None and r["p99_s"] <= args.p99_target]
-    return {"decode_workers": args.decode_workers, "p99_target_s": args.p99_target, "max_streams_within_target": max(passing) if passing else 0,
-            "runs": runs}
+    return {"decode_workers": args.decode_workers, "p99_target_s": args.p99_target,
+            "max_streams_within_target": max(passing) if passing else 0, "runs": runs}
 
 
 def main(argv: list[str] | None = None) -> int:
