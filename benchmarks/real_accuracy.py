@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,23 @@ def annotated_crops(data: TianchiDataset, views: tuple[str, ...] = ("box",)) -> 
     return queries, query_items, query_videos, gallery, gallery_items
 
 
+def item_similarities(queries: np.ndarray, gallery: np.ndarray, gallery_items: list[str]) -> tuple[list[str], np.ndarray]:
+    """Each item's score for each query: the similarity of its best shop image.
+
+    Args:
+        queries: [Q, D] unit vectors.
+        gallery: [G, D] unit vectors.
+        gallery_items: G item ids.
+
+    Returns:
+        ``(names, per_item)``: the I item ids, sorted, and [Q, I] similarities.
+    """
+    names = sorted(set(gallery_items))
+    owner = np.asarray(gallery_items)
+    sims = queries @ gallery.T
+    return names, np.stack([sims[:, owner == name].max(axis=1) for name in names], axis=1)
+
+
 def item_recall(queries: np.ndarray, query_items: list[str], gallery: np.ndarray,
                 gallery_items: list[str]) -> dict[str, float]:
     """Item-level R@1 / R@5: each item scores its best shop image.
@@ -92,10 +110,7 @@ def item_recall(queries: np.ndarray, query_items: list[str], gallery: np.ndarray
         gallery: [G, D] unit vectors.
         gallery_items: G item ids.
     """
-    names = sorted(set(gallery_items))
-    owner = np.asarray(gallery_items)
-    sims = queries @ gallery.T
-    per_item = np.stack([sims[:, owner == name].max(axis=1) for name in names], axis=1)  # [Q, items]
+    names, per_item = item_similarities(queries, gallery, gallery_items)
     order = np.asarray(names)[np.argsort(-per_item, axis=1)]
     truth = np.asarray(query_items)
     return {"R@1": float(np.mean(order[:, 0] == truth)),
@@ -113,15 +128,12 @@ def stream_top1_with_annotated_boxes(queries: np.ndarray, query_items: list[str]
         query_items, query_videos: Q item ids and the video of each crop.
         gallery: [G, D] unit vectors; gallery_items: G item ids.
     """
-    names = sorted(set(gallery_items))
-    owner = np.asarray(gallery_items)
-    sims = queries @ gallery.T
-    per_item = np.stack([sims[:, owner == name].max(axis=1) for name in names], axis=1)  # [Q, items]
+    names, per_item = item_similarities(queries, gallery, gallery_items)
     videos = np.asarray(query_videos)
     correct = 0
     for video in sorted(set(query_videos)):
         rows = np.flatnonzero(videos == video)
-        truth = max(set(query_items[r] for r in rows), key=lambda i: sum(query_items[r] == i for r in rows))
+        truth = Counter(query_items[r] for r in rows).most_common(1)[0][0]  # the video's sold item
         correct += int(names[int(np.argmax(per_item[rows].mean(axis=0)))] == truth)
     return {"correct": correct, "videos": len(set(query_videos))}
 
