@@ -11,7 +11,7 @@ step                  what
 ====================  ==========================================================================
 decode                H.264 keyframe -> YUV picture (``skip_loop_filter`` on or off)
 rgb                   YUV -> full-resolution RGB (the frame the stage keeps: crops, OCR)
-detector input        RGB -> letterboxed, normalised (1, 3, S, S) float32 (``DetectorEngine.pre_process``)
+detector input        RGB -> the detector's letterboxed input batch (``DetectorEngine.pre_process``)
 crops                 two sold-item-sized crops (+10 %) -> embedder input (``EmbedderEngine.pre_process``)
 ====================  ==========================================================================
 
@@ -19,11 +19,15 @@ Ways compared in one run, median of ``--repeats`` runs of the per-frame median:
 
 * ``before``: the stage before the faster normalisation: the detector's letterbox resize in OpenCV, then a
   normalisation that cast to float32 before reordering NHWC -> NCHW (kept here as the reference).
-* ``numpy``: the same resize; the normalisation reorders the uint8 bytes first, then casts
-  (``engines.preprocess.normalise``).
-* ``swscale``: the detector input is scaled and converted from YUV by swscale in one step to the
-  letterbox size (``stream.decode.scaled_rgb``, ``DetectorEngine.pre_process_scaled``); only the pad
-  and the normalise are left to numpy.
+* ``float``: packages with float32 input: the same resize; the normalisation reorders the uint8
+  bytes first, then casts (``engines.preprocess.normalise``).
+* ``pixels``: the shipped packages take uint8 pixels and normalise them in their graph
+  (``engines.pixel_input``): the same resize, then a stack of the uint8 images.
+* ``pixels+swscale``: as ``pixels``, with the detector input scaled and converted from YUV by
+  swscale in one step to the letterbox size (``stream.decode.scaled_rgb``,
+  ``DetectorEngine.pre_process_scaled``); only the pad is left to numpy.
+
+The models must be the pixel-input packages (``livetag model repack`` makes them from float ones).
 
 Usage::
 
@@ -49,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from consumers.settings import ModelSettings  # noqa: E402
 from consumers.stage.model_loading import DEFAULT_MODELS_DIR, load_models  # noqa: E402
-from engines.preprocess import crop, letterbox, stretch  # noqa: E402
+from engines.preprocess import crop, letterbox, normalise, stretch  # noqa: E402
 from stream.decode import rgb, scaled_rgb  # noqa: E402
 from stream.encode import write_video  # noqa: E402
 
@@ -121,6 +125,17 @@ def _crops_before(embedder: Any, image: np.ndarray) -> np.ndarray:
     return _normalise_before(crops, embedder.spec.normalization)
 
 
+def _detector_input_float(detector: Any, image: np.ndarray) -> np.ndarray:
+    inp = detector.spec.input
+    canvas, _ = letterbox(image, inp.height, inp.width, inp.pad_value)
+    return normalise([canvas], detector.spec.normalization)
+
+
+def _crops_float(embedder: Any, image: np.ndarray) -> np.ndarray:
+    e = embedder.spec.input
+    return normalise([stretch(crop(image, box, 0.1), e.height, e.width) for box in BOXES], embedder.spec.normalization)
+
+
 def _scaled_input(detector: Any, picture: Any) -> Any:
     size = (picture.width, picture.height)
     return detector.pre_process_scaled([scaled_rgb(picture, *detector.scaled_size(*size))], [size])
@@ -136,17 +151,19 @@ def one_run(codec: Any, packets: list[Any], detector: Any, embedder: Any, skip_l
     context.thread_count = 1
     if skip_loop_filter:
         context.options = {"skip_loop_filter": "all"}
-    steps: dict[str, dict[str, list[float]]] = {"before": {}, "numpy": {}, "swscale": {}}
+    steps: dict[str, dict[str, list[float]]] = {"before": {}, "float": {}, "pixels": {}, "pixels+swscale": {}}
     for packet in packets:
         ms, picture = timed(_decode, context, bytes(packet))
         rgb_ms, image = timed(rgb, picture)
         det_ms, _ = timed(detector.pre_process, [image])
         crop_ms, _ = timed(_crops, embedder, image)
         small_ms, _ = timed(_scaled_input, detector, picture)
+        det_float_ms, _ = timed(_detector_input_float, detector, image)
+        crops_float_ms, _ = timed(_crops_float, embedder, image)
         det_before_ms, _ = timed(_detector_input_before, detector, image)
         crops_before_ms, _ = timed(_crops_before, embedder, image)
-        ways = {"before": (ms, rgb_ms, det_before_ms, crops_before_ms), "numpy": (ms, rgb_ms, det_ms, crop_ms),
-                "swscale": (ms, rgb_ms, small_ms, crop_ms)}
+        ways = {"before": (ms, rgb_ms, det_before_ms, crops_before_ms), "float": (ms, rgb_ms, det_float_ms, crops_float_ms),
+                "pixels": (ms, rgb_ms, det_ms, crop_ms), "pixels+swscale": (ms, rgb_ms, small_ms, crop_ms)}
         for way, values in ways.items():
             for name, value in zip(("decode", "rgb", "detector input", "crops"), values, strict=True):
                 steps[way].setdefault(name, []).append(value)
@@ -161,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     detector, embedder = load_models(ModelSettings(str(DEFAULT_MODELS_DIR / "detector"), str(DEFAULT_MODELS_DIR / "embedder")))
+    if not (detector.spec.input.takes_pixels and embedder.spec.input.takes_pixels):
+        parser.error("the models must take uint8 pixels (livetag model repack SOURCE OUT makes such a package)")
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "car-1080p.mp4"
         make_clip(clip, args.frames, args.bitrate)
@@ -173,12 +192,12 @@ def main(argv: list[str] | None = None) -> int:
                               for way in runs[0]}
     print(f"{results['keyframes']} 1080p keyframes, median {results['bytes_per_keyframe']} bytes; "
           f"median of {args.repeats} runs, ms of CPU per keyframe")
-    print(f"{'way':<28} {'decode':>7} {'rgb':>6} {'det in':>7} {'crops':>6} {'total':>7}")
+    print(f"{'way':<36} {'decode':>7} {'rgb':>6} {'det in':>7} {'crops':>6} {'total':>7}")
     for label in ("loop_filter", "skip_loop_filter"):
         for way, steps in results[label].items():
             total = sum(steps.values())
             results[label][way]["total"] = round(total, 2)
-            print(f"{label + ' / ' + way:<28} {steps['decode']:>7.2f} {steps['rgb']:>6.2f} "
+            print(f"{label + ' / ' + way:<36} {steps['decode']:>7.2f} {steps['rgb']:>6.2f} "
                   f"{steps['detector input']:>7.2f} {steps['crops']:>6.2f} {total:>7.2f}")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))

@@ -181,8 +181,10 @@ def bench_engines(args: argparse.Namespace, rng: np.random.Generator, cap_s: flo
                     "buckets": (batch,)}
             try:
                 engine = loader(Path(getattr(args, role)), backend="torch", **opts)
-                shape = (batch, 3, engine.spec.input.height, engine.spec.input.width)
-                tensor = rng.random(shape, dtype=np.float32)
+                inp = engine.spec.input
+                shape = (batch, *inp.shape[1:])  # (B, 3, H, W) float32, or (B, H, W, 3) uint8 pixels
+                tensor = (rng.integers(0, 256, size=shape, dtype=np.uint8) if inp.takes_pixels
+                          else rng.random(shape, dtype=np.float32))
                 rate = _rate(lambda e=engine, t=tensor: e.forward(t), batch, cap_s)
                 out[f"{role}_batch{batch}_per_s"] = round(rate, 1)
             except Exception as exc:  # noqa: BLE001

@@ -34,6 +34,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("train", "embedder"): ("training.commands.train_embedder", "Train the embedder."),
     ("train", "fuse-embedders"): ("training.commands.fuse_embedders",
                                   "Fuse a trained embedder with a frozen ImageNet backbone into one package."),
+    ("model", "repack"): ("training.commands.repack_package",
+                          "Re-export a model package so its graph takes uint8 pixels (or float input)."),
 }
 
 

@@ -2,8 +2,9 @@
 
 ``detect`` / ``embed`` run ``pre_process -> forward -> post_process``. Pre- and post-processing live
 here once; a backend (ONNX Runtime, torch, TensorRT: one small module each) implements only
-``forward(batch (B, 3, H, W) float32) -> dict[str, ndarray]`` and says how large a batch it takes.
-Inputs larger than that are split into chunks.
+``forward(batch) -> dict[str, ndarray]`` and says how large a batch it takes. The batch is what the
+package's input names: (B, 3, H, W) float32 normalised here, or (B, H, W, 3) uint8 pixels that the
+graph normalises itself (``spec.input.takes_pixels``). Inputs larger than a batch are split into chunks.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from engines.preprocess import (
     boxes_to_frame,
     check_image,
     letterbox,
+    network_batch,
     nms,
-    normalise,
     stretch,
 )
 from engines.types import Detections
@@ -35,7 +36,7 @@ class BackendError(LiveTagError):
 
 @runtime_checkable
 class InferenceBackend(Protocol):
-    """What a backend provides: a forward pass on NCHW float32 batches."""
+    """What a backend provides: a forward pass on batches in the package's input format."""
 
     name: str
     max_batch: int
@@ -44,7 +45,8 @@ class InferenceBackend(Protocol):
         """Run the network.
 
         Args:
-            batch: (B, 3, H, W) float32 with ``1 <= B <= max_batch``.
+            batch: (B, 3, H, W) float32, or (B, H, W, 3) uint8 for a pixel-input package, with
+                ``1 <= B <= max_batch``.
 
         Returns:
             Output name -> array with leading dimension B (float32).
@@ -94,7 +96,7 @@ class _Engine:
         self.backend = backend
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the backend over ``batch`` (N, 3, H, W) in chunks of at most ``backend.max_batch``.
+        """Run the backend over ``batch`` (N, ...) in chunks of at most ``backend.max_batch``.
 
         Returns:
             Output name -> (N, ...) float32, the chunks concatenated.
@@ -139,10 +141,11 @@ class DetectorEngine(_Engine):
         return self.spec.classes
 
     def pre_process(self, frames: Sequence[np.ndarray]) -> tuple[np.ndarray, list[Letterboxed]]:
-        """Resize and normalise frames.
+        """Resize frames into the network input (normalised here unless the graph does it).
 
         Returns:
-            ``(batch, geometry)``: (N, 3, H, W) float32 and, per frame, what maps boxes back.
+            ``(batch, geometry)``: (N, 3, H, W) float32 or (N, H, W, 3) uint8
+            (:func:`engines.preprocess.network_batch`) and, per frame, what maps boxes back.
         """
         inp = self.spec.input
         canvases, geometry = [], []
@@ -156,7 +159,7 @@ class DetectorEngine(_Engine):
                 canvas = stretch(frame, inp.height, inp.width)
                 geometry.append(Letterboxed(w, h, (inp.width / w, inp.height / h)))
             canvases.append(canvas)
-        return normalise(canvases, self.spec.normalization), geometry
+        return network_batch(canvases, inp, self.spec.normalization), geometry
 
     def scaled_size(self, width: int, height: int) -> tuple[int, int]:
         """``(w, h)`` a ``width x height`` frame is scaled to before it is padded into the input (the
@@ -169,7 +172,7 @@ class DetectorEngine(_Engine):
 
     def pre_process_scaled(self, images: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]]) -> tuple[np.ndarray, list[Letterboxed]]:
         """:meth:`pre_process` for frames already scaled to :meth:`scaled_size` (e.g. by swscale while
-        converting from YUV): only the pad and the normalisation are left.
+        converting from YUV): only the pad (and, for a float32 input, the normalisation) is left.
 
         Args:
             images: N (h, w, 3) RGB uint8, each the ``scaled_size`` of its frame.
@@ -193,7 +196,7 @@ class DetectorEngine(_Engine):
                 canvas = image
                 geometry.append(Letterboxed(width, height, (inp.width / width, inp.height / height)))
             canvases.append(canvas)
-        return normalise(canvases, self.spec.normalization), geometry
+        return network_batch(canvases, inp, self.spec.normalization), geometry
 
     def post_process(self, outputs: dict[str, np.ndarray], geometry: Sequence[Letterboxed]) -> list[Detections]:
         """Threshold, NMS, map to frame pixels and clip.
@@ -258,7 +261,8 @@ class EmbedderEngine(_Engine):
         self.dim = spec.embedding_dim
 
     def pre_process(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Stretch each (h, w, 3) crop to the input size; returns (N, 3, H, W) float32."""
+        """Resize each (h, w, 3) crop to the input size; returns the network batch (N, 3, H, W) float32
+        or (N, H, W, 3) uint8 (:func:`engines.preprocess.network_batch`)."""
         inp = self.spec.input
         resized = []
         for crop in crops:
@@ -267,7 +271,7 @@ class EmbedderEngine(_Engine):
                 resized.append(letterbox(crop, inp.height, inp.width, inp.pad_value)[0])
             else:
                 resized.append(stretch(crop, inp.height, inp.width))
-        return normalise(resized, self.spec.normalization)
+        return network_batch(resized, inp, self.spec.normalization)
 
     def post_process(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """(N, D) float32 rows re-normalised to unit L2 norm (a zero row stays zero)."""

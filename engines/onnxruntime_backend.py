@@ -55,14 +55,18 @@ class OnnxRuntimeBackend:
             raise BackendError(f"max_batch must be >= 1, got {max_batch}")
         self._fixed_batch = fixed if fixed > 0 else None
         self._input = package.spec.input.name
+        self._input_dtype = np.uint8 if package.spec.input.takes_pixels else np.float32
         self._outputs = package.spec.output_names
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run (B, 3, H, W) float32; returns output name -> (B, ...) float32."""
+        """Run (B, 3, H, W) float32 or, for a pixel-input package, (B, H, W, 3) uint8; returns
+        output name -> (B, ...) float32."""
         n = batch.shape[0]
-        feed = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._input_dtype is np.uint8 and batch.dtype != np.uint8:
+            raise BackendError(f"this package takes uint8 pixels (B, H, W, 3), got {batch.dtype} {batch.shape}")
+        feed = np.ascontiguousarray(batch, dtype=self._input_dtype)
         if self._fixed_batch is not None and n < self._fixed_batch:
-            pad = np.zeros((self._fixed_batch - n, *feed.shape[1:]), np.float32)
+            pad = np.zeros((self._fixed_batch - n, *feed.shape[1:]), feed.dtype)
             feed = np.concatenate([feed, pad])
         values = self.session.run(self._outputs, {self._input: feed})
         return {name: np.asarray(v, dtype=np.float32)[:n] for name, v in zip(self._outputs, values, strict=True)}

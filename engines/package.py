@@ -19,6 +19,8 @@ from stream.errors import LiveTagError
 FORMAT_VERSION = 1
 ROLES = ("detector", "embedder")
 RESIZE_MODES = ("letterbox", "stretch")
+#: Input (layout, dtype) pairs: normalised float32 planes, or RGB uint8 pixels normalised in the graph.
+INPUT_FORMATS = (("NCHW", "float32"), ("NHWC", "uint8"))
 DETECTOR_OUTPUTS = ("boxes", "scores", "class_probs", "sold")
 EMBEDDER_OUTPUTS = ("embeddings",)
 
@@ -38,6 +40,9 @@ class InputSpec:
         width: Input width W in pixels.
         resize: ``letterbox`` (top-left, padded) or ``stretch``.
         pad_value: Letterbox fill value, 0..255.
+        layout: ``NCHW`` (float32 input, normalised by the caller) or ``NHWC`` (uint8 pixels; the
+            graph casts, reorders and normalises them itself).
+        dtype: ``float32`` or ``uint8``, paired with the layout as in :data:`INPUT_FORMATS`.
     """
 
     name: str
@@ -46,6 +51,20 @@ class InputSpec:
     width: int
     resize: str
     pad_value: int
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    @property
+    def takes_pixels(self) -> bool:
+        """Whether the graph takes RGB uint8 pixels (B, H, W, 3) and normalises them in-graph."""
+        return self.dtype == "uint8"
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """The declared input shape, ``(B, 3, H, W)`` or ``(B, H, W, 3)``; B is -1 when dynamic."""
+        if self.takes_pixels:
+            return (self.batch, self.height, self.width, 3)
+        return (self.batch, 3, self.height, self.width)
 
 
 @dataclass(frozen=True)
@@ -212,26 +231,34 @@ def _need(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], where: s
 def _parse_input(raw: dict[str, Any], where: str) -> InputSpec:
     inp = _need(raw, "input", dict, where)
     sub = f"{where} input"
+    layout, dtype = inp.get("layout", "NCHW"), inp.get("dtype", "float32")
+    if (layout, dtype) not in INPUT_FORMATS:
+        formats = " or ".join(f"{lay} {dt}" for lay, dt in INPUT_FORMATS)
+        raise ModelPackageError(f"{sub}: layout and dtype must be {formats}, got {layout!r} {dtype!r} (re-export the package)")
+    if inp.get("color", "RGB") != "RGB":
+        raise ModelPackageError(f"{sub}: color must be 'RGB', got {inp.get('color')!r} (re-export the package)")
     shape = _need(inp, "shape", list, sub)
+    template = "[B, H, W, 3]" if layout == "NHWC" else "[B, 3, H, W]"
     if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise ModelPackageError(f"{sub}: shape must be 4 integers [B, 3, H, W], got {shape} (re-export the package)")
-    batch, channels, height, width = shape
+        raise ModelPackageError(f"{sub}: shape must be 4 integers {template}, got {shape} (re-export the package)")
+    batch, height, width, channels = shape if layout == "NHWC" else (shape[0], shape[2], shape[3], shape[1])
     if channels != 3 or height <= 0 or width <= 0 or (batch <= 0 and batch != -1):
-        raise ModelPackageError(f"{sub}: shape must be [-1 or B, 3, H, W] with H, W > 0, got {shape} (re-export the package)")
-    for key, expected in (("layout", "NCHW"), ("dtype", "float32"), ("color", "RGB")):
-        value = inp.get(key, expected)
-        if value != expected:
-            raise ModelPackageError(f"{sub}: {key} must be {expected!r}, got {value!r} (re-export the package)")
+        raise ModelPackageError(f"{sub}: shape must be {template} with B -1 or > 0 and H, W > 0, got {shape} (re-export the package)")
     resize = _need(inp, "resize", str, sub)
     if resize not in RESIZE_MODES:
         raise ModelPackageError(f"{sub}: resize must be one of {RESIZE_MODES}, got {resize!r} (re-export the package)")
     pad = inp.get("pad_value", 114)
     if not isinstance(pad, int | float) or not 0 <= pad <= 255:
         raise ModelPackageError(f"{sub}: pad_value must be a number in 0..255, got {pad!r} (re-export the package)")
-    return InputSpec(_need(inp, "name", str, sub), batch, height, width, resize, int(pad))
+    return InputSpec(_need(inp, "name", str, sub), batch, height, width, resize, int(pad), layout, dtype)
 
 
-def _parse_normalization(raw: dict[str, Any], where: str) -> Normalization:
+def parse_normalization(raw: dict[str, Any], where: str = "spec.json") -> Normalization:
+    """The validated ``normalization`` of a spec dictionary (``raw["normalization"]``).
+
+    Raises:
+        ModelPackageError: It is missing or has impossible values.
+    """
     norm = _need(raw, "normalization", dict, where)
     sub = f"{where} normalization"
     scale = _need(norm, "scale", (int, float), sub)
@@ -314,7 +341,7 @@ def parse_spec(raw: Any, where: str = "spec.json") -> ModelSpec:
         name=str(raw.get("name", f"livetag-{role}")),
         version=str(raw.get("version", "0")),
         input=_parse_input(raw, where),
-        normalization=_parse_normalization(raw, where),
+        normalization=parse_normalization(raw, where),
         outputs=outputs,
         classes=classes,
         embedding_dim=dim,
@@ -325,8 +352,9 @@ def parse_spec(raw: Any, where: str = "spec.json") -> ModelSpec:
     )
 
 
-def _graph_signature(onnx_path: Path) -> tuple[dict[str, list[int | str]], dict[str, list[int | str]]]:
-    """Input and output shapes of the graph (symbolic dims as strings), read with ONNX Runtime."""
+def _graph_signature(onnx_path: Path) -> tuple[dict[str, tuple[list[int | str], str]], dict[str, list[int | str]]]:
+    """Input shapes and element types (``tensor(float)``, ``tensor(uint8)``) and output shapes of the
+    graph (symbolic dims as strings), read with ONNX Runtime."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -336,7 +364,7 @@ def _graph_signature(onnx_path: Path) -> tuple[dict[str, list[int | str]], dict[
         session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
         raise ModelPackageError(f"{onnx_path}: ONNX Runtime cannot read the graph ({type(exc).__name__}); re-export the package") from exc
-    inputs = {i.name: list(i.shape) for i in session.get_inputs()}
+    inputs = {i.name: (list(i.shape), str(i.type)) for i in session.get_inputs()}
     outputs = {o.name: list(o.shape) for o in session.get_outputs()}
     return inputs, outputs
 
@@ -349,12 +377,16 @@ def _dims_agree(graph: list[int | str], declared: tuple[int, ...]) -> bool:
 
 def _check_graph(onnx_path: Path, spec: ModelSpec, where: str) -> None:
     inputs, outputs = _graph_signature(onnx_path)
-    declared_input = (spec.input.batch, 3, spec.input.height, spec.input.width)
+    declared_input = spec.input.shape
     if spec.input.name not in inputs:
         raise ModelPackageError(f"{where}: model.onnx has no input {spec.input.name!r} (it has {sorted(inputs)}; re-export)")
-    if not _dims_agree(inputs[spec.input.name], declared_input):
+    graph_shape, graph_type = inputs[spec.input.name]
+    expected_type = f"tensor({'uint8' if spec.input.takes_pixels else 'float'})"
+    if graph_type != expected_type:
+        raise ModelPackageError(f"{where}: input dtype {spec.input.dtype} does not match model.onnx {graph_type} (re-export the package)")
+    if not _dims_agree(graph_shape, declared_input):
         raise ModelPackageError(
-            f"{where}: input shape {list(declared_input)} does not match model.onnx {inputs[spec.input.name]} (re-export the package)"
+            f"{where}: input shape {list(declared_input)} does not match model.onnx {graph_shape} (re-export the package)"
         )
     for out in spec.outputs:
         if out.name not in outputs:

@@ -1,7 +1,8 @@
 """Image pre-processing and box post-processing shared by every backend (numpy + OpenCV, no torch).
 
 Conventions (docs/design.md, "Model package"): frames and crops are RGB uint8 ``(H, W, 3)``; the
-network input is NCHW float32 ``(x * scale - mean) / std``; ``letterbox`` scales by
+network input is either NCHW float32 ``(x * scale - mean) / std`` or, for a package whose graph
+normalises its own input, the NHWC uint8 pixels as they are; ``letterbox`` scales by
 ``s = min(W / w, H / h)`` and places the image at the TOP-LEFT of a canvas filled with ``pad_value``,
 so a network box maps back to frame pixels by dividing by ``s``.
 """
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from engines.package import Normalization
+from engines.package import InputSpec, Normalization
 from stream.errors import LiveTagError
 
 
@@ -65,6 +66,18 @@ def stretch(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return _resize(image, width, height)
 
 
+def normalisation_constants(norm: Normalization) -> tuple[np.ndarray, np.ndarray]:
+    """``(mul, add)``: (3,) float32 each, so that ``x * mul + add == (x * scale - mean) / std``.
+
+    One place for the constants, so the numpy path and a graph that normalises its own input
+    (:mod:`engines.pixel_input`) multiply by the very same float32 values.
+    """
+    std = np.asarray(norm.std, np.float32)
+    mul = (norm.scale / std).astype(np.float32)
+    add = (-np.asarray(norm.mean, np.float32) / std).astype(np.float32)
+    return mul, add
+
+
 def normalise(images: Sequence[np.ndarray], norm: Normalization) -> np.ndarray:
     """Stack equally sized RGB uint8 images into a network batch.
 
@@ -78,11 +91,27 @@ def normalise(images: Sequence[np.ndarray], norm: Normalization) -> np.ndarray:
     # NHWC -> NCHW on the uint8 bytes (a quarter of the memory traffic of float32), then one cast and
     # an in-place multiply-add per channel: 5x faster than casting first (benchmarks/frame_cost.py).
     batch = np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)).astype(np.float32)
-    mul = (norm.scale / np.asarray(norm.std, np.float32)).astype(np.float32)
-    add = (-np.asarray(norm.mean, np.float32) / np.asarray(norm.std, np.float32)).astype(np.float32)
+    mul, add = normalisation_constants(norm)
     batch *= mul[None, :, None, None]
     batch += add[None, :, None, None]
     return batch
+
+
+def network_batch(images: Sequence[np.ndarray], inp: InputSpec, norm: Normalization) -> np.ndarray:
+    """Stack equally sized RGB uint8 images into the batch the package's graph takes.
+
+    Args:
+        images: N arrays of shape (H, W, 3) uint8, already the input's size.
+        inp: The package's input: uint8 pixels (normalised in the graph) or float32 planes.
+        norm: The normalisation, applied here only for a float32 input.
+
+    Returns:
+        (N, H, W, 3) uint8 for a pixel input (one copy, no per-pixel arithmetic), else the
+        (N, 3, H, W) float32 of :func:`normalise`.
+    """
+    if inp.takes_pixels:
+        return np.stack(images)
+    return normalise(images, norm)
 
 
 def expand_box(box: Sequence[float], ratio: float, width: int, height: int) -> tuple[int, int, int, int]:

@@ -46,7 +46,7 @@ def make_entropy_calibrator(trt: Any, torch: Any, batches: list[np.ndarray], cac
     Args:
         trt: The imported tensorrt module.
         torch: The imported torch module.
-        batches: Equal-size (B, 3, H, W) float32 pre-processed inputs.
+        batches: Equal-size pre-processed inputs: (B, 3, H, W) float32 or (B, H, W, 3) uint8.
         cache_file: Calibration table, read when present and written after calibration.
         device: torch CUDA device.
     """
@@ -56,7 +56,7 @@ def make_entropy_calibrator(trt: Any, torch: Any, batches: list[np.ndarray], cac
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._batches = batches
             self._next = 0
-            self._buffer = torch.empty(batches[0].shape, dtype=torch.float32, device=device)
+            self._buffer = torch.from_numpy(batches[0]).to(device).zero_()  # the inputs' shape and dtype
 
         def get_batch_size(self) -> int:
             return int(self._batches[0].shape[0])
@@ -103,7 +103,7 @@ def build_serialized_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     inp = package.spec.input
     opt_profile = builder.create_optimization_profile()
-    opt_profile.set_shape(inp.name, *profile.shapes(inp.height, inp.width))
+    opt_profile.set_shape(inp.name, *profile.shapes(inp.shape[1:]))
     config.add_optimization_profile(opt_profile)
     if precision in ("fp16", "int8"):
         config.set_flag(trt.BuilderFlag.FP16)
@@ -137,7 +137,7 @@ class TensorRTBackend:
         device: CUDA device index.
         cache_dir: Engine cache folder (default ``~/.cache/livetag/tensorrt``).
         workspace_gb: Builder workspace limit.
-        calibration_data: (N, 3, H, W) float32 pre-processed inputs for INT8 calibration.
+        calibration_data: Pre-processed inputs for INT8 calibration, as ``forward`` takes them.
         calibration_batch: Calibration batch size (default: the profile's opt).
     """
 
@@ -219,12 +219,14 @@ class TensorRTBackend:
         return table[trt_dtype]
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run (B, 3, H, W) float32 with ``min <= B <= max``; returns output name -> (B, ...) float32."""
+        """Run (B, 3, H, W) float32, or (B, H, W, 3) uint8 for a pixel-input package, with
+        ``min <= B <= max``; returns output name -> (B, ...) float32."""
         torch = self._torch
         n = batch.shape[0]
         if not self.profile.min <= n <= self.profile.max:
             raise BackendError(f"batch {n} is outside the engine's profile [{self.profile.min}, {self.profile.max}]")
-        host = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).pin_memory()
+        host_dtype = np.uint8 if self.spec.input.takes_pixels else np.float32
+        host = torch.from_numpy(np.ascontiguousarray(batch, dtype=host_dtype)).pin_memory()
         with self._lock, torch.cuda.device(self.device), torch.cuda.stream(self._stream):
             x = host.to(self.device, non_blocking=True)
             ctx = self._context

@@ -37,9 +37,13 @@ class BatchProfile:
         if not 1 <= self.min <= self.opt <= self.max:
             raise TensorRTConfigError(f"batch profile needs 1 <= min <= opt <= max, got min={self.min} opt={self.opt} max={self.max}")
 
-    def shapes(self, height: int, width: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """(min, opt, max) input shapes ``(B, 3, H, W)`` for ``IOptimizationProfile.set_shape``."""
-        return tuple((b, 3, height, width) for b in (self.min, self.opt, self.max))  # type: ignore[return-value]
+    def shapes(self, sample: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(min, opt, max) input shapes ``(B, *sample)`` for ``IOptimizationProfile.set_shape``.
+
+        Args:
+            sample: One input's shape without the batch: ``(3, H, W)``, or ``(H, W, 3)`` for pixels.
+        """
+        return tuple((b, *sample) for b in (self.min, self.opt, self.max))  # type: ignore[return-value]
 
 
 def batch_profile(spec: ModelSpec, max_batch: int, opt_batch: int | None = None, min_batch: int = 1) -> BatchProfile:
@@ -102,21 +106,23 @@ def calibration_batches(data: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Split INT8 calibration inputs into equal batches (TensorRT feeds a fixed batch size).
 
     Args:
-        data: (N, 3, H, W) float32, already pre-processed like inference inputs.
+        data: (N, 3, H, W) float32, already pre-processed like inference inputs, or (N, H, W, 3)
+            uint8 pixels for a pixel-input package.
         batch_size: Calibration batch size (within the profile).
 
     Returns:
-        ``N // batch_size`` arrays of (batch_size, 3, H, W) float32; a remainder is dropped.
+        ``N // batch_size`` arrays of (batch_size, ...) in the data's dtype; a remainder is dropped.
 
     Raises:
-        TensorRTConfigError: Fewer than ``batch_size`` samples, or not 4-d.
+        TensorRTConfigError: Fewer than ``batch_size`` samples, or not an image batch.
     """
-    if data.ndim != 4 or data.shape[1] != 3:
-        raise TensorRTConfigError(f"calibration data must be (N, 3, H, W), got {data.shape}")
+    pixels = data.dtype == np.uint8
+    if data.ndim != 4 or data.shape[3 if pixels else 1] != 3:
+        raise TensorRTConfigError(f"calibration data must be (N, 3, H, W) float32 or (N, H, W, 3) uint8, got {data.shape} {data.dtype}")
     if batch_size < 1 or data.shape[0] < batch_size:
         raise TensorRTConfigError(f"INT8 calibration needs at least one full batch of {batch_size}, got {data.shape[0]} samples")
     count = data.shape[0] // batch_size
-    arr = np.ascontiguousarray(data[: count * batch_size], dtype=np.float32)
+    arr = np.ascontiguousarray(data[: count * batch_size], dtype=np.uint8 if pixels else np.float32)
     return [arr[i * batch_size : (i + 1) * batch_size] for i in range(count)]
 
 

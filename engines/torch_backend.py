@@ -37,7 +37,8 @@ def allow_factory(factory: str) -> None:
 
 
 def build_module(package: ModelPackage) -> Any:
-    """Rebuild the package's ``torch.nn.Module`` on CPU in eval mode with its weights loaded.
+    """Rebuild the package's ``torch.nn.Module`` on CPU in eval mode with its weights loaded; for a
+    pixel-input package, wrapped in :class:`engines.pixel_input.PixelInput` (uint8 (B, H, W, 3) in).
 
     Raises:
         ModelPackageError: No ``torch`` factory in the spec, the factory cannot be imported, or
@@ -72,6 +73,10 @@ def build_module(package: ModelPackage) -> Any:
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise ModelPackageError(f"{package.weights_path}: weights do not fit the module built by {part['factory']} ({first})") from exc
+    if package.spec.input.takes_pixels:  # the ONNX graph normalises its uint8 input: so does the module
+        from engines.pixel_input import PixelInput
+
+        module = PixelInput(module, package.spec.normalization)
     return module.eval()
 
 
@@ -114,6 +119,9 @@ class TorchBackend:
         self.spec = package.spec
         self.dtype = torch.float16 if fp16 else torch.float32
         self.module = build_module(package).to(self.device, self.dtype)
+        self._pixels = package.spec.input.takes_pixels
+        # What goes to the device: uint8 pixels as they are (normalised there), or the float planes.
+        self._input_dtype = torch.uint8 if self._pixels else self.dtype
         self._outputs = package.spec.output_names
         self.max_batch = int(max_batch)
         self.buckets: tuple[int, ...] = ()
@@ -137,7 +145,7 @@ class TorchBackend:
         """Capture one CUDA graph for batch ``size``: (graph, static input, static outputs)."""
         torch = self._torch
         inp = self.spec.input
-        static_in = torch.zeros((size, 3, inp.height, inp.width), device=self.device, dtype=self.dtype)
+        static_in = torch.zeros((size, *inp.shape[1:]), device=self.device, dtype=self._input_dtype)
         side = torch.cuda.Stream(device=self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.inference_mode(), torch.cuda.stream(side):
@@ -150,18 +158,21 @@ class TorchBackend:
         return graph, static_in, static_out
 
     def forward(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run (B, 3, H, W) float32; returns output name -> (B, ...) float32."""
+        """Run (B, 3, H, W) float32 or, for a pixel-input package, (B, H, W, 3) uint8; returns
+        output name -> (B, ...) float32."""
         torch = self._torch
         n = batch.shape[0]
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        if self._pixels and batch.dtype != np.uint8:
+            raise BackendError(f"this package takes uint8 pixels (B, H, W, 3), got {batch.dtype} {batch.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8 if self._pixels else np.float32))
         with self._lock, torch.inference_mode():
             if self._graphs:
                 size = next(b for b in self.buckets if b >= n)
                 graph, static_in, static_out = self._graphs[size]
                 static_in.zero_()
-                static_in[:n].copy_(x.to(self.device, self.dtype, non_blocking=False))
+                static_in[:n].copy_(x.to(self.device, self._input_dtype, non_blocking=False))
                 graph.replay()
                 values = [t[:n] for t in static_out]
             else:
-                values = self._as_list(self.module(x.to(self.device, self.dtype)))
+                values = self._as_list(self.module(x.to(self.device, self._input_dtype)))
             return {name: v.float().cpu().numpy() for name, v in zip(self._outputs, values, strict=True)}

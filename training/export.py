@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines.package import sha256_file
+from engines.package import parse_normalization, sha256_file
+from engines.pixel_input import PixelInput
 from stream.errors import LiveTagError
 from training.engine import unwrap
 
@@ -52,6 +53,7 @@ def export_package(
     spec: dict[str, Any],
     opset: int = 17,
     half_storage: bool = False,
+    pixel_input: bool = False,
 ) -> Path:
     """Write ``model.onnx``, ``weights.pt`` and ``spec.json`` into ``out_dir``.
 
@@ -71,6 +73,9 @@ def export_package(
             weights are rounded to float16 first (in place), ``weights.pt`` holds them as float16
             and the ONNX graph as float16 initializers cast back to float32, so torch and ONNX
             compute in float32 from the very same values.
+        pixel_input: Make the graph take RGB uint8 pixels (B, H, W, 3) and normalise them itself
+            with the spec's ``normalization`` (:class:`engines.pixel_input.PixelInput`), so the
+            caller does no per-pixel arithmetic. ``weights.pt`` holds the network alone either way.
 
     Returns:
         The path of ``spec.json``.
@@ -89,6 +94,11 @@ def export_package(
     if half_storage:
         round_to_half(module)
     example = example_input.detach().to("cpu", torch.float32)
+    graph_module: nn.Module = module
+    graph_example = example
+    if pixel_input:
+        graph_module = PixelInput(module, parse_normalization(spec, "spec")).eval()
+        graph_example = torch.zeros((example.shape[0], example.shape[2], example.shape[3], example.shape[1]), dtype=torch.uint8)
     with torch.no_grad():
         produced = module(example)
     produced_list = list(produced) if isinstance(produced, tuple | list) else [produced]
@@ -99,7 +109,7 @@ def export_package(
     try:
         # Folding would turn the float16-exact weights into float32 products that the float16
         # storage then rounds again; ONNX Runtime folds them at load time instead.
-        _export_onnx(module, example, onnx_path, list(output_names), opset, fold=not half_storage)
+        _export_onnx(graph_module, graph_example, onnx_path, list(output_names), opset, fold=not half_storage)
     except Exception as exc:
         raise ExportError(f"ONNX export of the {role} failed: {type(exc).__name__}: {exc}") from exc
     state = module.state_dict()
@@ -115,9 +125,9 @@ def export_package(
     input_part.update(
         {
             "name": INPUT_NAME,
-            "shape": [-1, *[int(d) for d in example.shape[1:]]],
-            "layout": "NCHW",
-            "dtype": "float32",
+            "shape": [-1, *[int(d) for d in graph_example.shape[1:]]],
+            "layout": "NHWC" if pixel_input else "NCHW",
+            "dtype": "uint8" if pixel_input else "float32",
         }
     )
     input_part.setdefault("color", "RGB")
@@ -205,9 +215,10 @@ def check_parity(model: nn.Module, package_dir: str | Path, inputs: np.ndarray, 
     outputs within ``atol``, except at most ``MAX_UNSTABLE_SLOTS`` of the non-empty slots of an image.
 
     Args:
-        model: The torch module that was exported.
+        model: The torch module that was exported (the network, without a pixel-input step).
         package_dir: The package folder holding ``model.onnx`` and ``spec.json``.
-        inputs: (B, 3, H, W) float32 network input.
+        inputs: The network input: (B, 3, H, W) float32, or (B, H, W, 3) uint8 pixels for a
+            pixel-input package (the torch side then normalises them as the graph does).
         atol: Largest allowed absolute difference over all outputs.
 
     Returns:
@@ -219,8 +230,13 @@ def check_parity(model: nn.Module, package_dir: str | Path, inputs: np.ndarray, 
     package = Path(package_dir)
     spec = json.loads((package / "spec.json").read_text(encoding="utf-8"))
     names = [o["name"] for o in spec["outputs"]]
-    batch = np.ascontiguousarray(inputs, dtype=np.float32)
+    pixels = spec["input"].get("dtype") == "uint8"
+    if pixels != (inputs.dtype == np.uint8):
+        raise ExportError(f"the package takes {spec['input'].get('dtype')} input; check_parity was given {inputs.dtype}")
+    batch = np.ascontiguousarray(inputs, dtype=np.uint8 if pixels else np.float32)
     module = unwrap(model).to("cpu").eval()
+    if pixels:
+        module = PixelInput(module, parse_normalization(spec)).eval()
     torch_out, onnx_out = _run_both(module, package / "model.onnx", names, batch)
     if spec.get("role") == "detector" and hasattr(module, "raw"):
         with tempfile.TemporaryDirectory() as scratch:
@@ -229,7 +245,7 @@ def check_parity(model: nn.Module, package_dir: str | Path, inputs: np.ndarray, 
             _export_onnx(raw, torch.from_numpy(batch[:1]), raw_path, list(_RawMaps.NAMES), opset=int(spec["opset"]))
             raw_torch, raw_onnx = _run_both(raw, raw_path, list(_RawMaps.NAMES), batch)
         worst = _elementwise(raw_torch, raw_onnx, list(_RawMaps.NAMES))
-        worst = max(worst, _detection_slot_difference(dict(zip(names, torch_out, strict=True)),
+        worst = max(worst, detection_slot_difference(dict(zip(names, torch_out, strict=True)),
                                                       dict(zip(names, onnx_out, strict=True)), atol))
     else:
         worst = _elementwise(torch_out, onnx_out, names)
@@ -290,7 +306,7 @@ def _elementwise(torch_out: list[np.ndarray], onnx_out: list[np.ndarray], names:
                 for a, b in zip(torch_out, onnx_out, strict=True)), default=0.0)
 
 
-def _detection_slot_difference(torch_out: dict[str, np.ndarray], onnx_out: dict[str, np.ndarray],
+def detection_slot_difference(torch_out: dict[str, np.ndarray], onnx_out: dict[str, np.ndarray],
                                atol: float) -> float:
     """Largest difference between the decoded ONNX slots and their closest equal-score torch slots.
 

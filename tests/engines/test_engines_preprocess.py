@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.package import Normalization
+from engines.package import InputSpec, Normalization
 from engines.preprocess import (
     EngineInputError,
     boxes_to_frame,
@@ -14,6 +14,7 @@ from engines.preprocess import (
     expand_box,
     iou_matrix,
     letterbox,
+    network_batch,
     nms,
     normalise,
     stretch,
@@ -63,6 +64,31 @@ def test_normalise_gives_nchw_float32() -> None:
     assert batch.shape == (2, 3, 4, 6) and batch.dtype == np.float32 and batch.flags["C_CONTIGUOUS"]
     np.testing.assert_allclose(batch[0, :, 0, 0], [1.0, -1.0, 0.2], atol=1e-6)
     np.testing.assert_allclose(batch[1, :, 2, 3], [-1.0, -1.0, 0.0], atol=1e-6)
+
+
+def test_network_batch_leaves_pixels_to_a_pixel_input_graph() -> None:
+    norm = Normalization(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    images = [np.random.default_rng(i).integers(0, 256, size=(4, 6, 3), dtype=np.uint8) for i in range(2)]
+    pixels = InputSpec("images", -1, 4, 6, "stretch", 114, layout="NHWC", dtype="uint8")
+    planes = InputSpec("images", -1, 4, 6, "stretch", 114)
+    batch = network_batch(images, pixels, norm)
+    assert batch.dtype == np.uint8 and batch.shape == (2, 4, 6, 3) and pixels.shape == (-1, 4, 6, 3)
+    np.testing.assert_array_equal(batch[1], images[1])
+    np.testing.assert_array_equal(network_batch(images, planes, norm), normalise(images, norm))
+    assert planes.shape == (-1, 3, 4, 6) and not planes.takes_pixels
+
+
+def test_the_in_graph_normalisation_is_the_numpy_one_to_the_bit() -> None:
+    import torch
+
+    from engines.pixel_input import PixelInput
+
+    norm = Normalization(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    images = [np.random.default_rng(i).integers(0, 256, size=(8, 5, 3), dtype=np.uint8) for i in range(3)]
+    step = PixelInput(torch.nn.Identity(), norm)
+    in_graph = step(torch.from_numpy(np.stack(images))).numpy()
+    assert in_graph.dtype == np.float32 and in_graph.shape == (3, 3, 8, 5)
+    np.testing.assert_array_equal(in_graph, normalise(images, norm))
 
 
 @pytest.mark.parametrize(

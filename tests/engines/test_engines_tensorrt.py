@@ -74,7 +74,7 @@ def test_batch_profile_for_dynamic_packages(tiny_packages: dict[str, Path], max_
     spec = ModelPackage.load(tiny_packages["embedder"]).spec
     p = batch_profile(spec, max_batch, opt_batch)
     assert (p.min, p.opt, p.max) == expected
-    assert p.shapes(32, 32) == ((p.min, 3, 32, 32), (p.opt, 3, 32, 32), (p.max, 3, 32, 32))
+    assert p.shapes((3, 32, 32)) == ((p.min, 3, 32, 32), (p.opt, 3, 32, 32), (p.max, 3, 32, 32))
 
 
 def test_batch_profile_rules(tiny_packages: dict[str, Path]) -> None:
