@@ -17,12 +17,13 @@ crops                 two sold-item-sized crops (+10 %) -> embedder input (``Emb
 
 Ways compared in one run, median of ``--repeats`` runs of the per-frame median:
 
-* ``before``: the stage before the faster normalisation: the detector's letterbox resize in OpenCV, then a
-  normalisation that cast to float32 before reordering NHWC -> NCHW (kept here as the reference).
-* ``float``: packages with float32 input: the same resize; the normalisation reorders the uint8
-  bytes first, then casts (``engines.preprocess.normalise``).
-* ``pixels``: the shipped packages take uint8 pixels and normalise them in their graph
-  (``engines.pixel_input``): the same resize, then a stack of the uint8 images.
+* ``before``: the stage before the faster normalisation: one OpenCV ``INTER_AREA`` resize per image,
+  then a normalisation that cast to float32 before reordering NHWC -> NCHW (kept as the reference).
+* ``float``: packages with float32 input (2026-12-03): the same resize; the normalisation reorders
+  the uint8 bytes first, then casts (``engines.preprocess.normalise``).
+* ``pixels``: now: the shipped packages take uint8 pixels and normalise them in their graph
+  (``engines.pixel_input``), and shrinking is the two-step area resize
+  (``engines.preprocess.area_resize``); then a stack of the uint8 images.
 * ``pixels+swscale``: as ``pixels``, with the detector input scaled and converted from YUV by
   swscale in one step to the letterbox size (``stream.decode.scaled_rgb``,
   ``DetectorEngine.pre_process_scaled``); only the pad is left to numpy.
@@ -53,7 +54,7 @@ sys.path.insert(0, str(REPO))
 
 from consumers.settings import ModelSettings  # noqa: E402
 from consumers.stage.model_loading import DEFAULT_MODELS_DIR, load_models  # noqa: E402
-from engines.preprocess import crop, letterbox, normalise, stretch  # noqa: E402
+from engines.preprocess import crop, normalise  # noqa: E402
 from stream.decode import rgb, scaled_rgb  # noqa: E402
 from stream.encode import write_video  # noqa: E402
 
@@ -113,27 +114,40 @@ def _normalise_before(images: list[np.ndarray], norm: Any) -> np.ndarray:
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
 
+def _resize_before(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The resize before the two-step area resize: one ``INTER_AREA`` call when shrinking."""
+    import cv2
+
+    shrinking = width < image.shape[1] and height < image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def _letterbox_before(image: np.ndarray, inp: Any) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = min(inp.width / w, inp.height / h)
+    new_w, new_h = min(inp.width, max(1, round(w * s))), min(inp.height, max(1, round(h * s)))
+    canvas = np.full((inp.height, inp.width, 3), inp.pad_value, dtype=np.uint8)
+    canvas[:new_h, :new_w] = _resize_before(image, new_w, new_h)
+    return canvas
+
+
 def _detector_input_before(detector: Any, image: np.ndarray) -> np.ndarray:
-    inp = detector.spec.input
-    canvas, _ = letterbox(image, inp.height, inp.width, inp.pad_value)
-    return _normalise_before([canvas], detector.spec.normalization)
+    return _normalise_before([_letterbox_before(image, detector.spec.input)], detector.spec.normalization)
 
 
 def _crops_before(embedder: Any, image: np.ndarray) -> np.ndarray:
     e = embedder.spec.input
-    crops = [stretch(crop(image, box, 0.1), e.height, e.width) for box in BOXES]
+    crops = [_resize_before(crop(image, box, 0.1), e.width, e.height) for box in BOXES]
     return _normalise_before(crops, embedder.spec.normalization)
 
 
 def _detector_input_float(detector: Any, image: np.ndarray) -> np.ndarray:
-    inp = detector.spec.input
-    canvas, _ = letterbox(image, inp.height, inp.width, inp.pad_value)
-    return normalise([canvas], detector.spec.normalization)
+    return normalise([_letterbox_before(image, detector.spec.input)], detector.spec.normalization)
 
 
 def _crops_float(embedder: Any, image: np.ndarray) -> np.ndarray:
     e = embedder.spec.input
-    return normalise([stretch(crop(image, box, 0.1), e.height, e.width) for box in BOXES], embedder.spec.normalization)
+    return normalise([_resize_before(crop(image, box, 0.1), e.width, e.height) for box in BOXES], embedder.spec.normalization)
 
 
 def _scaled_input(detector: Any, picture: Any) -> Any:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from engines.package import InputSpec, Normalization
 from engines.preprocess import (
     EngineInputError,
+    area_resize,
     boxes_to_frame,
     check_image,
     crop,
@@ -64,6 +67,42 @@ def test_normalise_gives_nchw_float32() -> None:
     assert batch.shape == (2, 3, 4, 6) and batch.dtype == np.float32 and batch.flags["C_CONTIGUOUS"]
     np.testing.assert_allclose(batch[0, :, 0, 0], [1.0, -1.0, 0.2], atol=1e-6)
     np.testing.assert_allclose(batch[1, :, 2, 3], [-1.0, -1.0, 0.0], atol=1e-6)
+
+
+def _real_frame() -> np.ndarray:
+    """A real camera frame (the test clip's first, 432 x 768) upscaled to 1080 x 1920 RGB."""
+    import av
+    import cv2
+
+    with av.open(str(Path(__file__).resolve().parents[1] / "data" / "car-detection-14s.mp4")) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    return cv2.resize(frame, (1920, 1080), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize(
+    ("box", "size"),
+    [
+        ((0, 0, 1920, 1080), (320, 180)),  # a 1080p frame into the detector's letterbox (6x: 2x, then 3x)
+        ((0, 0, 1920, 1080), (213, 120)),  # 9x, odd: one block average
+        ((700, 200, 1150, 900), (256, 256)),  # a held-up garment into the embedder (1.8 x 2.7)
+        ((1300, 350, 1600, 800), (256, 256)),  # 1.2 x 1.8: bilinear alone
+        ((0, 0, 1000, 999), (97, 3)),  # extreme aspect
+    ],
+)
+def test_area_resize_is_inter_area_within_rounding(box: tuple[int, int, int, int], size: tuple[int, int]) -> None:
+    import cv2
+
+    x1, y1, x2, y2 = box
+    image = np.ascontiguousarray(_real_frame()[y1:y2, x1:x2])
+    fast = area_resize(image, *size)
+    reference = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    assert fast.shape == reference.shape == (size[1], size[0], 3) and fast.dtype == np.uint8
+    diff = np.abs(fast.astype(np.int16) - reference)
+    assert diff.mean() < 0.3 and diff.max() <= 3
+    if (image.shape[1] % size[0], image.shape[0] % size[1]) == (0, 0) and (image.shape[1] // size[0]) % 2:
+        np.testing.assert_array_equal(fast, reference)  # an odd integer factor is the very same call
+    grey = area_resize(np.ascontiguousarray(image[..., 0]), *size)
+    assert grey.shape == (size[1], size[0])
 
 
 def test_network_batch_leaves_pixels_to_a_pixel_input_graph() -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from engines import load_detector
-from engines.preprocess import EngineInputError, letterbox
+from engines.preprocess import EngineInputError, area_resize, letterbox
 
 
 @pytest.mark.parametrize(("width", "height"), [(1920, 1080), (540, 960), (333, 333)])
@@ -26,7 +25,7 @@ def test_detect_scaled_matches_detect(tiny_packages: dict[str, Path], rng: np.ra
     detector = load_detector(tiny_packages["detector"], score_threshold=0.0)
     frames = [rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), rng.integers(0, 255, (360, 200, 3), dtype=np.uint8)]
     sizes = [(f.shape[1], f.shape[0]) for f in frames]
-    scaled = [cv2.resize(f, detector.scaled_size(*s), interpolation=cv2.INTER_AREA) for f, s in zip(frames, sizes, strict=True)]
+    scaled = [area_resize(f, *detector.scaled_size(*s)) for f, s in zip(frames, sizes, strict=True)]
     direct = detector.pre_process(frames)[0]
     pre = detector.pre_process_scaled(scaled, sizes)[0]
     np.testing.assert_allclose(pre, direct, atol=1e-6)  # the same input tensor when scaled the same way
