@@ -43,7 +43,9 @@ class PixelInput(nn.Module):
 
     def planes(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, H, W, 3) uint8 -> (B, 3, H, W) normalised, in the dtype of the buffers (float32 or half)."""
-        x = pixels.permute(0, 3, 1, 2).to(self.mul.dtype)
+        # Cast first: TensorRT takes a uint8 network input only into a cast to float (DataType.UINT8),
+        # so the graph's first node on the pixels must be the Cast, not the Transpose.
+        x = pixels.to(self.mul.dtype).permute(0, 3, 1, 2)
         return x * self.mul + self.add
 
     def forward(self, pixels: torch.Tensor) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -89,6 +90,9 @@ def test_the_repacked_spec_says_it_takes_pixels_and_names_its_source(detectors: 
     assert repacked["weights_sha256"] == source["weights_sha256"]  # the same network, only the graph's input differs
     assert repacked["normalization"] == source["normalization"] and repacked["torch"] == source["torch"]
     assert ModelPackage.load(detectors[1]).spec.input.takes_pixels
+    graph = onnx.load(str(detectors[1] / "model.onnx")).graph
+    first = [node.op_type for node in graph.node if graph.input[0].name in node.input]
+    assert first == ["Cast"]  # TensorRT takes a uint8 input only straight into a cast to float
 
 
 def test_the_pixel_package_finds_the_boxes_of_its_float_twin_on_real_frames(detectors: tuple[Path, Path]) -> None:
