@@ -1,8 +1,8 @@
 """The network input step that a pixel-input package carries inside its graph (torch, imported lazily).
 
 A pixel-input package (``spec.input.dtype`` ``uint8``, layout ``NHWC``) takes the RGB pixels as they
-come out of the decoder and the resize; the graph itself reorders them to planes, casts them to
-float and normalises them. On a GPU that moves the per-pixel work to the device and sends a quarter
+come out of the decoder and the resize; the graph itself casts them to float, reorders them to
+planes and normalises them. On a GPU that moves the per-pixel work to the device and sends a quarter
 of the bytes over the bus; on the CPU it leaves numpy only the resize and the stack. The export
 (``training.export``) wraps a network in :class:`PixelInput` before writing the ONNX graph, and the
 torch backend wraps the rebuilt network the same way, so both run the same arithmetic.
