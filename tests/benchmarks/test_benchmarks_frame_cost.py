@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_scripts import load_benchmark
 
 
 def test_frame_cost_reports_every_step_of_every_way(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("frame_cost", REPO / "benchmarks" / "frame_cost.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["frame_cost"] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("frame_cost")
     out = tmp_path / "cost.json"
     assert module.main(["--repeats", "1", "--frames", "10", "--json", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("gpu_streams", REPO / "benchmarks" / "gpu_streams.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_streams"] = module
-    spec.loader.exec_module(module)
-    return module
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("gpu") / "gpu.json"
     args = ["--device", "cpu", "--tiny", "--quiet", "--decode-workers", "2", "--json", str(out)]
-    assert _load_benchmark().main(args) == 0
+    assert load_benchmark("gpu_streams").main(args) == 0
     return json.loads(out.read_text())
 
 
@@ -59,7 +46,7 @@ def test_streams_part_measures_latency_of_every_analysed_frame(result: dict) -> 
 
 
 def test_live_feed_keeps_only_the_newest_frame_of_a_stream() -> None:
-    module = _load_benchmark()
+    module = load_benchmark("gpu_streams")
     from consumers.services.demo import DEFAULT_SAMPLE, find_sample
     from stream.clock import SystemClock
     from stream.frames import iter_frame_packets

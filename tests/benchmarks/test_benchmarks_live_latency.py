@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_scripts import load_benchmark
 
 
 def test_live_latency_times_every_analysed_frame(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("live_latency", REPO / "benchmarks" / "live_latency.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["live_latency"] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("live_latency")
     out = tmp_path / "latency.json"
     assert module.main(["--streams", "2", "--max-ages", "30", "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())

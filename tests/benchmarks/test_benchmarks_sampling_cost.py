@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from benchmark_scripts import load_benchmark
 
 
 def test_sampling_cost_compares_before_and_now(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("sampling_cost", REPO / "benchmarks" / "sampling_cost.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sampling_cost"] = module
-    spec.loader.exec_module(module)
+    module = load_benchmark("sampling_cost")
     out = tmp_path / "cost.json"
     assert module.main(["--repeats", "1", "--frames", "150", "--size", "320x180", "--samplings", "keyframes,fps:1",
                         "--json", str(out)]) == 0
