@@ -61,12 +61,17 @@ class _ConnectionFailures(logging.Handler):
         # disconnected" dozens of times, and the one line that names the cause can come late.
         self.auth_failed = False
         self.tls_failed = False
+        # The broker took the connection and then hung up. During a SASL login that is a refused
+        # login: the broker sends the reason and closes at once, and kafka-python reads the close
+        # before the reason on about half the attempts (a broker that is down refuses instead).
+        self.closed_by_broker = False
 
     def emit(self, record: logging.LogRecord) -> None:
         line = record.getMessage()
         self.auth_failed |= "SaslAuthenticationFailed" in line or "Authentication failed" in line
         self.tls_failed |= ("CERTIFICATE_VERIFY_FAILED" in line or "SSLError" in line
                             or ("SSL" in line and "handshake" in line.lower()))
+        self.closed_by_broker |= "socket disconnected" in line
 
     @contextlib.contextmanager
     def listening(self) -> Iterator[None]:
@@ -91,6 +96,11 @@ class _ConnectionFailures(logging.Handler):
         if self.tls_failed:
             return ("TLS handshake failed: the broker's certificate is not signed by LIVETAG_KAFKA_SSL_CAFILE "
                     f"({config.get('ssl_cafile')}) or does not name the host")
+        if self.closed_by_broker and str(config.get("security_protocol", "")).startswith("SASL"):
+            return (f"authentication failed, most likely: the broker closed the connection during the "
+                    f"{config.get('sasl_mechanism')} login of user {config.get('sasl_plain_username')!r} "
+                    "without its reason reaching the client; check LIVETAG_KAFKA_SASL_USERNAME / "
+                    "LIVETAG_KAFKA_SASL_PASSWORD and the mechanisms the listener enables")
         return "is the broker running? check --bootstrap / LIVETAG_KAFKA_BOOTSTRAP_SERVERS"
 
 
