@@ -1,7 +1,8 @@
 """Decode frame packets to RGB arrays with one cached PyAV codec context per stream.
 
 Every packet decodes on its own: the context gets the packet's extradata, the packet is sent and the
-decoder drained, then its buffers are flushed for the next packet. Contexts are kept in an LRU map of
+decoder drained, then its buffers are flushed for the next packet. A chain packet
+(:mod:`stream.packet_chain`) sends its pictures in order and keeps the one at the packet's pts. Contexts are kept in an LRU map of
 at most ``max_streams`` streams (eviction rule: the least recently used stream's context is closed
 when a new stream needs room) and are recreated when a stream's codec or extradata changes.
 """
@@ -18,7 +19,8 @@ import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
 from stream.errors import DecodeError
-from stream.packet import FramePacket
+from stream.packet import FramePacket, PacketFormatError
+from stream.packet_chain import decode_chain
 
 SUPPORTED_CODECS = ("h264", "hevc", "mpeg4", "mjpeg")
 #: Largest picture decoded (4096 x 2304, above 4K UHD): larger ones are refused before allocation.
@@ -122,7 +124,8 @@ class PacketDecoder:
         """Decode one packet.
 
         Args:
-            packet: A keyframe (H.264 / HEVC / MPEG-4 Part 2, AVCC or Annex B) or a JPEG.
+            packet: A keyframe (H.264 / HEVC / MPEG-4 Part 2, AVCC or Annex B), a JPEG, or a decode
+                chain ending in the picture at ``packet.pts``.
 
         Returns:
             The decoded picture in the codec's own pixel format (YUV for video).
@@ -138,10 +141,12 @@ class PacketDecoder:
                 if not entry.broken:
                     frames = self._decode_with(entry, packet)
                     break
-        good = [f for f in frames if not f.is_corrupt]
+        good = [f for f in frames if not f.is_corrupt and (not packet.chain or f.pts == packet.pts)]
         if not good:
             self._reset(packet.stream_id, entry)
             reason = "a corrupt frame" if frames else "no frame"
+            if packet.chain:
+                reason = f"no picture at pts {packet.pts} from its chain"
             raise DecodeError(
                 f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "
                 f"{len(packet.data)} bytes gave {reason}; decoder reset"
@@ -151,9 +156,13 @@ class PacketDecoder:
     def _decode_with(self, entry: _StreamDecoder, packet: FramePacket) -> list[av.VideoFrame]:
         """Send ``packet`` through ``entry``'s context and drain it (the caller holds ``entry.lock``)."""
         try:
-            frames = entry.context.decode(av.Packet(packet.data))
+            frames = []
+            for pts, data in decode_chain(packet.data) if packet.chain else [(None, packet.data)]:
+                unit = av.Packet(data)
+                unit.pts = pts
+                frames += entry.context.decode(unit)
             frames += entry.context.decode(None)
-        except (av.FFmpegError, ValueError) as exc:
+        except (av.FFmpegError, ValueError, PacketFormatError) as exc:
             self._reset(packet.stream_id, entry)
             raise DecodeError(
                 f"stream {packet.stream_id!r} seq {packet.sequence}: {packet.codec} packet of "

@@ -1,4 +1,5 @@
-"""From a source URL to ``FramePacket`` s: keyframes without decoding, or decoded frames as JPEG.
+"""From a source URL to ``FramePacket`` s: keyframes without decoding, decoded frames as JPEG, or the
+decode chains of sampled frames (``fps:N,transport=chain``; :mod:`stream.packet_chain`).
 
 ``FrameReader`` is what the ingest worker and the embedded pipeline use::
 
@@ -30,6 +31,7 @@ from stream.decode import SUPPORTED_CODECS
 from stream.errors import DecodeError
 from stream.h264_nal import avcc_length_size, is_disposable
 from stream.packet import FramePacket
+from stream.packet_chain import GopChain, encode_chain
 from stream.sampling import KEYFRAMES, RateLimiter, SamplingSpec
 from stream.source import Session, SourceInfo, SourceOptions, UnsupportedSourceError, VideoSource
 
@@ -48,6 +50,9 @@ class SamplingCounters:
     skipped_decode: int = 0
     #: fps sampling: non-reference H.264 pictures not decoded because they fall before the grid's next slot.
     skipped_nonref: int = 0
+    #: chain transport: samples with no chain (before the session's first keyframe, or a GOP over
+    #: the chain bounds: policy ``drop-until-keyframe``).
+    dropped_chain: int = 0
 
 
 class FpsGrid:
@@ -166,6 +171,8 @@ class FrameReader:
     def __iter__(self) -> Iterator[FramePacket]:
         if self.sampling.mode == KEYFRAMES:
             yield from self._keyframes()
+        elif self.sampling.transport == "chain":
+            yield from self._fps_chains()
         else:
             yield from self._fps()
 
@@ -218,6 +225,49 @@ class FrameReader:
                                 1.0 / max(session.info.fps or 25.0, 1.0))
                     yield yielded
 
+    def _fps_chains(self) -> Iterator[FramePacket]:
+        """fps sampling without decoding: the grid picks pictures by their pts in decode order, and
+        each sample travels as its decode chain. A picture shown before the last sample (a B-frame
+        after its P-frame) is not taken, so samples go out in presentation order; with B-frames a
+        slot may take a picture up to the reorder depth later than the decoding path would."""
+        assert self.sampling.fps is not None
+        grid = FpsGrid(self.sampling.fps)
+        chain = GopChain()
+        last_t: float | None = None
+        session_index = -1
+        for session, packet in self.source.packets(keyframes_only=False):
+            if session.index != session_index:
+                session_index = session.index
+                self._check_codec(session)
+                grid.reset()
+                chain.reset()
+                self.limiter.reset()
+                last_t = None
+            if not packet.size:
+                continue
+            data, pts = bytes(packet), _pts(packet)
+            time_base = Fraction(packet.time_base) if packet.time_base else session.info.time_base
+            reference = not (session.info.codec == "h264"
+                             and is_disposable(data, avcc_length_size(session.info.extradata)))
+            chain.push(pts, data, bool(packet.is_keyframe), reference)
+            if not chain.started:  # joined mid-GOP: nothing decodes before the first keyframe
+                self.counters.dropped_chain += 1
+                continue
+            t = float(pts * time_base)
+            if (last_t is not None and t <= last_t) or not grid.admit(t):
+                self.counters.skipped_fps += 1
+                continue
+            if not self.limiter.admit(t):
+                self.counters.dropped_rate += 1
+                continue
+            last_t = t
+            units = chain.chain()
+            if units is None:
+                self.counters.dropped_chain += 1
+                continue
+            yield self._packet(session.info.codec, encode_chain(units), session.info.extradata, pts, time_base,
+                               chain=True)
+
     @staticmethod
     def _unwanted_nonref(session: Session, packet: av.Packet, grid: FpsGrid) -> bool:
         """True for an H.264 picture no other picture refers to whose time the grid has already passed.
@@ -249,7 +299,8 @@ class FrameReader:
             return None
         return self._packet("mjpeg", encode_jpeg(frame, self.sampling.jpeg_quality), b"", pts, time_base)
 
-    def _packet(self, codec: str, data: bytes, extradata: bytes, pts: int, time_base: Fraction) -> FramePacket:
+    def _packet(self, codec: str, data: bytes, extradata: bytes, pts: int, time_base: Fraction,
+                chain: bool = False) -> FramePacket:
         packet = FramePacket(
             stream_id=self.stream_id,
             codec=codec,
@@ -259,7 +310,8 @@ class FrameReader:
             time_base=time_base,
             wallclock=self.clock.now(),
             sequence=self._sequence,
-            keyframe=True,
+            keyframe=not chain,
+            chain=chain,
         )
         self._sequence += 1
         self.counters.forwarded += 1

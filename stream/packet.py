@@ -2,7 +2,9 @@
 
 A packet travels as a Kafka-style record: ``key`` = stream id, ``value`` = the
 packet bytes, and the metadata in record headers. Every packet carries the codec
-extradata, so any consumer can decode it with a fresh decoder.
+extradata, so any consumer can decode it with a fresh decoder. A *chain* packet
+(header ``chain: 1``, wire version 2) carries the pictures a sampled frame needs
+instead of one keyframe (:mod:`stream.packet_chain`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 WIRE_VERSION = "1"
+#: Wire version of a chain packet: a consumer that predates chains sees a version it does not know.
+CHAIN_WIRE_VERSION = "2"
 
 Headers = list[tuple[str, bytes]]
 
@@ -46,6 +50,8 @@ class FramePacket:
         wallclock: Unix seconds when the ingest saw the frame (from an injected clock).
         sequence: Per-stream counter, increasing by one for every packet published.
         keyframe: True for IDR / I frames and JPEG.
+        chain: ``data`` is a decode chain (:mod:`stream.packet_chain`): the GOP's keyframe, its
+            reference pictures and the sampled picture, whose pts is ``pts``.
     """
 
     stream_id: str
@@ -57,6 +63,7 @@ class FramePacket:
     wallclock: float
     sequence: int
     keyframe: bool = True
+    chain: bool = False
 
     @property
     def pts_seconds(self) -> float:
@@ -66,7 +73,7 @@ class FramePacket:
     def to_record(self) -> tuple[bytes, bytes, Headers]:
         """Encode as ``(key, value, headers)`` for a bus record."""
         headers: Headers = [
-            ("lt-wire", WIRE_VERSION.encode()),
+            ("lt-wire", (CHAIN_WIRE_VERSION if self.chain else WIRE_VERSION).encode()),
             ("codec", self.codec.encode()),
             ("extradata", self.extradata),
             ("pts", str(self.pts).encode()),
@@ -75,6 +82,8 @@ class FramePacket:
             ("sequence", str(self.sequence).encode()),
             ("keyframe", b"1" if self.keyframe else b"0"),
         ]
+        if self.chain:
+            headers.append(("chain", b"1"))
         return self.stream_id.encode(), self.data, headers
 
     @classmethod
@@ -113,6 +122,9 @@ class FramePacket:
             raise PacketFormatError(f"frame record has a malformed header: {exc}") from exc
         if codec not in CODECS:
             raise PacketFormatError(f"frame record codec {codec[:20]!r} is not one of {', '.join(CODECS)}")
+        chain = h.get("chain") == b"1"
+        if chain and codec == "mjpeg":
+            raise PacketFormatError("frame record is a decode chain of mjpeg pictures; chains carry video codecs")
         if not (0 < time_base.numerator <= MAX_TIME_BASE_TERM and 0 < time_base.denominator <= MAX_TIME_BASE_TERM):
             raise PacketFormatError(f"frame record time_base {time_base} is out of range (positive, terms <= 1e9)")
         if abs(pts) > MAX_SECONDS * time_base.denominator / time_base.numerator:
@@ -131,4 +143,5 @@ class FramePacket:
             wallclock=wallclock,
             sequence=sequence,
             keyframe=h.get("keyframe", b"1") == b"1",
+            chain=chain,
         )

@@ -1,4 +1,4 @@
-"""Which frames a stream forwards: keyframes only (no decode) or a fixed frame rate (decode + JPEG).
+"""Which frames a stream forwards: keyframes only (no decode) or a fixed frame rate.
 
 A sampling spec is a short string carried in the ``streams`` topic and on the command line::
 
@@ -6,6 +6,9 @@ A sampling spec is a short string carried in the ``streams`` topic and on the co
     keyframes,max_rate=2      keyframes, at most 2 per second (faster ones are dropped)
     fps:2                     decode, forward 2 frames per second as JPEG
     fps:5,max_rate=2,quality=85
+    fps:2,transport=chain     no decoding at the ingest: forward each sample's decode chain (the GOP's
+                              keyframe and reference pictures up to it, :mod:`stream.packet_chain`),
+                              so the consumer decodes (NVDEC on a GPU) and no JPEG is made
 
 Drop policy ``drop-over-rate``: a frame that arrives less than ``1 / max_rate`` seconds (stream
 time) after the last forwarded frame is dropped; the next one after the interval is forwarded.
@@ -20,6 +23,8 @@ from stream.errors import SamplingSpecError
 KEYFRAMES = "keyframes"
 FPS = "fps"
 RATE_DROP_POLICY = "drop-over-rate"
+#: How ``fps`` samples travel: re-encoded as JPEG at the ingest, or as their compressed decode chain.
+TRANSPORTS = ("jpeg", "chain")
 
 
 @dataclass(frozen=True)
@@ -31,12 +36,15 @@ class SamplingSpec:
         fps: Frames per second forwarded in ``fps`` mode; None in keyframe mode.
         max_rate: Upper bound on forwarded frames per second (policy ``drop-over-rate``); None = no bound.
         jpeg_quality: JPEG quality 1..100 for ``fps`` mode.
+        transport: ``fps`` mode only: ``"jpeg"`` (decode at the ingest) or ``"chain"`` (forward the
+            compressed pictures each sample needs; the consumer decodes).
     """
 
     mode: str = KEYFRAMES
     fps: float | None = None
     max_rate: float | None = None
     jpeg_quality: int = 90
+    transport: str = "jpeg"
 
     def __post_init__(self) -> None:
         if self.mode not in (KEYFRAMES, FPS):
@@ -49,11 +57,15 @@ class SamplingSpec:
             raise SamplingSpecError(f"max_rate must be > 0, got {self.max_rate}")
         if not 1 <= self.jpeg_quality <= 100:
             raise SamplingSpecError(f"quality must be within 1..100, got {self.jpeg_quality}")
+        if self.transport not in TRANSPORTS:
+            raise SamplingSpecError(f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}")
+        if self.mode == KEYFRAMES and self.transport != "jpeg":
+            raise SamplingSpecError("keyframe sampling forwards keyframes as they are; transport is for 'fps:N'")
 
     @property
     def decodes(self) -> bool:
-        """True when the sampling has to decode frames (``fps`` mode)."""
-        return self.mode == FPS
+        """True when the ingest has to decode frames (``fps`` mode with JPEG transport)."""
+        return self.mode == FPS and self.transport == "jpeg"
 
     @property
     def interval_s(self) -> float | None:
@@ -75,6 +87,7 @@ class SamplingSpec:
         mode, fps = _parse_head(head)
         max_rate: float | None = None
         quality = 90
+        transport = "jpeg"
         for option in options:
             name, sep, value = option.partition("=")
             name = name.strip()
@@ -87,15 +100,20 @@ class SamplingSpec:
                 if q != int(q):
                     raise SamplingSpecError(f"quality must be an integer in {text!r}")
                 quality = int(q)
+            elif name == "transport":
+                transport = value.strip()
             else:
-                raise SamplingSpecError(f"unknown sampling option {name!r} in {text!r}; known: max_rate, quality")
-        return cls(mode=mode, fps=fps, max_rate=max_rate, jpeg_quality=quality)
+                raise SamplingSpecError(
+                    f"unknown sampling option {name!r} in {text!r}; known: max_rate, quality, transport")
+        return cls(mode=mode, fps=fps, max_rate=max_rate, jpeg_quality=quality, transport=transport)
 
     def __str__(self) -> str:
         head = KEYFRAMES if self.mode == KEYFRAMES else f"fps:{self.fps:g}"
         tail = f",max_rate={self.max_rate:g}" if self.max_rate is not None else ""
         if self.mode == FPS and self.jpeg_quality != 90:
             tail += f",quality={self.jpeg_quality}"
+        if self.transport != "jpeg":
+            tail += f",transport={self.transport}"
         return head + tail
 
 

@@ -1,7 +1,7 @@
 """The ``frames`` topic's record: a frame packet (``stream.packet.FramePacket``) plus the seller's catalog.
 
 Key = stream id, value = the packet's bytes (an H.264/HEVC keyframe access unit or a JPEG), headers =
-the packet's stream metadata (``lt-*``, see ``schemas/frame_headers.v1.json``) and ``catalog``: the
+the packet's stream metadata (``lt-*``, see ``schemas/frame_headers.v2.json``) and ``catalog``: the
 catalog the stream's products are searched in. Every producer of frames (the ingest worker, replay
 into Kafka, the embedded pipeline's readers) publishes through :func:`publish_frame`.
 """

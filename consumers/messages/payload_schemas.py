@@ -4,7 +4,7 @@
 topic              schema                                what is checked
 =================  ====================================  =========================================
 streams            ``stream_record.v2.json``             the JSON value (v1 and v2)
-frames             ``frame_headers.v1.json``             the headers (:func:`headers_document`)
+frames             ``frame_headers.v2.json``             the headers (v1 and v2, :func:`headers_document`)
 gallery            ``gallery_record.v1.json``            the JSON value
 matches            ``match_event.v1.json`` / ``v2``      the JSON value (``consumers.messages.match_event``)
 dlq                ``dead_letter_headers.v1.json``       the ``lt-dlq-*`` headers
@@ -25,7 +25,7 @@ from stream.errors import LiveTagError
 
 SCHEMAS = {
     "streams": "stream_record.v2.json",
-    "frames": "frame_headers.v1.json",
+    "frames": "frame_headers.v2.json",
     "gallery": "gallery_record.v1.json",
     "matches.v1": "match_event.v1.json",
     "matches.v2": "match_event.v2.json",

@@ -19,6 +19,8 @@ from stream.sampling import FPS, KEYFRAMES, RateLimiter, SamplingSpec
         (" keyframes , max_rate = 0.5 ", KEYFRAMES, None, 0.5, 90, "keyframes,max_rate=0.5"),
         ("fps:5,max_rate=2,quality=80", FPS, 5.0, 2.0, 80, "fps:5,max_rate=2,quality=80"),
         ("fps:0.25", FPS, 0.25, None, 90, "fps:0.25"),
+        ("fps:1,transport=chain", FPS, 1.0, None, 90, "fps:1,transport=chain"),
+        ("fps:4, transport = jpeg", FPS, 4.0, None, 90, "fps:4"),
     ],
 )
 def test_parse_valid_specs(text, mode, fps, max_rate, quality, canonical):
@@ -26,7 +28,7 @@ def test_parse_valid_specs(text, mode, fps, max_rate, quality, canonical):
     assert (spec.mode, spec.fps, spec.max_rate, spec.jpeg_quality) == (mode, fps, max_rate, quality)
     assert str(spec) == canonical
     assert SamplingSpec.parse(str(spec)) == spec
-    assert spec.decodes == (mode == FPS)
+    assert spec.decodes == (mode == FPS and "chain" not in text)  # a chain is decoded by the consumer
 
 
 @pytest.mark.parametrize(
@@ -45,6 +47,8 @@ def test_parse_valid_specs(text, mode, fps, max_rate, quality, canonical):
         ("keyframes,speed=2", "unknown sampling option 'speed'"),
         ("fps:2,quality=101", "1..100"),
         ("fps:2,quality=8.5", "integer"),
+        ("fps:2,transport=png", "transport must be one of jpeg, chain"),
+        ("keyframes,transport=chain", "transport is for 'fps:N'"),
     ],
 )
 def test_parse_rejects_bad_specs_with_one_line_errors(text, fragment):

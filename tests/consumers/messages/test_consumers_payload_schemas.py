@@ -16,6 +16,7 @@ from consumers.messages.payload_schemas import SCHEMAS, PayloadSchemaError, chec
 from consumers.messages.stream_record import make_stream_value
 from consumers.text.transcripts import TranscriptSegment
 from stream.packet import FramePacket
+from stream.packet_chain import encode_chain
 
 
 def _frame() -> FramePacket:
@@ -32,6 +33,8 @@ def test_what_the_producers_write_follows_the_schemas() -> None:
     check_payload("gallery", json.loads(entry.to_record()[1]))
     key, value, headers = _frame().to_record()
     check_payload("frames", headers_document([*headers, ("catalog", b"shop")]))
+    chain = FramePacket("s1", "h264", encode_chain([(0, b"I")]), b"", 0, Fraction(1, 25), 1.7e9, 4, False, True)
+    check_payload("frames", headers_document(chain.to_record()[2]))
     letter = DeadLetter.from_exception(Record("frames", key, value, headers, 2, 7), ValueError("bad"), "decode", 1.7e9)
     check_payload("dlq", headers_document(letter.to_record()[2]))
     big = DeadLetter.from_exception(Record("frames", key, b"x" * (8 << 20), headers, 2, 8), ValueError("x"), "decode", 1.0)
@@ -48,6 +51,8 @@ def test_what_the_producers_write_follows_the_schemas() -> None:
         ("transcripts", {"text": "x", "source": "shell"}, "source"),
         ("frames", {"codec": "concat", "pts": "1", "time_base": "1/25", "wallclock": "1", "sequence": "0"}, "codec"),
         ("frames", {"codec": "h264", "pts": "1" * 40, "time_base": "1/25", "wallclock": "1", "sequence": "0"}, "pts"),
+        ("frames", {"lt-wire": "1", "chain": "1", "codec": "h264", "pts": "1", "time_base": "1/25", "wallclock": "1",
+                    "sequence": "0"}, "lt-wire"),
         ("dlq", {"lt-dlq-topic": "frames"}, "(root)"),
     ],
 )
