@@ -12,7 +12,10 @@ Prints, for ``--data DIR`` (e.g. ``../shared/realdev/tianchi-demo-25``, evaluati
   perfect detector);
 - the detector alone on the annotated frames: share of sold-item boxes matched (IoU >= 0.5) by any
   detection, and by the detection with the highest sold-item probability; and, when the embedder
-  gives a garment probability per crop, by the detection with the highest objectness x sold x garment.
+  gives a garment probability per crop, by the detection with the highest objectness x sold x garment;
+- what the detector's box geometry costs the embedder, apart from choosing the box: for each annotated
+  sold-item box that a detection matches, the crop of the annotated box and the crop of that detection
+  against the same gallery (R@1 each, and the per-stream top-1 each gives over those frames).
 
 Nothing is tuned here: the packages run with their default settings. ``--json FILE`` writes the figures.
 
@@ -60,15 +63,8 @@ def annotated_crops(data: TianchiDataset, views: tuple[str, ...] = ("box",)) -> 
         ``(queries, query_items, query_videos, gallery, gallery_items)``; crops are (h, w, 3) uint8 RGB,
         ``gallery`` holds the view crops of each shop image.
     """
-    from consumers.stage.gallery_builder import read_rgb
-
     items = data.instance_to_item()
-    gallery, gallery_items = [], []
-    for shop in data.shop_images():
-        rgb = read_rgb(shop.path)
-        boxes = [a.box for a in shop.annotations if a.instance_id > 0]
-        gallery.append(view_crops(rgb, boxes[0] if boxes else None, views))
-        gallery_items.append(shop.item_id)
+    gallery, gallery_items = shop_crops(data, views)
     queries, query_items, query_videos = [], [], []
     for video in data.videos():
         frames = read_frames(video.path, [f.frame_index for f in video.frames])
@@ -81,6 +77,19 @@ def annotated_crops(data: TianchiDataset, views: tuple[str, ...] = ("box",)) -> 
                     query_items.append(items[ann.instance_id])
                     query_videos.append(video.video_id)
     return queries, query_items, query_videos, gallery, gallery_items
+
+
+def shop_crops(data: TianchiDataset, views: tuple[str, ...] = ("box",)) -> tuple[list[list[np.ndarray]], list[str]]:
+    """The view crops of each shop image (its annotated box, else the whole image) and its item id."""
+    from consumers.stage.gallery_builder import read_rgb
+
+    gallery, gallery_items = [], []
+    for shop in data.shop_images():
+        rgb = read_rgb(shop.path)
+        boxes = [a.box for a in shop.annotations if a.instance_id > 0]
+        gallery.append(view_crops(rgb, boxes[0] if boxes else None, views))
+        gallery_items.append(shop.item_id)
+    return gallery, gallery_items
 
 
 def item_similarities(queries: np.ndarray, gallery: np.ndarray, gallery_items: list[str]) -> tuple[list[str], np.ndarray]:
@@ -191,6 +200,39 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) 
     return figures
 
 
+def box_geometry_figures(detector: Any, embedder: Any, data: TianchiDataset) -> dict[str, Any]:
+    """The embedder on the detector's own boxes. For each annotated sold-item box that some detection
+    matches (IoU >= 0.5), the crop of the annotated box and the crop of its best-overlapping detection
+    go against the same gallery: R@1 of each, and the per-stream top-1 each gives over those frames.
+    The gap is what the boxes' placement costs once the right box is chosen."""
+    items = data.instance_to_item()
+    annotated, detected, query_items, query_videos = [], [], [], []
+    for video in data.videos():
+        frames = read_frames(video.path, [f.frame_index for f in video.frames])
+        shown = [f for f in video.frames if f.frame_index in frames]
+        for frame, dets in zip(shown, detector.detect([frames[f.frame_index] for f in shown]), strict=True):
+            image = frames[frame.frame_index]
+            for ann in frame.annotations:
+                if ann.instance_id <= 0 or ann.instance_id not in items or len(dets) == 0:
+                    continue
+                boxes = np.asarray(dets.boxes, dtype=np.float32)
+                overlaps = iou_matrix(np.asarray([ann.box], dtype=np.float32), boxes)[0]
+                if overlaps.max() < IOU:
+                    continue
+                annotated.append(crop(image, ann.box, CROP_EXPAND))
+                detected.append(crop(image, boxes[int(np.argmax(overlaps))], CROP_EXPAND))
+                query_items.append(items[ann.instance_id])
+                query_videos.append(video.video_id)
+    gallery, gallery_items = shop_crops(data)
+    g = np.concatenate([embed_views(embedder, gallery[i:i + 32]) for i in range(0, len(gallery), 32)])
+    figures: dict[str, Any] = {"matched_boxes": len(annotated)}
+    for name, crops in (("annotated", annotated), ("detected", detected)):
+        q = np.concatenate([np.asarray(embedder.embed(crops[i:i + 32])) for i in range(0, len(crops), 32)])
+        figures[name] = {"R@1": item_recall(q, query_items, g, gallery_items)["R@1"],
+                         "streams": stream_top1_with_annotated_boxes(q, query_items, query_videos, g, gallery_items)}
+    return figures
+
+
 def pipeline_figures(root: Path, models: Settings, pipeline_args: list[str] | None = None) -> dict[str, Any]:
     """``livetag eval tianchi`` with its default settings (the environment is not read), the models of
     ``models.models`` and the pipeline options ``pipeline_args``."""
@@ -226,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["gallery_views"] = choice.models.gallery_views
     figures["embedder_crops"] = embedder_figures(embedder, data, choice.models.gallery_view_names)
     figures["detector_boxes"] = detector_figures(detector, data, embedder)
+    figures["box_geometry"] = box_geometry_figures(detector, embedder, data)
     if not args.skip_pipeline:
         # Side by side: the visual votes alone, then with the set's titles and transcripts (if any).
         figures["pipeline_no_text"] = pipeline_figures(args.data, choice, [*args.pipeline_args.split(), "--no-text"])
@@ -244,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     if "top_box_recall_with_garment_prior" in d:
         print(f"detector + embedder garment prior: top box recall {d['top_box_recall_with_garment_prior']:.3f}, "
               f"with the motion cue too {d['top_box_recall_with_garment_prior_and_motion']:.3f}")
+    b = figures["box_geometry"]
+    ann, det = b["annotated"], b["detected"]
+    print(f"box geometry ({b['matched_boxes']} sold boxes a detection matches): crop R@1 annotated box "
+          f"{ann['R@1']:.3f} / matched detection {det['R@1']:.3f}; per-stream top-1 over those frames "
+          f"{ann['streams']['correct']}/{ann['streams']['videos']} / {det['streams']['correct']}/{det['streams']['videos']}")
     for key, label in (("pipeline_no_text", "pipeline, no text"), ("pipeline", "pipeline + text")):
         if key in figures:
             p = figures[key]
