@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="pipeline.motion_window_s of the pipeline side (0: the motion cue off)")
     parser.add_argument("--decode-workers", type=int, default=PipelineSettings.decode_workers,
                         help="pipeline.decode_workers of the pipeline side (threads decoding a batch's streams)")
+    parser.add_argument("--scale-in-decoder", action="store_true",
+                        help="pipeline.scale_in_decoder of the pipeline side (the detector's input made on the decode thread)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--no-append", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     sample = find_sample(args.sample)
     settings = Settings().with_overrides(batch=BatchSettings(max_batch=args.max_batch, max_wait_ms=20.0),
                                          text__ocr_mode=args.ocr, pipeline__motion_window_s=args.motion_window_s,
-                                         pipeline__decode_workers=args.decode_workers)
+                                         pipeline__decode_workers=args.decode_workers,
+                                         pipeline__scale_in_decoder=args.scale_in_decoder)
     p = settings.pipeline
     detector, embedder = load_models(ModelSettings(str(args.detector), str(args.embedder)), p.detection_threshold, p.nms_iou)
     gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
