@@ -2,21 +2,10 @@
 
 Rules, per stream (times are stream seconds, pts, unless said otherwise):
 
-* A detection votes for its best gallery items (``votes_per_detection`` at most) with weight
-  ``similarity * sold * confidence`` (``vote_weight``), or ``similarity * garment`` where the detector
-  is not calibrated on the footage (``garment``: the embedder's clothing probability, 1 when it gives
-  none), times the motion factor ``moving`` (below 1 only for a box still beside a moving one). With
-  ``votes_per_frame`` = N > 0 only the frame's N strongest item votes count (one product is sold at a
-  time). Hits below ``min_similarity`` do not vote. A hit whose item's
-  catalog categories (when known) miss the detection's top categories is weighted by
-  ``category_mismatch_weight`` (0 rejects it); items are ranked by these weights. One frame gives an
-  item at most one vote (its strongest).
-* Text cues (optional, :class:`~consumers.text.text_prior.TextPriors`): each vote is multiplied by
-  the stream's ``item_factor`` (title and named-category evidence for the item) and the detection's
-  ``box_factor`` (its top categories are the named ones). When the text names items, boxes the
-  sold head did not choose are compared with those items too (``named_only``) and vote with the
-  text's strength for the item instead of the sold probability. A stream without text has factors
-  of exactly 1; events of a match that text supported quote the snippets (``text``, schema v2).
+* Each frame's observations become at most one weighted vote per item
+  (:mod:`consumers.voting.frame_votes`: similarity, the detector's and embedder's probabilities, the
+  motion, category and text factors). With ``votes_per_frame`` = N > 0 only the frame's N strongest
+  item votes count (one product is sold at a time).
 * Evidence is counted per stream second: a frame's votes are scaled by the stream time since the
   stream's previous analysed frame (capped at ``half_life_s``) over ``vote_interval_s`` (the
   default sampling's spacing, where the scale is 1), so keyframes 2 s apart weigh as much per
@@ -46,22 +35,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Sequence
 
 from consumers.messages.match_event import EventKind, Evidence, MatchEvent, make_event_id
 from consumers.messages.segment_state import SegmentState
 from consumers.settings import VoterSettings
 from consumers.text.text_prior import TextPriors
+from consumers.voting.frame_votes import CategoryLookup, FrameVoteWeigher
 from consumers.voting.observations import GalleryHit, Observation
-from consumers.voting.voter_state import Candidate, RunningMatch, StreamState, clamp01
+from consumers.voting.voter_state import Candidate, RunningMatch, StreamState
 from stream.clock import Clock
 from stream.errors import LiveTagError
 
-__all__ = ["GalleryHit", "Observation", "StreamVoter", "VoterInputError", "VoterSettings"]
-
-#: item_id -> category indices of the product, or None when the catalog does not say.
-CategoryLookup = Callable[[str], Collection[int] | None]
-
+__all__ = ["CategoryLookup", "GalleryHit", "Observation", "StreamVoter", "VoterInputError", "VoterSettings"]
 
 class VoterInputError(LiveTagError):
     """A frame given to the voter is malformed (empty stream id, non-finite pts)."""
@@ -92,11 +78,11 @@ class StreamVoter:
         self.settings = settings
         self.text = text
         self._clock = clock
-        self._categories = categories
         self._versions = (detector_version, embedder_version)
         self._streams: OrderedDict[str, StreamState] = OrderedDict()
         self._run_gap = 2.0 * settings.half_life_s
         self.stats: Counter[str] = Counter()
+        self._weigher = FrameVoteWeigher(settings, self.stats, categories=categories, text=text)
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -144,7 +130,7 @@ class StreamVoter:
         self._decay(state, pts)
         if self.text is not None:
             self.text.seen(stream_id, pts)
-        votes = sorted(self._frame_votes(stream_id, observations, pts).items(), key=lambda kv: (-kv[1][0], kv[0]))
+        votes = sorted(self._weigher.weigh(stream_id, observations, pts).items(), key=lambda kv: (-kv[1][0], kv[0]))
         if self.settings.votes_per_frame > 0:
             votes = votes[: self.settings.votes_per_frame]
         for item_id, (weight, evidence) in votes:
@@ -243,65 +229,6 @@ class StreamVoter:
             for cand in state.candidates.values():
                 cand.score *= factor
         state.last_pts = pts if state.last_pts is None else max(pts, state.last_pts)
-
-    def _frame_votes(
-        self, stream_id: str, observations: Sequence[Observation], pts: float
-    ) -> dict[str, tuple[float, Evidence]]:
-        """item_id -> (weight, evidence) of the strongest vote of this frame for each item."""
-        best: dict[str, tuple[float, Evidence]] = {}
-        text = self.text if self.text is not None and self.text.has_text(stream_id) else None
-        for obs in observations:
-            if obs.named_only and text is None:  # chosen for text that is no longer there
-                continue
-            if self.settings.vote_weight == "similarity":
-                # The detector's probabilities are not trusted here; the garment probability stands in.
-                det_weight = clamp01(obs.garment)
-            elif obs.named_only:  # the text, not the sold head, chose this box (strength per hit below)
-                det_weight = clamp01(obs.confidence)
-            else:
-                det_weight = clamp01(obs.sold) * clamp01(obs.confidence)
-                if self.settings.vote_weight == "similarity_sold_confidence_garment":
-                    det_weight *= clamp01(obs.garment)
-            det_weight *= clamp01(obs.moving)
-            if det_weight <= 0.0:
-                continue
-            if text is not None:
-                det_weight *= text.box_factor(stream_id, obs.top_categories)
-            weighted: list[tuple[float, GalleryHit]] = []
-            for hit in obs.hits:
-                if not (math.isfinite(hit.score) and hit.score >= self.settings.min_similarity):
-                    self.stats["low_similarity"] += 1
-                    continue
-                factor = self._category_factor(hit.item_id, obs.top_categories)
-                if factor < 1.0:
-                    self.stats["category_rejected" if factor <= 0.0 else "category_penalised"] += 1
-                if factor > 0.0 and text is not None:
-                    factor *= text.item_factor(stream_id, hit.item_id)
-                    if obs.named_only:
-                        factor *= text.strength(stream_id, hit.item_id)
-                if factor > 0.0:
-                    weighted.append((hit.score * det_weight * factor, hit))
-            voted: set[str] = set()
-            for weight, hit in sorted(weighted, key=lambda w: (-w[0], w[1].item_id, w[1].image_id)):
-                if len(voted) >= self.settings.votes_per_detection:
-                    break
-                if hit.item_id in voted:
-                    continue
-                voted.add(hit.item_id)
-                if weight > best.get(hit.item_id, (0.0, None))[0]:
-                    evidence = Evidence(pts, obs.frame_box, hit.image_id, hit.item_box, hit.score)
-                    best[hit.item_id] = (weight, evidence)
-        return best
-
-    def _category_factor(self, item_id: str, top_categories: tuple[int, ...]) -> float:
-        """1 when the item's categories meet the detection's top categories (or either is unknown),
-        else ``category_mismatch_weight``."""
-        if self._categories is None or not top_categories:
-            return 1.0
-        known = self._categories(item_id)
-        if not known or not set(known).isdisjoint(top_categories):
-            return 1.0
-        return self.settings.category_mismatch_weight
 
     def _add_vote(
         self, state: StreamState, item_id: str, weight: float, evidence: Evidence, pts: float, wallclock: float | None
