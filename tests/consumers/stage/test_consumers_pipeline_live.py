@@ -1,0 +1,171 @@
+"""The stage live: idle eviction, load shedding of stale frames, bounded latency under overload,
+revoked partitions."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pytest
+from stage_world import SETTINGS, frame_records, keyframe_packets, stage_of
+
+from consumers.bus import Record
+from consumers.bus.in_process import InProcessBus
+from consumers.bus.topics import topic_specs
+from consumers.stage.builder import build_stage
+from engines.gallery import GalleryIndex
+from stream.clock import FakeClock
+
+
+@pytest.mark.parametrize("loop_name", ["run_stage_loop", "run_decoupled_loop"])
+def test_a_stream_that_stops_ends_its_segment_on_the_idle_timer(world: dict[str, Any], loop_name: str) -> None:
+    """No frame arrives after the stream stops; the loop still calls the stage when idle, so the
+    voter's idle eviction (injected clock) publishes ``match.ended``."""
+    import time
+
+    from consumers.stage import loops as runners
+
+    clock = FakeClock()
+    bus = InProcessBus(clock)
+    bus.create_topics(topic_specs(SETTINGS.topics))
+    producer = bus.producer()
+    for packet in keyframe_packets(world["videos"]["s2"], "s2"):
+        producer.produce("frames", *packet.to_record())
+    stage = stage_of(world, clock)
+    stop = threading.Event()
+    loop = getattr(runners, loop_name)
+    thread = threading.Thread(target=loop, args=(bus.consumer(["frames"], "infer"), producer, stage, stop, SETTINGS.batch))
+    thread.start()
+    reader = bus.consumer(["matches"], None)
+    seen: list[Record] = []
+
+    def kinds() -> list[bytes | None]:
+        seen.extend(reader.poll(timeout_s=0.1, max_records=100))
+        return [r.header("event") for r in seen]
+
+    packets = len(keyframe_packets(world["videos"]["s2"], "s2"))
+    try:
+        deadline = time.monotonic() + 20
+        while stage.counters.frames < packets and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        before = kinds()
+        assert before and before[-1] == b"match.started", "the stream's last segment is still open"
+        clock.advance(SETTINGS.voter.idle_timeout_s + 1)  # the stream has been silent that long
+        deadline = time.monotonic() + 10
+        while len(kinds()) == len(before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert kinds()[len(before):] == [b"match.ended"], "the idle timer ended the open segment"
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_live_load_shedding_drops_stale_frames_before_the_models_and_counts_them(world: dict[str, Any]) -> None:
+    """With ``pipeline.max_frame_age_s``, a frame whose ingest wall clock is older than that is shed
+    before decoding (the consumer is behind; the newest frames win): frames in = processed + drops."""
+    clock = FakeClock(start=1_800_000_000.0)
+    settings = SETTINGS.with_overrides(pipeline__max_frame_age_s=2.0)
+    gallery: GalleryIndex = world["gallery"]
+    stage = build_stage(world["detector"], world["embedder"], gallery, settings, clock)
+    drops: list[tuple[str, str, int]] = []
+    stage.on_drop = lambda queue, policy, count: drops.append((queue, policy, count))
+    packets = keyframe_packets(world["videos"]["s2"], "s2")
+    fresh = [replace(p, wallclock=clock.now() - 0.5) for p in packets[:4]]
+    stale = [replace(p, wallclock=clock.now() - 30.0) for p in packets[4:10]]
+    outputs = stage.process(frame_records(stale + fresh))
+    assert stage.counters.dropped_stale == len(stale) and drops == [("frames", "stale", len(stale))]
+    assert stage.counters.frames == len(fresh) and not [r for r in outputs if r.topic == "dlq"]
+    off = stage_of(world, clock)  # the default (0) never drops: replays and evaluation
+    off.process(frame_records(stale))
+    assert off.counters.dropped_stale == 0 and off.counters.frames == len(stale)
+
+
+class _SlowDetector:
+    """The tiny detector, costing ``seconds_per_frame`` of the fake clock per frame (a loaded machine)."""
+
+    def __init__(self, inner: Any, clock: FakeClock, seconds_per_frame: float) -> None:
+        self.inner, self.clock, self.cost = inner, clock, seconds_per_frame
+        self.spec = inner.spec
+
+    def detect(self, images: list[np.ndarray]) -> Any:
+        self.clock.advance(self.cost * len(images))
+        return self.inner.detect(images)
+
+
+@pytest.mark.parametrize(("max_age", "bounded"), [(2.0, True), (0.0, False)])
+def test_twice_overloaded_latency_stays_bounded_by_shedding(world: dict[str, Any], max_age: float, bounded: bool) -> None:
+    """Frames arrive every 0.1 s and cost 0.2 s each (2x overload, simulated time, 30 s). With
+    ``max_frame_age_s`` = 2 the age of every frame that reaches the models stays under 2 s and the
+    rest are counted drops; without it the age grows with the backlog."""
+    clock = FakeClock(start=1_800_000_000.0)
+    settings = SETTINGS.with_overrides(pipeline__max_frame_age_s=max_age)
+    stage = build_stage(_SlowDetector(world["detector"], clock, 0.2), world["embedder"], world["gallery"], settings, clock)
+    ages: list[float] = []
+    infer = stage.infer_frames
+
+    def timed(frames: Any) -> list[Record]:
+        ages.extend(clock.now() - f.packet.wallclock for f in frames)
+        return infer(frames)
+
+    stage.infer_frames = timed  # type: ignore[method-assign]
+    bus = InProcessBus(clock)
+    bus.create_topics(topic_specs(SETTINGS.topics))
+    producer, consumer = bus.producer(), bus.consumer(["frames"], "infer")
+    source = keyframe_packets(world["videos"]["s2"], "s2")
+    start, total, sent = clock.now(), 300, 0
+    while True:
+        while sent < total and start + 0.1 * sent <= clock.now():  # what has arrived by now
+            packet = replace(source[sent % len(source)], pts=sent * 900, time_base=Fraction(1, 9000),
+                             wallclock=start + 0.1 * sent, sequence=sent)
+            producer.produce("frames", *packet.to_record())
+            sent += 1
+        records = consumer.poll(timeout_s=0, max_records=4)
+        if records:
+            stage.process(records)
+        elif sent == total:
+            break
+        else:
+            clock.advance(0.05)
+    assert len(ages) + stage.counters.dropped_stale + stage.counters.dead_letters == total
+    if bounded:
+        assert max(ages) <= max_age and stage.counters.dropped_stale > total // 3
+    else:
+        assert max(ages) > 20.0 and stage.counters.dropped_stale == 0
+
+
+def test_revoked_partitions_end_their_streams_open_segments(world: dict[str, Any]) -> None:
+    """On revoke, the old owner publishes ``match.ended`` for the streams whose frames came from the
+    revoked partitions (and only those), so the new owner's segment does not overlap an open one."""
+    clock = FakeClock()
+    stage = stage_of(world, clock)
+    s2 = [Record("frames", *p.to_record(), 0, i) for i, p in enumerate(keyframe_packets(world["videos"]["s2"], "s2"))]
+    s1 = [Record("frames", *p.to_record(), 1, i) for i, p in enumerate(keyframe_packets(world["videos"]["s1"], "s1"))]
+    outputs = stage.process(s2 + s1)
+    opened = {r.key for r in outputs if r.header("event") == b"match.started"}
+    assert opened == {b"s1", b"s2"}
+    ended = stage.revoke({("frames", 0)})
+    assert [(r.key, r.header("event")) for r in ended] == [(b"s2", b"match.ended")]
+    assert stage.revoke({("frames", 0)}) == [], "a stream is ended once"
+    assert stage.voter.current("s1") is not None and stage.voter.current("s2") is None
+
+
+def test_frames_of_a_revoked_partition_still_queued_are_not_analysed(world: dict[str, Any]) -> None:
+    """A decoded batch that waited while its partition was revoked opens no segment here: the
+    partition's new owner processes those frames (this consumer's commit for them is refused)."""
+    clock = FakeClock()
+    stage = stage_of(world, clock)
+    s1 = [Record("frames", *p.to_record(), 1, i) for i, p in enumerate(keyframe_packets(world["videos"]["s1"], "s1"))]
+    frames, letters = stage.decode_records(s1)
+    assert letters == [] and frames
+    stage.revoke({("frames", 1)})
+    assert stage.infer_frames(frames) == []
+    assert stage.counters.skipped_revoked == len(frames) and all(f.shed for f in frames)
+    assert stage.voter.current("s1") is None
+    stage.assign({("frames", 1)})
+    fresh, _ = stage.decode_records(s1)
+    outputs = stage.infer_frames(fresh)
+    assert any(r.header("event") == b"match.started" for r in outputs), "assigned again: its frames count"
