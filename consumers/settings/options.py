@@ -77,6 +77,7 @@ GROUPS: dict[str, tuple[Option, ...]] = {
     ),
     "pipeline": (
         Option("--min-similarity", "voter.min_similarity", "gallery hits below this do not vote", type=float),
+        Option("--detection-threshold", "pipeline.detection_threshold", "least objectness to keep a box", type=float),
         Option("--sold-threshold", "pipeline.sold_threshold", "least sold-item probability to vote", type=float),
         Option("--motion-window-s", "pipeline.motion_window_s",
                "compare each box with the frame this many stream seconds earlier; still boxes beside moving "

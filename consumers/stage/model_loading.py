@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consumers.settings import ModelSettings
+from consumers.settings import ModelSettings, PipelineSettings
 from consumers.settings.sections import SHIPPED_MODELS
 from engines.base import Detector, Embedder
 
@@ -12,13 +12,14 @@ from engines.base import Detector, Embedder
 DEFAULT_MODELS_DIR = SHIPPED_MODELS
 
 
-def load_models(models: ModelSettings, score_threshold: float = 0.3, nms_iou: float = 0.6) -> tuple[Detector, Embedder]:
+def load_models(models: ModelSettings, score_threshold: float = PipelineSettings.detection_threshold,
+                nms_iou: float = PipelineSettings.nms_iou) -> tuple[Detector, Embedder]:
     """Load ``(detector, embedder)``; a bad package raises ``ModelPackageError`` (one line).
 
     Args:
         models: Package folders, pinned digests, backend and flip averaging.
-        score_threshold: Detector objectness threshold.
-        nms_iou: Detector NMS IoU threshold.
+        score_threshold: Detector objectness threshold (default: ``pipeline.detection_threshold``'s).
+        nms_iou: Detector NMS IoU threshold (default: ``pipeline.nms_iou``'s).
 
     Returns:
         Objects following the ``engines`` Detector and Embedder protocols.
