@@ -13,6 +13,8 @@ Prints, for ``--data DIR`` (e.g. ``../shared/realdev/tianchi-demo-25``, evaluati
 - the detector alone on the annotated frames: share of sold-item boxes matched (IoU >= 0.5) by any
   detection, and by the detection with the highest sold-item probability; and, when the embedder
   gives a garment probability per crop, by the detection with the highest objectness x sold x garment;
+- the same any-box recall when boxes of lower objectness are kept too (0.3 down to 0.01): how many
+  sold items the detector finds but scores under ``pipeline.detection_threshold``;
 - what the detector's box geometry costs the embedder, apart from choosing the box: for each annotated
   sold-item box that a detection matches, the crop of the annotated box and the crop of that detection
   against the same gallery (R@1 each, and the per-stream top-1 each gives over those frames).
@@ -38,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from consumers.settings import Settings  # noqa: E402
+from consumers.settings import ModelSettings, Settings  # noqa: E402
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
 from consumers.stage.model_loading import load_models  # noqa: E402
 from consumers.stage.motion_cue import MotionCue  # noqa: E402
@@ -49,6 +51,8 @@ from training.tianchi import TianchiDataset, read_frames  # noqa: E402
 
 IOU = 0.5
 CROP_EXPAND = 0.1
+#: Objectness thresholds of the any-box recall curve (the default ``pipeline.detection_threshold`` first).
+OBJECTNESS_THRESHOLDS = (0.3, 0.2, 0.1, 0.05, 0.01)
 
 
 def annotated_crops(data: TianchiDataset, views: tuple[str, ...] = ("box",)) -> tuple[
@@ -200,6 +204,37 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) 
     return figures
 
 
+def objectness_recall_figures(models: ModelSettings, data: TianchiDataset,
+                               thresholds: tuple[float, ...] = OBJECTNESS_THRESHOLDS) -> dict[str, float]:
+    """Any-box recall of the annotated sold-item boxes (IoU >= 0.5) when the detector keeps boxes of
+    objectness down to each threshold. One run at the lowest threshold: greedy NMS never lets a weaker
+    box remove a stronger one, so keeping the boxes at or above a threshold gives that threshold's run.
+
+    Returns:
+        ``{"0.3": recall, ...}`` keyed by the threshold as printed.
+    """
+    from engines import load_detector
+
+    detector = load_detector(Path(models.detector_dir), backend=models.backend, score_threshold=min(thresholds))
+    items = data.instance_to_item()
+    best: list[float] = []  # per sold box: the highest objectness among the detections that match it
+    for video in data.videos():
+        frames = read_frames(video.path, [f.frame_index for f in video.frames])
+        shown = [f for f in video.frames if f.frame_index in frames]
+        for frame, dets in zip(shown, detector.detect([frames[f.frame_index] for f in shown]), strict=True):
+            for ann in frame.annotations:
+                if ann.instance_id <= 0 or ann.instance_id not in items:
+                    continue
+                if len(dets) == 0:
+                    best.append(0.0)
+                    continue
+                overlaps = iou_matrix(np.asarray([ann.box], dtype=np.float32), np.asarray(dets.boxes, dtype=np.float32))[0]
+                matched = np.asarray(dets.scores)[overlaps >= IOU]
+                best.append(float(matched.max()) if matched.size else 0.0)
+    scores = np.asarray(best)
+    return {f"{t:g}": float(np.mean(scores >= t)) if scores.size else 0.0 for t in thresholds}
+
+
 def box_geometry_figures(detector: Any, embedder: Any, data: TianchiDataset) -> dict[str, Any]:
     """The embedder on the detector's own boxes. For each annotated sold-item box that some detection
     matches (IoU >= 0.5), the crop of the annotated box and the crop of its best-overlapping detection
@@ -269,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["embedder_crops"] = embedder_figures(embedder, data, choice.models.gallery_view_names)
     figures["detector_boxes"] = detector_figures(detector, data, embedder)
     figures["box_geometry"] = box_geometry_figures(detector, embedder, data)
+    figures["any_box_recall_by_objectness"] = objectness_recall_figures(choice.models, data)
     if not args.skip_pipeline:
         # Side by side: the visual votes alone, then with the set's titles and transcripts (if any).
         figures["pipeline_no_text"] = pipeline_figures(args.data, choice, [*args.pipeline_args.split(), "--no-text"])
@@ -287,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     if "top_box_recall_with_garment_prior" in d:
         print(f"detector + embedder garment prior: top box recall {d['top_box_recall_with_garment_prior']:.3f}, "
               f"with the motion cue too {d['top_box_recall_with_garment_prior_and_motion']:.3f}")
+    curve = ", ".join(f"{t} {r:.3f}" for t, r in figures["any_box_recall_by_objectness"].items())
+    print(f"detector alone, any-box recall by objectness threshold: {curve}")
     b = figures["box_geometry"]
     ann, det = b["annotated"], b["detected"]
     print(f"box geometry ({b['matched_boxes']} sold boxes a detection matches): crop R@1 annotated box "

@@ -23,6 +23,9 @@ def test_real_accuracy_figures_agree_with_one_another(tmp_path: Path) -> None:
     assert geometry["matched_boxes"] == round(boxes["any_box_recall"] * boxes["sold_boxes"])
     if geometry["matched_boxes"] == crops["queries"]:  # every box matched: the same annotated crops
         assert geometry["annotated"]["R@1"] == crops["R@1"]
+    # the recall curve: more boxes kept, never fewer sold items found; its first point is the detector's own
+    curve = list(figures["any_box_recall_by_objectness"].values())
+    assert curve == sorted(curve) and curve[0] == boxes["any_box_recall"]
     for way in ("annotated", "detected"):
         assert 0.0 <= geometry[way]["R@1"] <= 1.0
         assert geometry[way]["streams"]["videos"] == 1
