@@ -8,6 +8,8 @@ from typing import Any
 from consumers_media import ITEMS, LOOSE_SETTINGS, export_tiny_models, make_shop_images, make_video
 
 from consumers.bus import Record
+from consumers.bus.in_process import InProcessBus, InProcessProducer
+from consumers.bus.topics import topic_specs
 from consumers.settings import ModelSettings
 from consumers.stage.builder import build_stage
 from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index
@@ -56,3 +58,18 @@ def frame_records(packets: list[FramePacket], catalog: str | None = None) -> lis
             headers = [*headers, ("catalog", catalog.encode())]
         out.append(Record("frames", key, value, headers, 0, offset))
     return out
+
+
+def bus_of(clock: FakeClock) -> tuple[InProcessBus, InProcessProducer]:
+    """An in-process bus with the tests' topics, and a producer on it."""
+    bus = InProcessBus(clock)
+    bus.create_topics(topic_specs(SETTINGS.topics))
+    return bus, bus.producer()
+
+
+def produce_keyframes(producer: InProcessProducer, world: dict[str, Any], stream_id: str) -> int:
+    """Publish the keyframes of the world's video ``stream_id`` to ``frames``; returns how many."""
+    packets = keyframe_packets(world["videos"][stream_id], stream_id)
+    for packet in packets:
+        producer.produce("frames", *packet.to_record())
+    return len(packets)

@@ -10,11 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 from consumers_media import ITEMS
-from stage_world import SETTINGS, frame_records, keyframe_packets, stage_of
+from stage_world import SETTINGS, bus_of, frame_records, keyframe_packets, produce_keyframes, stage_of
 
 from consumers.bus import BusError, Record, TopicPartition
-from consumers.bus.in_process import InProcessBus
-from consumers.bus.topics import topic_specs
 from consumers.messages.dead_letter import DeadLetter
 from consumers.messages.match_event import validate_match_event
 from consumers.services.embedded import EmbeddedPipeline, InFlightWindow, SourceSpec
@@ -53,11 +51,8 @@ def test_embedded_pipeline_end_to_end(world: dict[str, Any]) -> None:
 @pytest.mark.parametrize("loop", [run_stage_loop, run_decoupled_loop], ids=["one-thread", "decode-thread"])
 def test_runner_publishes_then_commits(world: dict[str, Any], loop: Any) -> None:
     clock = FakeClock()
-    bus = InProcessBus(clock)
-    bus.create_topics(topic_specs(SETTINGS.topics))
-    producer = bus.producer()
-    for packet in keyframe_packets(world["videos"]["s1"], "s1"):
-        producer.produce("frames", *packet.to_record())
+    bus, producer = bus_of(clock)
+    produce_keyframes(producer, world, "s1")
     tp = TopicPartition("frames", 0)
     stop = threading.Event()
     stop.set()  # drain what is there, then return
@@ -91,9 +86,7 @@ def test_runner_publishes_then_commits(world: dict[str, Any], loop: Any) -> None
 
 def test_corrupt_record_goes_to_dlq_and_other_streams_flow(world: dict[str, Any]) -> None:
     clock = FakeClock()
-    bus = InProcessBus(clock)
-    bus.create_topics(topic_specs(SETTINGS.topics))
-    producer = bus.producer()
+    bus, producer = bus_of(clock)
     good = keyframe_packets(world["videos"]["s2"], "s2")
     bad = keyframe_packets(world["videos"]["s1"], "s1")[0]
     for i, packet in enumerate(good):
@@ -253,9 +246,7 @@ def test_a_poison_record_of_any_error_class_is_a_dead_letter_and_the_loop_goes_o
     """The 10^400 pts, an oversized frame, a non-finite wallclock, and a decoder that raises an error
     that is not the project's own: each is one dead letter; frames in = processed + dead letters."""
     clock = FakeClock()
-    bus = InProcessBus(clock)
-    bus.create_topics(topic_specs(SETTINGS.topics))
-    producer = bus.producer()
+    bus, producer = bus_of(clock)
     good = keyframe_packets(world["videos"]["s2"], "s2")
     key, value, headers = good[0].to_record()
     poison = {

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from stage_world import SETTINGS, frame_records, keyframe_packets, stage_of
+from stage_world import SETTINGS, bus_of, frame_records, keyframe_packets, produce_keyframes, stage_of
 
 from consumers.bus import Record
 from consumers.bus.in_process import InProcessBus
@@ -29,11 +29,8 @@ def test_a_stream_that_stops_ends_its_segment_on_the_idle_timer(world: dict[str,
     from consumers.stage import loops as runners
 
     clock = FakeClock()
-    bus = InProcessBus(clock)
-    bus.create_topics(topic_specs(SETTINGS.topics))
-    producer = bus.producer()
-    for packet in keyframe_packets(world["videos"]["s2"], "s2"):
-        producer.produce("frames", *packet.to_record())
+    bus, producer = bus_of(clock)
+    packets = produce_keyframes(producer, world, "s2")
     stage = stage_of(world, clock)
     stop = threading.Event()
     loop = getattr(runners, loop_name)
@@ -46,7 +43,6 @@ def test_a_stream_that_stops_ends_its_segment_on_the_idle_timer(world: dict[str,
         seen.extend(reader.poll(timeout_s=0.1, max_records=100))
         return [r.header("event") for r in seen]
 
-    packets = len(keyframe_packets(world["videos"]["s2"], "s2"))
     try:
         deadline = time.monotonic() + 20
         while stage.counters.frames < packets and time.monotonic() < deadline:
