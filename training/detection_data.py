@@ -274,6 +274,7 @@ def augment(
     content: tuple[int, int] | None = None,
     out_size: int | None = None,
     camera: bool = False,
+    zoom: tuple[float, float] = (0.6, 1.3),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random zoom and shift (or crop), horizontal flip and colour jitter of a letterboxed sample.
 
@@ -284,11 +285,13 @@ def augment(
         rng: Random source.
         content: (width, height) of the image at the canvas' top-left (default the whole canvas);
             shifts are drawn so that the zoomed content and the output window overlap.
-        out_size: Side T of the output window (default S). With T < S every sample is zoomed by
-            0.6-1.3 and cut to a T x T window over its content: cheaper training at the same
+        out_size: Side T of the output window (default S). With T < S every sample is zoomed
+            (``zoom``) and cut to a T x T window over its content: cheaper training at the same
             object scale as inference.
         camera: Also apply :func:`training.camera_effects.camera_effects` (shading, noise, blur,
             white balance, JPEG), which keeps the geometry.
+        zoom: (low, high) of the uniform zoom factor; below 1 the frame shrinks inside the window,
+            so garments appear smaller than the renders draw them (a wide, full-body shot).
 
     Returns:
         The new image (T, T, 3) uint8, boxes (m, 4) and the kept indices (m,); boxes left less
@@ -299,7 +302,7 @@ def augment(
     content_w, content_h = content or (size, size)
     out = image
     if window != size or rng.random() < 0.7:
-        scale = float(rng.uniform(0.6, 1.3))
+        scale = float(rng.uniform(zoom[0], zoom[1]))
         free_x, free_y = window - content_w * scale, window - content_h * scale
         shift = window != size or rng.random() < 0.8
         tx = float(rng.uniform(min(free_x, 0.0), max(free_x, 0.0))) if shift else 0.0
@@ -344,10 +347,12 @@ class DetectionSamples(Dataset[dict[str, torch.Tensor]]):
         seed: Base seed; each (epoch, item) gets its own stream through ``set_epoch``.
         train_size: Side of the augmented training window (see ``augment``); default the cache's S.
         camera: Add the photographic degradations of ``training.camera_effects`` when augmenting.
+        zoom: (low, high) zoom factor of ``augment``.
     """
 
     def __init__(self, cache: DetectionCache, indices: Sequence[int] | None = None, *, augment_data: bool,
-                 stride: int = 8, seed: int = 0, train_size: int | None = None, camera: bool = False) -> None:
+                 stride: int = 8, seed: int = 0, train_size: int | None = None, camera: bool = False,
+                 zoom: tuple[float, float] = (0.6, 1.3)) -> None:
         self.cache = cache
         self.indices = np.arange(len(cache)) if indices is None else np.asarray(indices, np.int64)
         self.augment_data = augment_data
@@ -355,6 +360,7 @@ class DetectionSamples(Dataset[dict[str, torch.Tensor]]):
         self.seed = seed
         self.train_size = train_size
         self.camera = camera
+        self.zoom = zoom
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -373,7 +379,7 @@ class DetectionSamples(Dataset[dict[str, torch.Tensor]]):
             rng = np.random.default_rng((self.seed, self.epoch, index))
             content = (int(self.cache.sizes[index, 0]), int(self.cache.sizes[index, 1]))
             image, boxes, keep = augment(image, boxes.copy(), keep, rng, content=content, out_size=self.train_size,
-                                         camera=self.camera)
+                                         camera=self.camera, zoom=self.zoom)
         size = image.shape[0]
         targets = encode_targets(boxes, classes[keep], sold[keep], size, size, self.stride)
         sample = {name: torch.from_numpy(value) for name, value in targets.items()}

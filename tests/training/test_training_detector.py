@@ -11,7 +11,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from stream.errors import LiveTagError
 from training.categories import CATEGORIES
+from training.commands.train_detector import DetectorTrainSettings
 from training.detection_data import DetectionCache, DetectionSamples, augment
 from training.detection_losses import detection_losses, detector_loss_fn, encode_targets, giou
 from training.detection_metrics import FramePrediction, average_precision, detection_metrics, match
@@ -167,6 +169,26 @@ def test_augmentation_keeps_boxes_on_their_pixels(out_size: int | None) -> None:
             assert (inner[..., 0] > inner[..., 2] + 40).mean() > 0.9
     assert kept >= 10  # shifts are drawn over the content, so the box mostly stays in view
 
+
+
+@pytest.mark.parametrize("zoom", [(0.3, 0.3), (0.6, 0.6), (1.2, 1.2)])
+def test_augmentation_zoom_sets_the_object_scale(zoom: tuple[float, float]) -> None:
+    image = np.full((128, 128, 3), 114, np.uint8)
+    box = np.array([[40.0, 40.0, 80.0, 88.0]], np.float32)  # 40 x 48 pixels
+    checked = 0
+    for seed in range(10):
+        _, boxes, _ = augment(image, box.copy(), np.arange(1), np.random.default_rng(seed),
+                              content=(128, 128), out_size=96, zoom=zoom)  # a smaller window: always zoomed
+        if len(boxes) and np.all(boxes[0, :2] > 0) and np.all(boxes[0, 2:] < 96):  # wholly in view
+            sides = boxes[0, 2:] - boxes[0, :2]
+            np.testing.assert_allclose(sides, [40 * zoom[0], 48 * zoom[0]], rtol=1e-4)
+            checked += 1
+    assert checked >= 3
+
+
+def test_detector_settings_reject_a_zoom_outside_its_range(tmp_path: Path) -> None:
+    with pytest.raises(LiveTagError, match="--zoom-min"):
+        DetectorTrainSettings(data=tmp_path, out=tmp_path, zoom_min=1.5)
 
 def test_average_precision_known_values() -> None:
     assert average_precision(np.array([0.9, 0.8]), np.array([True, True]), 2) == pytest.approx(1.0)
