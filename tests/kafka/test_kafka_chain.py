@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from kafka_helpers import LoopThread, wait_for
 
+from consumers.bus import Record
 from consumers.bus.kafka import KafkaBus
 from consumers.bus.topics import TopicNames
 from consumers.messages.payload_schemas import check_payload, headers_document
@@ -43,7 +44,7 @@ def test_chains_travel_through_kafka_and_decode_to_the_exact_pictures(
     producer.flush(10)
     worker = IngestWorker(kafka_bus, kafka_topics, IngestSettings(group_id="ingest-chain", allow_files=(str(tmp_path),)))
     reader = kafka_bus.consumer([kafka_topics.frames], None)
-    records: list = []
+    records: list[Record] = []
 
     def read() -> None:
         records.extend(reader.poll(0.3, 500))

@@ -170,7 +170,6 @@ def test_augmentation_keeps_boxes_on_their_pixels(out_size: int | None) -> None:
     assert kept >= 10  # shifts are drawn over the content, so the box mostly stays in view
 
 
-
 @pytest.mark.parametrize("zoom", [(0.3, 0.3), (0.6, 0.6), (1.2, 1.2)])
 def test_augmentation_zoom_sets_the_object_scale(zoom: tuple[float, float]) -> None:
     image = np.full((128, 128, 3), 114, np.uint8)
@@ -189,6 +188,7 @@ def test_augmentation_zoom_sets_the_object_scale(zoom: tuple[float, float]) -> N
 def test_detector_settings_reject_a_zoom_outside_its_range(tmp_path: Path) -> None:
     with pytest.raises(LiveTagError, match="--zoom-min"):
         DetectorTrainSettings(data=tmp_path, out=tmp_path, zoom_min=1.5)
+
 
 def test_average_precision_known_values() -> None:
     assert average_precision(np.array([0.9, 0.8]), np.array([True, True]), 2) == pytest.approx(1.0)
