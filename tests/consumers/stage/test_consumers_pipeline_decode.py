@@ -8,11 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from stage_world import SETTINGS, frame_records, keyframe_packets, stage_of
+from stage_world import SETTINGS, bus_of, frame_records, keyframe_packets, stage_of
 
 from consumers.bus import Record
-from consumers.bus.in_process import InProcessBus
-from consumers.bus.topics import topic_specs
 from consumers.messages.dead_letter import DeadLetter
 from consumers.stage.builder import build_stage
 from consumers.stage.loops import run_consumer_loop
@@ -94,9 +92,8 @@ def test_the_one_loop_splits_decoding_from_inference_when_the_stage_can(decouple
         def infer_frames(self, frames: Any) -> list[Record]:
             return []
 
-    bus = InProcessBus(FakeClock())
-    bus.create_topics(topic_specs(SETTINGS.topics))
-    bus.producer().produce("frames", b"s1", b"x", [])
+    bus, producer = bus_of(FakeClock())
+    producer.produce("frames", b"s1", b"x", [])
     stop = threading.Event()
     stop.set()
     counters = run_consumer_loop(bus.consumer(["frames"], "infer"), bus.producer(), Split(), stop, SETTINGS.batch,

@@ -13,8 +13,6 @@ import pytest
 from stage_world import SETTINGS, bus_of, frame_records, keyframe_packets, produce_keyframes, stage_of
 
 from consumers.bus import Record
-from consumers.bus.in_process import InProcessBus
-from consumers.bus.topics import topic_specs
 from consumers.stage.builder import build_stage
 from engines.gallery import GalleryIndex
 from stream.clock import FakeClock
@@ -108,9 +106,8 @@ def test_twice_overloaded_latency_stays_bounded_by_shedding(world: dict[str, Any
         return infer(frames)
 
     stage.infer_frames = timed  # type: ignore[method-assign]
-    bus = InProcessBus(clock)
-    bus.create_topics(topic_specs(SETTINGS.topics))
-    producer, consumer = bus.producer(), bus.consumer(["frames"], "infer")
+    bus, producer = bus_of(clock)
+    consumer = bus.consumer(["frames"], "infer")
     source = keyframe_packets(world["videos"]["s2"], "s2")
     start, total, sent = clock.now(), 300, 0
     while True:
