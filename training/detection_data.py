@@ -257,6 +257,10 @@ def load_cache(path: Path) -> DetectionCache:
     return DetectionCache(images=images, path=path, **parts)
 
 
+#: Default (low, high) zoom factor of :func:`augment`.
+TRAIN_ZOOM = (0.6, 1.3)
+
+
 def normalise_images(images: np.ndarray) -> torch.Tensor:
     """(B, S, S, 3) uint8 -> (B, 3, S, S) float32 ``(x / 255 - MEAN) / STD``."""
     x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -274,7 +278,7 @@ def augment(
     content: tuple[int, int] | None = None,
     out_size: int | None = None,
     camera: bool = False,
-    zoom: tuple[float, float] = (0.6, 1.3),
+    zoom: tuple[float, float] = TRAIN_ZOOM,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random zoom and shift (or crop), horizontal flip and colour jitter of a letterboxed sample.
 
@@ -352,7 +356,7 @@ class DetectionSamples(Dataset[dict[str, torch.Tensor]]):
 
     def __init__(self, cache: DetectionCache, indices: Sequence[int] | None = None, *, augment_data: bool,
                  stride: int = 8, seed: int = 0, train_size: int | None = None, camera: bool = False,
-                 zoom: tuple[float, float] = (0.6, 1.3)) -> None:
+                 zoom: tuple[float, float] = TRAIN_ZOOM) -> None:
         self.cache = cache
         self.indices = np.arange(len(cache)) if indices is None else np.asarray(indices, np.int64)
         self.augment_data = augment_data
