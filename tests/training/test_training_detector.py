@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from training.detection_data import DetectionCache, DetectionSamples, augment
 from training.detection_losses import detection_losses, detector_loss_fn, encode_targets, giou
 from training.detection_metrics import FramePrediction, average_precision, detection_metrics, match
 from training.engine import load_checkpoint, seed_everything, train_one_epoch
-from training.models.detector import DetectorConfig, GarmentDetector, decode
+from training.models.detector import DetectorConfig, GarmentDetector, decode, flip_averaged
 
 SMALL = DetectorConfig(widths=(8, 16, 16, 24, 32), neck_channels=24)
 
@@ -82,6 +83,39 @@ def test_decoded_outputs_have_the_contract_shapes() -> None:
     assert class_probs.shape == (2, 100, 23) and sold.shape == (2, 100)
     assert torch.allclose(class_probs.sum(-1), torch.ones(2, 100), atol=1e-5)
     assert bool(((scores >= 0) & (scores <= 1)).all())
+
+
+def test_flip_test_detects_a_mirrored_image_as_the_mirror_of_its_boxes() -> None:
+    """With flip averaging the detector is mirror-symmetric: a mirrored image gives the same scores and
+    the mirrored boxes (which fails if the left and right distances are not swapped back)."""
+    torch.manual_seed(4)
+    model = GarmentDetector(replace(SMALL, flip_test=True)).eval()
+    with torch.no_grad():
+        model.center.weight.normal_(0.0, 1.0)
+        model.distances.weight.normal_(0.0, 0.3)
+        image = torch.rand(1, 3, 96, 128)
+        boxes, scores, _, sold = model(image)
+        m_boxes, m_scores, _, m_sold = model(image.flip(-1))
+    keep = scores[0] > 0  # decoded peaks (the rest are padding slots)
+    order, m_order = torch.argsort(-scores[0][keep]), torch.argsort(-m_scores[0][m_scores[0] > 0])
+    assert int(keep.sum()) == int((m_scores[0] > 0).sum()) > 3
+    assert torch.allclose(scores[0][keep][order], m_scores[0][m_scores[0] > 0][m_order], atol=1e-6)
+    mirrored = boxes[0][keep][order][:, [2, 1, 0, 3]] * torch.tensor([-1.0, 1.0, -1.0, 1.0]) + torch.tensor([128.0, 0, 128.0, 0])
+    assert torch.allclose(mirrored, m_boxes[0][m_scores[0] > 0][m_order], atol=1e-3)
+    assert torch.allclose(sold[0][keep][order], m_sold[0][m_scores[0] > 0][m_order], atol=1e-6)
+    plain = GarmentDetector(SMALL).eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(plain(image)[0], boxes)  # the plain detector is not symmetric
+
+
+def test_flip_averaged_means_a_map_and_its_mirror_with_sides_swapped() -> None:
+    maps = {"center": torch.arange(6.0).reshape(1, 1, 1, 6).repeat(2, 1, 1, 1),
+            "distances": torch.stack([torch.full((1, 6), float(v)) for v in (1, 2, 3, 4)])[None].repeat(2, 1, 1, 1)}
+    out = flip_averaged(maps)
+    assert out["center"].shape == (1, 1, 1, 6)
+    assert out["center"][0, 0, 0].tolist() == [2.5] * 6  # (j + (5 - j)) / 2
+    assert out["distances"][0, :, 0, 0].tolist() == [2.0, 2.0, 2.0, 4.0]  # left (1 + 3) / 2, right (3 + 1) / 2
 
 
 def test_decode_finds_planted_peaks_with_their_boxes() -> None:

@@ -153,3 +153,28 @@ def test_wrong_inputs_are_refused(detectors: tuple[Path, Path], tmp_path: Path) 
         repack(detectors[0], detectors[0])
     with pytest.raises(LiveTagError, match="holds no spec.json"):
         repack(tmp_path, tmp_path / "out")
+
+
+def test_flip_test_repack_sets_the_option_and_clears_back_to_the_source(detectors: tuple[Path, Path], tmp_path: Path) -> None:
+    _, pixels = detectors
+    report = repack(pixels, tmp_path / "flip", flip_test=True)
+    spec = json.loads((tmp_path / "flip" / "spec.json").read_text())
+    assert spec["torch"]["config"]["flip_test"] is True and spec["repacked_from"]["flip_test"] is False
+    assert report["onnx_vs_torch"] < 1e-2 and report["onnx_vs_source"] > 1e-2  # a different graph, by design
+    frames = _frames(2)
+    flipped = _engine(tmp_path / "flip").detect(frames)  # type: ignore[union-attr]
+    mirrored = _engine(tmp_path / "flip").detect([np.ascontiguousarray(f[:, ::-1]) for f in frames])  # type: ignore[union-attr]
+    for one, other in zip(flipped, mirrored, strict=True):  # mirror-symmetric on real frames
+        assert sorted(np.round(one.scores, 4)) == sorted(np.round(other.scores, 4))
+    back = repack(tmp_path / "flip", tmp_path / "back", flip_test=False)
+    assert back["onnx_vs_source"] > 1e-2  # against the flip graph it came from
+    plain = _engine(pixels).detect(frames)  # type: ignore[union-attr]
+    again = _engine(tmp_path / "back").detect(frames)  # type: ignore[union-attr]
+    for one, other in zip(plain, again, strict=True):
+        assert np.allclose(one.boxes, other.boxes, atol=1e-3) and np.allclose(one.scores, other.scores, atol=1e-5)
+
+
+def test_flip_test_is_refused_for_an_embedder(embedders: tuple[Path, Path], tmp_path: Path) -> None:
+    with pytest.raises(LiveTagError, match="detector packages"):
+        repack(embedders[1], tmp_path / "flip", flip_test=True)
+    assert not (tmp_path / "flip").exists()

@@ -6,6 +6,10 @@ Nothing is trained: the network is rebuilt from ``weights.pt`` (``spec["torch"]`
 its ONNX graph checked against the torch module (``training.export.check_parity``) and against the
 source package's ONNX graph on the same pixels. The spec keeps its fields (metrics, provenance); the
 version keeps its date and takes the new graph's digest, and ``repacked_from`` names the source.
+
+``--flip-test`` (detectors) exports the same weights with flip test-time augmentation in the graph
+(``training.models.detector.flip_averaged``): the outputs differ from the source's by design, so
+the check against the source graph is reported, not enforced; the torch-vs-ONNX check still holds.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +40,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", type=Path, help="write the re-exported package here (a new folder)")
     parser.add_argument("--float-input", action="store_true",
                         help="export with float32 NCHW input normalised by the caller (default: uint8 pixels)")
+    parser.add_argument("--flip-test", choices=("on", "off"), default=None,
+                        help="detectors: decode the mean of the image's and its mirror's maps (twice the cost); "
+                             "default: as the source")
 
 
 def run(args: argparse.Namespace, _serving: object = None) -> int:
     """Entry point; returns the exit code."""
-    report = repack(args.source, args.out, pixel_input=not args.float_input)
+    flip = None if args.flip_test is None else args.flip_test == "on"
+    report = repack(args.source, args.out, pixel_input=not args.float_input, flip_test=flip)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -53,11 +62,19 @@ def parity_pixels(height: int, width: int, count: int = PARITY_IMAGES, seed: int
     return np.stack([cv2.resize(c, (width, height), interpolation=cv2.INTER_CUBIC) for c in coarse])
 
 
-def repack(source: Path, out: Path, pixel_input: bool = True) -> dict[str, Any]:
+def repack(source: Path, out: Path, pixel_input: bool = True, flip_test: bool | None = None) -> dict[str, Any]:
     """Re-export ``source`` into ``out`` with the chosen input format; returns what was checked.
 
+    Args:
+        source: A model package folder.
+        out: A new folder for the re-exported package.
+        pixel_input: Graph input RGB uint8 (B, H, W, 3) rather than normalised float32 (B, 3, H, W).
+        flip_test: Detectors: set (True) or clear (False) the flip test-time augmentation of
+            ``DetectorConfig.flip_test``; None keeps the source's.
+
     Raises:
-        LiveTagError: ``source`` is not a package, ``out`` is ``source``, or a parity check fails.
+        LiveTagError: ``source`` is not a package, ``out`` is ``source``, ``flip_test`` is given for
+            a package that is not a detector, or a parity check fails.
     """
     import torch
 
@@ -68,7 +85,15 @@ def repack(source: Path, out: Path, pixel_input: bool = True) -> dict[str, Any]:
     if out.resolve() == source.resolve():
         raise LiveTagError("write the re-exported package to a new folder, not over its source")
     spec = json.loads((source / "spec.json").read_text(encoding="utf-8"))
+    flip_changed = flip_test is not None and bool(spec.get("torch", {}).get("config", {}).get("flip_test", False)) != flip_test
+    if flip_test is not None and spec.get("role") != "detector":
+        raise LiveTagError(f"--flip-test applies to detector packages; {source} is a {spec.get('role')!r} package")
     module = build_torch_module(source)
+    if flip_changed:
+        from training.models.detector import config_dict
+
+        module.config = replace(module.config, flip_test=flip_test)
+        spec["torch"] = {**spec["torch"], "config": config_dict(module.config)}
     state = torch.load(source / "weights.pt", map_location="cpu", weights_only=True)
     half = any(v.dtype == torch.float16 for v in state.values())
     inp = spec["input"]
@@ -79,6 +104,8 @@ def repack(source: Path, out: Path, pixel_input: bool = True) -> dict[str, Any]:
     new_spec["version"] = (date.group(0) if date else "0") + "-{onnx_sha8}"
     new_spec["repacked_from"] = {"version": spec.get("version"), "onnx_sha256": spec.get("onnx_sha256"),
                                  "input": f"{inp.get('layout', 'NCHW')} {inp.get('dtype', 'float32')}"}
+    if flip_changed:
+        new_spec["repacked_from"]["flip_test"] = not flip_test
     names = [o["name"] for o in spec["outputs"]]
     export_package(module, out, role=spec["role"], example_input=torch.zeros(1, 3, height, width),
                    output_names=names, spec=new_spec, opset=int(spec.get("opset", 17)), half_storage=half,
@@ -92,7 +119,7 @@ def repack(source: Path, out: Path, pixel_input: bool = True) -> dict[str, Any]:
     except ExportError:
         remove_package(out)
         raise
-    if onnx_vs_source > atol:
+    if onnx_vs_source > atol and not flip_changed:
         remove_package(out)
         raise LiveTagError(f"the re-exported graph differs from its source by {onnx_vs_source:.3g} (> {atol:g})")
     written = json.loads((out / "spec.json").read_text(encoding="utf-8"))

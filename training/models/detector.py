@@ -48,6 +48,8 @@ class DetectorConfig:
             whose stride-8/16/32 maps feed the FPN (``widths`` and ``blocks`` are then unused).
         trainable_blocks: pretrained backbones only: how many of the last blocks are trained; the
             stem and the blocks before them stay frozen with their ImageNet BatchNorm statistics.
+        flip_test: eval mode only: decode the mean of the maps of the image and of its mirror
+            (``flip_averaged``), at twice the network's cost. Training is unchanged.
     """
 
     widths: tuple[int, int, int, int, int] = (16, 24, 48, 80, 112)
@@ -58,6 +60,7 @@ class DetectorConfig:
     max_detections: int = 100
     backbone: str = "scratch"
     trainable_blocks: int = 0
+    flip_test: bool = False
 
     @property
     def stride(self) -> int:
@@ -187,10 +190,36 @@ class GarmentDetector(nn.Module):
             objectness in [0, 1] (0 for slots that are not local peaks); ``class_probs`` (B, K, C)
             softmax; ``sold`` (B, K) sold-item probability. K = ``max_detections``, best first.
         """
-        maps = self.raw(images)
         if self.training:
-            return maps
+            return self.raw(images)
+        if self.config.flip_test:
+            maps = flip_averaged(self.raw(torch.cat([images, images.flip(-1)])))
+        else:
+            maps = self.raw(images)
         return decode(maps, self.config.stride, self.config.max_detections)
+
+
+def flip_averaged(maps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Flip test-time augmentation: the mean of the maps of B images and of their B mirrors.
+
+    The mirror's maps are flipped back along the width, and its left and right distances swapped; the
+    cells line up exactly, since the input width is a multiple of the stride. Logits and
+    log-distances are averaged (a box's sides the geometric mean of the two views').
+
+    Args:
+        maps: ``GarmentDetector.raw`` of a (2B, 3, H, W) batch: the B images, then their mirrors.
+
+    Returns:
+        Maps of the B images, shaped as ``raw`` gives them: (B, ., h, w).
+    """
+    out = {}
+    for name, both in maps.items():
+        half = both.shape[0] // 2
+        mirror = both[half:].flip(-1)
+        if name == "distances":
+            mirror = mirror[:, [2, 1, 0, 3]]  # left <-> right
+        out[name] = (both[:half] + mirror) * 0.5
+    return out
 
 
 def cell_centers(height: int, width: int, stride: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
