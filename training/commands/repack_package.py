@@ -90,9 +90,12 @@ def repack(source: Path, out: Path, pixel_input: bool = True, flip_test: bool | 
         raise LiveTagError(f"--flip-test applies to detector packages; {source} is a {spec.get('role')!r} package")
     module = build_torch_module(source)
     if flip_changed:
-        from training.models.detector import config_dict
+        from training.models.detector import DetectorConfig, config_dict
 
-        module.config = replace(module.config, flip_test=flip_test)
+        config = module.config
+        if not isinstance(config, DetectorConfig):
+            raise LiveTagError(f"{source} is a detector package whose module has no DetectorConfig")
+        module.config = replace(config, flip_test=flip_test)
         spec["torch"] = {**spec["torch"], "config": config_dict(module.config)}
     state = torch.load(source / "weights.pt", map_location="cpu", weights_only=True)
     half = any(v.dtype == torch.float16 for v in state.values())
