@@ -95,7 +95,7 @@ def repack(source: Path, out: Path, pixel_input: bool = True, flip_test: bool | 
         config = module.config
         if not isinstance(config, DetectorConfig):
             raise LiveTagError(f"{source} is a detector package whose module has no DetectorConfig")
-        module.config = replace(config, flip_test=flip_test)
+        module.config = replace(config, flip_test=bool(flip_test))
         spec["torch"] = {**spec["torch"], "config": config_dict(module.config)}
     state = torch.load(source / "weights.pt", map_location="cpu", weights_only=True)
     half = any(v.dtype == torch.float16 for v in state.values())
