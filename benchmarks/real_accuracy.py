@@ -19,7 +19,8 @@ Prints, for ``--data DIR`` (e.g. ``../shared/realdev/tianchi-demo-25``, evaluati
   sold-item box that a detection matches, the crop of the annotated box and the crop of that detection
   against the same gallery (R@1 each, and the per-stream top-1 each gives over those frames).
 
-Nothing is tuned here: the packages run with their default settings. ``--json FILE`` writes the figures.
+Nothing is tuned here: the packages run with their default settings. ``--json FILE`` writes the figures,
+with every video's answer; ``benchmarks/compare_real.py`` compares two such files stream by stream.
 
 Usage::
 
@@ -281,9 +282,24 @@ def pipeline_figures(root: Path, models: Settings, pipeline_args: list[str] | No
     scored = report["scored_videos"]
     correct = sum(1 for row in report["per_video"] if row.get("correct"))
     undecided = sum(1 for row in report["per_video"] if not row.get("decided"))
+    answers = {row["video_id"]: {"predicted": row["predicted"], "truth": row["truth"], "correct": bool(row["correct"]),
+                                 "rank": row.get("rank")}
+               for row in report["per_video"] if "correct" in row}
     return {"top1": report["top1_accuracy"], "correct": correct, "videos": scored, "undecided": undecided,
+            "top1_interval_95": wilson_interval(correct, scored),
             "R@5": report["recall_at"]["5"],
-            "first_correct_median_s": report["time_to_first_correct_s"]["median"]}
+            "first_correct_median_s": report["time_to_first_correct_s"]["median"], "answers": answers}
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (how far ``successes / trials`` may be from the rate
+    that produced it: with 25 streams, 10/25 is anywhere from 0.23 to 0.59)."""
+    if trials <= 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * ((p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5) / (1 + z * z / trials)
+    return (round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -333,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, label in (("pipeline_no_text", "pipeline, no text"), ("pipeline", "pipeline + text")):
         if key in figures:
             p = figures[key]
-            print(f"{label}: per-stream top-1 {p['top1']} ({p['correct']}/{p['videos']}), R@5 {p['R@5']}, "
+            low, high = p["top1_interval_95"]
+            print(f"{label}: per-stream top-1 {p['top1']} ({p['correct']}/{p['videos']}; 95 % interval {low:.2f}-{high:.2f}), "
+                  f"R@5 {p['R@5']}, "
                   f"no match event in {p['undecided']} (answered from frame votes), "
                   f"first correct {p['first_correct_median_s']} s (median)")
     if args.json is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from benchmark_scripts import load_benchmark
 
 DEMO = Path(__file__).resolve().parents[2] / "samples" / "demo"
@@ -29,3 +30,26 @@ def test_real_accuracy_figures_agree_with_one_another(tmp_path: Path) -> None:
     for way in ("annotated", "detected"):
         assert 0.0 <= geometry[way]["R@1"] <= 1.0
         assert geometry[way]["streams"]["videos"] == 1
+
+
+def test_end_to_end_figures_carry_every_answer_and_an_interval() -> None:
+    from consumers.settings import Settings
+
+    module = load_benchmark("real_accuracy")
+    row = module.pipeline_figures(DEMO, Settings(), ["--no-text"])
+    assert set(row["answers"]) == {"v000000"} and row["videos"] == 1
+    answer = row["answers"]["v000000"]
+    assert answer["correct"] == (answer["predicted"] == answer["truth"]) and row["correct"] == int(answer["correct"])
+    low, high = row["top1_interval_95"]
+    assert low <= row["top1"] <= high
+
+
+@pytest.mark.parametrize(("successes", "trials", "expected"), [
+    (10, 25, (0.234, 0.593)),  # the dev set's figure: anywhere from 0.23 to 0.59
+    (0, 25, (0.0, 0.133)),
+    (25, 25, (0.867, 1.0)),
+    (1, 1, (0.207, 1.0)),
+    (0, 0, (0.0, 1.0)),  # nothing scored: nothing known
+])
+def test_wilson_interval_known_values(successes: int, trials: int, expected: tuple[float, float]) -> None:
+    assert load_benchmark("real_accuracy").wilson_interval(successes, trials) == pytest.approx(expected, abs=1e-3)
