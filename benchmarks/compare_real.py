@@ -7,6 +7,10 @@ makes no difference" each of those is a coin toss, so the exact two-sided sign t
 test) gives the chance of a split at least as lopsided as the one seen. With 25 streams, 2 gained and 0
 lost has p = 0.5; it takes 6 gained and none lost to reach p < 0.05.
 
+The same test on the true item's rank in each video's ranking (``rank``; beyond the ranking counts
+as last) is more sensitive: a change that lifts the sold item from sixth to second in many streams
+shows there before it shows in top-1.
+
     python benchmarks/real_accuracy.py --data DIR --json before.json
     python benchmarks/real_accuracy.py --data DIR --detector NEW --json after.json
     python benchmarks/compare_real.py before.json after.json
@@ -46,7 +50,8 @@ def paired_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
 
     Returns:
         ``before`` and ``after`` (correct counts), ``videos`` (answered in both), ``gained`` and
-        ``lost`` (sorted video ids) and ``p`` (the sign test).
+        ``lost`` (sorted video ids) and ``p`` (the sign test); ``rank_up`` and ``rank_down`` (videos
+        whose true item ranks higher / lower) and ``rank_p`` (the sign test on them).
 
     Raises:
         ValueError: A run has no per-video answers (written before they were recorded).
@@ -57,9 +62,18 @@ def paired_change(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
     videos = sorted(set(first) & set(second))
     gained = [v for v in videos if second[v]["correct"] and not first[v]["correct"]]
     lost = [v for v in videos if first[v]["correct"] and not second[v]["correct"]]
+    up = [v for v in videos if _rank(second[v]) < _rank(first[v])]
+    down = [v for v in videos if _rank(second[v]) > _rank(first[v])]
     return {"videos": len(videos), "before": sum(bool(first[v]["correct"]) for v in videos),
             "after": sum(bool(second[v]["correct"]) for v in videos), "gained": gained, "lost": lost,
-            "p": sign_test_p(len(gained), len(lost))}
+            "p": sign_test_p(len(gained), len(lost)),
+            "rank_up": up, "rank_down": down, "rank_p": sign_test_p(len(up), len(down))}
+
+
+def _rank(answer: dict[str, Any]) -> float:
+    """The true item's place in the video's ranking; not ranked (or not recorded): last."""
+    rank = answer.get("rank")
+    return float(rank) if isinstance(rank, int) and rank > 0 else math.inf
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "unlikely from noise alone" if change["p"] < 0.05 else "within the noise of this set"
         print(f"{label}: {change['before']}/{change['videos']} -> {change['after']}/{change['videos']}; "
               f"gained {len(change['gained'])} {change['gained']}, lost {len(change['lost'])} {change['lost']}; "
-              f"sign test p = {change['p']:.3f} ({verdict})")
+              f"sign test p = {change['p']:.3f} ({verdict}); true item ranked higher in "
+              f"{len(change['rank_up'])}, lower in {len(change['rank_down'])}, sign test p = {change['rank_p']:.3f}")
         shown += 1
     if not shown:
         print("neither file has an end-to-end row (both runs used --skip-pipeline?)", file=sys.stderr)

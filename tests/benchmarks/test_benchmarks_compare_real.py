@@ -9,9 +9,11 @@ import pytest
 from benchmark_scripts import load_benchmark
 
 
-def _row(correct: dict[str, bool]) -> dict[str, object]:
+def _row(correct: dict[str, bool], ranks: dict[str, int | None] | None = None) -> dict[str, object]:
+    ranks = ranks or {}
     return {"correct": sum(correct.values()), "videos": len(correct),
-            "answers": {v: {"predicted": "a" if ok else "b", "truth": "a", "correct": ok, "rank": 1} for v, ok in correct.items()}}
+            "answers": {v: {"predicted": "a" if ok else "b", "truth": "a", "correct": ok,
+                            "rank": ranks.get(v, 1 if ok else 2)} for v, ok in correct.items()}}
 
 
 @pytest.mark.parametrize(("gained", "lost", "p"), [
@@ -40,6 +42,18 @@ def test_paired_change_names_the_videos_that_flipped() -> None:
     assert change["videos"] == 4 and (change["before"], change["after"]) == (2, 3)
     assert change["gained"] == ["v2", "v3"] and change["lost"] == ["v4"]
     assert change["p"] == pytest.approx(1.0)
+    assert change["rank_up"] == ["v2", "v3"] and change["rank_down"] == ["v4"]
+
+
+def test_paired_change_counts_rank_moves_below_the_top() -> None:
+    """Wrong both times, but the true item moved up (6 -> 2, unranked -> 5) or down (3 -> unranked)."""
+    module = load_benchmark("compare_real")
+    wrong = dict.fromkeys(("v1", "v2", "v3", "v4"), False)
+    change = module.paired_change(_row(wrong, {"v1": 6, "v2": None, "v3": 3, "v4": 4}),
+                                  _row(wrong, {"v1": 2, "v2": 5, "v3": None, "v4": 4}))
+    assert change["gained"] == change["lost"] == []
+    assert change["rank_up"] == ["v1", "v2"] and change["rank_down"] == ["v3"]
+    assert change["rank_p"] == pytest.approx(1.0)
 
 
 def test_main_prints_both_rows_and_refuses_runs_without_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
