@@ -5,7 +5,8 @@ Prints, for ``--data DIR`` (e.g. ``../shared/realdev/tianchi-demo-25``, evaluati
 - the pipeline end to end (``livetag eval tianchi`` defaults, ``fps:4``): per-stream top-1 (k/n), R@5
   and the median time to the first correct match, twice in one run: with the visual votes alone
   (``--no-text``), and with the set's item titles (``image_text/``) and transcripts (``video_text/``)
-  as text cues;
+  as text cues, and the two compared video by video (``compare_real.paired_change``: videos gained
+  and lost by the text, sign test);
 - the embedder alone: crops of the annotated sold-item boxes (+10 %) against crops of the annotated
   shop-image boxes (the whole image where a shop image has no box), item-level R@1 / R@5, and the
   per-stream top-1 those crops give (mean per-item similarity over a video's crops: the ceiling with a
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from consumers.settings import ModelSettings, Settings  # noqa: E402
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
@@ -354,6 +356,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"R@5 {p['R@5']}, "
                   f"no match event in {p['undecided']} (answered from frame votes), "
                   f"first correct {p['first_correct_median_s']} s (median)")
+    if "pipeline" in figures and "pipeline_no_text" in figures:  # what the text changed, video by video
+        from compare_real import paired_change
+
+        text = figures["text_effect"] = paired_change(figures["pipeline_no_text"], figures["pipeline"])
+        print(f"text cues, paired: gained {len(text['gained'])} {text['gained']}, lost {len(text['lost'])} "
+              f"{text['lost']}, sign test p = {text['p']:.3f}; true item ranked higher in {len(text['rank_up'])}, "
+              f"lower in {len(text['rank_down'])}, p = {text['rank_p']:.3f}")
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0
