@@ -282,11 +282,11 @@ def pipeline_figures(root: Path, models: Settings, pipeline_args: list[str] | No
     settings = load_settings(parser.parse_args(pipeline_args or []), {}, SETTINGS_DEFAULTS)
     report, _ = run_tianchi_eval(root, settings.with_overrides(models=models.models), progress=False)
     scored = report["scored_videos"]
-    correct = sum(1 for row in report["per_video"] if row.get("correct"))
     undecided = sum(1 for row in report["per_video"] if not row.get("decided"))
     answers = {row["video_id"]: {"predicted": row["predicted"], "truth": row["truth"], "correct": bool(row["correct"]),
                                  "rank": row.get("rank")}
                for row in report["per_video"] if "correct" in row}
+    correct = sum(answer["correct"] for answer in answers.values())
     return {"top1": report["top1_accuracy"], "correct": correct, "videos": scored, "undecided": undecided,
             "top1_interval_95": wilson_interval(correct, scored),
             "R@5": report["recall_at"]["5"],

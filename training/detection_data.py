@@ -44,6 +44,8 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 KIND_FRAME = 0
 KIND_SHOP = 1
+#: Default (low, high) zoom factor of :func:`augment`.
+TRAIN_ZOOM = (0.6, 1.3)
 
 
 class DetectionDataError(LiveTagError):
@@ -255,10 +257,6 @@ def load_cache(path: Path) -> DetectionCache:
     if images.shape[0] != parts["kinds"].shape[0] or parts["offsets"].shape[0] != images.shape[0] + 1:
         raise DetectionDataError(f"{path}: images and labels disagree; delete the folder and rebuild")
     return DetectionCache(images=images, path=path, **parts)
-
-
-#: Default (low, high) zoom factor of :func:`augment`.
-TRAIN_ZOOM = (0.6, 1.3)
 
 
 def normalise_images(images: np.ndarray) -> torch.Tensor:

@@ -85,18 +85,10 @@ def repack(source: Path, out: Path, pixel_input: bool = True, flip_test: bool | 
     if out.resolve() == source.resolve():
         raise LiveTagError("write the re-exported package to a new folder, not over its source")
     spec = json.loads((source / "spec.json").read_text(encoding="utf-8"))
-    flip_changed = flip_test is not None and bool(spec.get("torch", {}).get("config", {}).get("flip_test", False)) != flip_test
     if flip_test is not None and spec.get("role") != "detector":
         raise LiveTagError(f"--flip-test applies to detector packages; {source} is a {spec.get('role')!r} package")
     module = build_torch_module(source)
-    if flip_changed:
-        from training.models.detector import DetectorConfig, config_dict
-
-        config = module.config
-        if not isinstance(config, DetectorConfig):
-            raise LiveTagError(f"{source} is a detector package whose module has no DetectorConfig")
-        module.config = replace(config, flip_test=bool(flip_test))
-        spec["torch"] = {**spec["torch"], "config": config_dict(module.config)}
+    flip_changed = flip_test is not None and _set_flip_test(module, spec, flip_test)
     state = torch.load(source / "weights.pt", map_location="cpu", weights_only=True)
     half = any(v.dtype == torch.float16 for v in state.values())
     inp = spec["input"]
@@ -128,6 +120,20 @@ def repack(source: Path, out: Path, pixel_input: bool = True, flip_test: bool | 
     written = json.loads((out / "spec.json").read_text(encoding="utf-8"))
     return {"source": spec.get("version"), "version": written["version"], "input": written["input"],
             "onnx_vs_torch": torch_vs_onnx, "onnx_vs_source": onnx_vs_source}
+
+
+def _set_flip_test(module: Any, spec: dict[str, Any], flip_test: bool) -> bool:
+    """Give a detector module (and the spec that rebuilds it) ``flip_test``; whether that changed it."""
+    from training.models.detector import DetectorConfig, config_dict
+
+    config = module.config
+    if not isinstance(config, DetectorConfig):
+        raise LiveTagError("a detector package whose module has no DetectorConfig cannot take --flip-test")
+    if config.flip_test == flip_test:
+        return False
+    module.config = replace(config, flip_test=flip_test)
+    spec["torch"] = {**spec["torch"], "config": config_dict(module.config)}
+    return True
 
 
 def graph_difference(first: Path, second: Path, pixels: np.ndarray, atol: float) -> float:
