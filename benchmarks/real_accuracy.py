@@ -47,6 +47,7 @@ from consumers.settings import ModelSettings, Settings  # noqa: E402
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
 from consumers.stage.model_loading import load_models  # noqa: E402
 from consumers.stage.motion_cue import MotionCue  # noqa: E402
+from consumers.stage.presentation_prior import presentation_factors  # noqa: E402
 from engines.gallery_views import embed_views, view_crops  # noqa: E402
 from engines.preprocess import crop, iou_matrix  # noqa: E402
 from stream.clock import SystemClock  # noqa: E402
@@ -170,9 +171,11 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) 
     """Sold-item box recall on the annotated frames: by any detection, by the top-``sold`` detection,
     by the top objectness x sold x motion detection (:mod:`consumers.stage.motion_cue`, each frame
     against the previous annotated one, about 2 s earlier) and, with an embedder that has a
-    ``garment`` output, by the top objectness x sold x garment detection, without and with motion."""
+    ``garment`` output, by the top objectness x sold x garment detection, without and with motion,
+    and with motion and the size-and-place prior (:mod:`consumers.stage.presentation_prior`): the
+    pipeline's default weighting of a detection."""
     garment_prior = bool(getattr(embedder, "has_garment", False))
-    total = any_hit = top_hit = prior_hit = motion_hit = prior_motion_hit = 0
+    total = any_hit = top_hit = prior_hit = motion_hit = prior_motion_hit = placed_hit = 0
     for video in data.videos():
         frames = read_frames(video.path, [f.frame_index for f in video.frames])
         annotated = [f for f in video.frames if f.frame_index in frames]
@@ -198,12 +201,16 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) 
                 prior_hit += int(np.sum(overlaps[:, ranked] >= IOU))
                 ranked = int(np.argmax(dets.scores * dets.sold * garment * moving))
                 prior_motion_hit += int(np.sum(overlaps[:, ranked] >= IOU))
+                placed = presentation_factors(np.asarray(dets.boxes, dtype=np.float32), image.shape[1])
+                ranked = int(np.argmax(dets.scores * dets.sold * garment * moving * placed))
+                placed_hit += int(np.sum(overlaps[:, ranked] >= IOU))
     share = 1.0 / total if total else 0.0
     figures = {"sold_boxes": total, "any_box_recall": any_hit * share, "top_sold_box_recall": top_hit * share,
                "top_box_recall_with_motion": motion_hit * share}
     if garment_prior:
         figures["top_box_recall_with_garment_prior"] = prior_hit * share
         figures["top_box_recall_with_garment_prior_and_motion"] = prior_motion_hit * share
+        figures["top_box_recall_with_garment_motion_and_presentation"] = placed_hit * share
     return figures
 
 
@@ -340,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"detector + motion cue: top box recall {d['top_box_recall_with_motion']:.3f}")
     if "top_box_recall_with_garment_prior" in d:
         print(f"detector + embedder garment prior: top box recall {d['top_box_recall_with_garment_prior']:.3f}, "
-              f"with the motion cue too {d['top_box_recall_with_garment_prior_and_motion']:.3f}")
+              f"with the motion cue too {d['top_box_recall_with_garment_prior_and_motion']:.3f}, "
+              f"and the size-and-place prior {d['top_box_recall_with_garment_motion_and_presentation']:.3f}")
     curve = ", ".join(f"{t} {r:.3f}" for t, r in figures["any_box_recall_by_objectness"].items())
     print(f"detector alone, any-box recall by objectness threshold: {curve}")
     b = figures["box_geometry"]

@@ -82,6 +82,8 @@ GROUPS: dict[str, tuple[Option, ...]] = {
         Option("--motion-window-s", "pipeline.motion_window_s",
                "compare each box with the frame this many stream seconds earlier; still boxes beside moving "
                "ones vote less (0: off)", type=float),
+        Option("--no-presentation-prior", "pipeline.presentation_prior",
+               "do not weigh boxes by their size and distance from the frame's centre line", const=False),
         Option("--vote-weight", "voter.vote_weight", "what a detection votes with", choices=VOTE_WEIGHTS),
         Option("--votes-per-frame", "voter.votes_per_frame", "only the frame's N strongest item votes count (0: all)",
                type=int),

@@ -98,6 +98,10 @@ class PipelineSettings:
             seconds earlier; a box that stands still while another box of its frame moves votes
             less (rack garments, mannequins, on-screen boards; see
             :mod:`consumers.stage.motion_cue`). 0 turns the cue off.
+        presentation_prior: Weigh each box by its size relative to the frame's largest box and its
+            distance from the frame's vertical centre line: the presenter showing the product stands
+            nearest the camera, in the middle (:mod:`consumers.stage.presentation_prior`). It also
+            orders the boxes that are embedded (sold probability x prior).
     """
 
     detection_threshold: float = 0.3
@@ -114,6 +118,7 @@ class PipelineSettings:
     skip_loop_filter: bool = False
     scale_in_decoder: bool = False
     motion_window_s: float = 2.0
+    presentation_prior: bool = True
 
     def __post_init__(self) -> None:
         check_types(self, "pipeline")

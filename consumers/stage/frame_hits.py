@@ -15,7 +15,7 @@ from consumers.voting.voter import Observation
 
 def best_hits(stream_id: str, observations: Sequence[Observation], text: TextPriors | None) -> list[Hit]:
     """The best hit of every detection; with text cues, best by similarity times the text factors
-    (the hit carries them, times the detection's motion factor, as ``prior``)."""
+    (the hit carries them, times the detection's motion and size-and-place factors, as ``prior``)."""
     out = []
     use_text = text is not None and text.has_text(stream_id)
     for obs in observations:
@@ -30,7 +30,7 @@ def best_hits(stream_id: str, observations: Sequence[Observation], text: TextPri
             priors = [1.0] * len(obs.hits)
         best, prior = max(zip(obs.hits, priors, strict=True), key=lambda hp: hp[0].score * hp[1])
         out.append(Hit(best.item_id, best.score, best.image_id, obs.frame_box, best.item_box,
-                       obs.garment, prior * obs.moving))
+                       obs.garment, prior * obs.moving * obs.presentation))
     return out
 
 

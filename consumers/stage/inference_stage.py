@@ -45,6 +45,7 @@ from consumers.stage.frames import (
 )
 from consumers.stage.model_calls import ModelCalls
 from consumers.stage.motion_cue import MotionCue
+from consumers.stage.presentation_prior import presentation_factors
 from consumers.text.ocr import OcrScheduler
 from consumers.text.transcripts import TranscriptSegment
 from consumers.voting.voter import GalleryHit, Observation, StreamVoter
@@ -307,9 +308,11 @@ class InferenceStage:
         named = named_items(self.voter.text, frames, scopes)
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int, bool]] = []  # (frame index, detection index, named only) per crop
+        placed = [presentation_factors(d.boxes, f.image.shape[1]) if s.presentation_prior
+                  else np.ones(len(d), np.float32) for f, d in zip(frames, detections, strict=True)]
         for fi, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
             keep = np.flatnonzero(dets.sold >= s.sold_threshold)
-            keep = keep[np.argsort(-dets.sold[keep], kind="stable")][: s.max_detections_per_frame]
+            keep = keep[np.argsort(-(dets.sold[keep] * placed[fi][keep]), kind="stable")][: s.max_detections_per_frame]
             chosen = [(di, False) for di in keep.tolist()]
             if named.get(frame.packet.stream_id) and self.voter.text is not None and self.voter.text.settings.named_boxes:
                 # The text names items: every other box may show one of them (the sold head is not
@@ -332,7 +335,8 @@ class InferenceStage:
             top = tuple(int(c) for c in dets.top_categories(s.category_top_k)[di])
             per_frame[fi].append(Observation((x1, y1, x2, y2), float(dets.sold[di]), float(dets.scores[di]), hits, top,
                                              garment=1.0 if garment is None else float(garment[ci]),
-                                             named_only=named_only, moving=float(moving[fi][di])))
+                                             named_only=named_only, moving=float(moving[fi][di]),
+                                             presentation=float(placed[fi][di])))
         self.counters.frames += len(frames)
         self.counters.detections += len(owners)
         out: list[Record] = []

@@ -5,7 +5,9 @@ Rules (the voter, :mod:`consumers.voting.voter`, then scales, decays and accumul
 * A detection votes for its best gallery items (``votes_per_detection`` at most) with weight
   ``similarity * sold * confidence`` (``vote_weight``), or ``similarity * garment`` where the detector
   is not calibrated on the footage (``garment``: the embedder's clothing probability, 1 when it gives
-  none), times the motion factor ``moving`` (below 1 only for a box still beside a moving one).
+  none), times the motion factor ``moving`` (below 1 only for a box still beside a moving one)
+  and the size-and-place prior ``presentation`` (below 1 for boxes smaller than the frame's
+  largest or off its centre line).
   Hits below ``min_similarity`` do not vote. A hit whose item's catalog categories (when known) miss
   the detection's top categories is weighted by ``category_mismatch_weight`` (0 rejects it); items are
   ranked by these weights. One frame gives an item at most one vote (its strongest).
@@ -85,7 +87,8 @@ class FrameVoteWeigher:
         return best
 
     def _detection_weight(self, obs: Observation) -> float:
-        """How much the box counts: the detector's (or the embedder's garment) probability x motion."""
+        """How much the box counts: the detector's (or the embedder's garment) probability x motion x
+        the size-and-place prior."""
         if self.settings.vote_weight == "similarity":
             # The detector's probabilities are not trusted here; the garment probability stands in.
             weight = clamp01(obs.garment)
@@ -95,7 +98,7 @@ class FrameVoteWeigher:
             weight = clamp01(obs.sold) * clamp01(obs.confidence)
             if self.settings.vote_weight == "similarity_sold_confidence_garment":
                 weight *= clamp01(obs.garment)
-        return weight * clamp01(obs.moving)
+        return weight * clamp01(obs.moving) * clamp01(obs.presentation)
 
     def _weighted_hits(self, stream_id: str, obs: Observation, det_weight: float,
                        text: TextPriors | None) -> list[tuple[float, GalleryHit]]:

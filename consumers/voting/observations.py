@@ -25,6 +25,9 @@ class Observation:
             (1 when the embedder does not say); the vote's weight with ``vote_weight="similarity"``.
         moving: Motion factor in [0, 1] (:mod:`consumers.stage.motion_cue`): 1 for the liveliest
             box of the frame, less for a box that stands still beside it; multiplies the vote.
+        presentation: Size-and-place prior in [0, 1] (:mod:`consumers.stage.presentation_prior`):
+            1 for the frame's largest box on its centre line, less for smaller boxes and boxes
+            off to the sides; multiplies the vote.
         named_only: The box was not chosen by the sold head but because the stream's text names
             items; its hits are those items only, and the text's strength for the item
             (:meth:`TextPriors.strength`) stands in for the sold probability.
@@ -38,3 +41,4 @@ class Observation:
     garment: float = 1.0
     named_only: bool = False
     moving: float = 1.0
+    presentation: float = 1.0

@@ -162,3 +162,45 @@ def test_frames_of_a_revoked_partition_still_queued_are_not_analysed(world: dict
     fresh, _ = stage.decode_records(s1)
     outputs = stage.infer_frames(fresh)
     assert any(r.header("event") == b"match.started" for r in outputs), "assigned again: its frames count"
+
+
+class _TwoBoxDetector:
+    """The tiny detector's spec, two fixed boxes per frame: a small one at the left edge (a rack
+    garment) that the sold head prefers, and a large one on the centre line (the presenter's)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.spec = inner, inner.spec
+
+    def detect(self, images: list[np.ndarray]) -> Any:
+        from engines.types import Detections
+
+        out = []
+        for image in images:
+            w, h = image.shape[1], image.shape[0]
+            boxes = np.array([[0, 0, w * 0.2, h * 0.3], [w * 0.3, h * 0.1, w * 0.7, h * 0.9]], np.float32)
+            classes = len(self.inner.spec.classes)
+            out.append(Detections(boxes, np.array([0.9, 0.9], np.float32),
+                                  np.full((2, classes), 1.0 / classes, np.float32), np.array([0.9, 0.6], np.float32)))
+        return out
+
+
+@pytest.mark.parametrize("prior", [True, False])
+def test_the_presentation_prior_weighs_the_edge_box_below_the_centred_one(world: dict[str, Any], prior: bool) -> None:
+    """With ``pipeline.presentation_prior`` (the default) the small edge box's hits carry a prior
+    under 1 and the large centred box keeps 1; with it off, both keep 1 (motion is off here)."""
+    clock = FakeClock()
+    settings = SETTINGS.with_overrides(pipeline__presentation_prior=prior, pipeline__motion_window_s=0.0)
+    seen: list[list[Any]] = []
+    stage = build_stage(_TwoBoxDetector(world["detector"]), world["embedder"], world["gallery"], settings, clock,
+                        observer=lambda stream, pts, hits: seen.append(hits))
+    stage.process(frame_records(keyframe_packets(world["videos"]["s1"], "s1")[:2]))
+    assert len(seen) == 2
+    for hits in seen:
+        by_box = {round(h.frame_box[0]): h.prior for h in hits}
+        assert len(by_box) == 2
+        edge, centre = by_box[0], by_box[min(k for k in by_box if k > 0)]
+        assert centre == pytest.approx(1.0)
+        if prior:
+            assert 0.0 < edge < 0.5  # a quarter of the size side, far off the centre line
+        else:
+            assert edge == pytest.approx(1.0)

@@ -20,9 +20,9 @@ def _hit(item: str, score: float, image: str = "") -> GalleryHit:
 
 
 def _obs(*hits: GalleryHit, sold: float = 1.0, confidence: float = 1.0, garment: float = 1.0, moving: float = 1.0,
-         cats: tuple[int, ...] = ()) -> Observation:
+         cats: tuple[int, ...] = (), presentation: float = 1.0) -> Observation:
     return Observation(BOX, sold=sold, confidence=confidence, hits=hits, top_categories=cats, garment=garment,
-                       moving=moving)
+                       moving=moving, presentation=presentation)
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,12 @@ class Case:
 CASES = [
     Case("product weight: similarity x sold x objectness x motion",
          [_obs(_hit("A", 0.8), sold=0.5, confidence=0.5, moving=0.5)], {"A": 0.8 * 0.5 * 0.5 * 0.5}),
+    Case("the size-and-place prior multiplies the product weight",
+         [_obs(_hit("A", 0.8), sold=0.5, presentation=0.25)], {"A": 0.8 * 0.5 * 0.25}),
+    Case("the size-and-place prior multiplies similarity votes too",
+         [_obs(_hit("A", 0.8), garment=0.5, presentation=0.5)], {"A": 0.2}, settings={"vote_weight": "similarity"}),
+    Case("a larger box on the centre line outvotes a smaller one at the edge with a closer match",
+         [_obs(_hit("B", 0.9), presentation=0.3), _obs(_hit("A", 0.6), presentation=1.0)], {"A": 0.6, "B": 0.27}),
     Case("similarity votes ignore the detector and use the garment probability",
          [_obs(_hit("A", 0.8), sold=0.1, confidence=0.1, garment=0.5)], {"A": 0.4},
          settings={"vote_weight": "similarity"}),

@@ -1,0 +1,53 @@
+"""Where the product being sold sits in a live-shopping frame: a prior on each detection from its
+size and place alone.
+
+A seller presents the product to the camera: the presenter wearing or holding it stands nearest the
+camera and, in a phone stream's frame, about the middle of it. Rack garments, bystanders and
+on-screen badges (the host's avatar, a coupon) are smaller and off to the sides. So, per frame::
+
+    size   = sqrt(area / largest area of the frame)       # 1 for the largest box
+    centre = 1 - EDGE_DISCOUNT * |x_centre - W/2| / (W/2)  # 1 on the vertical centre line
+    factor = size * centre / max(size * centre over the frame)
+
+``size`` is the ratio of apparent sizes (the square root of the area ratio): a garment twice as far
+from the camera looks half as tall and counts half. ``EDGE_DISCOUNT`` is 0.5: a box at the frame's
+edge keeps half its weight, since presenters move and some streams have two of them. Both were set
+by this argument, not fitted to any footage. Like the motion cue, the prior ranks the boxes of a
+frame against its best one, which keeps its full vote: a frame with one box gets 1 for it wherever
+it is, so a stream with one detection per frame votes exactly as without the prior, and the
+voter's thresholds keep their meaning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Share of its weight a box loses at the left or right edge of the frame (linearly from the centre).
+EDGE_DISCOUNT = 0.5
+
+
+def presentation_factors(boxes: np.ndarray, width: int) -> np.ndarray:
+    """The prior of each detection of one frame.
+
+    Args:
+        boxes: (N, 4) ``x1, y1, x2, y2`` in frame pixels.
+        width: The frame's width in pixels.
+
+    Returns:
+        (N,) float32 in [0, 1]; the frame's best box gets 1. Degenerate boxes (no area) get 0; a
+        frame whose boxes all have no area gets ones.
+    """
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    if len(boxes) == 0:
+        return np.zeros(0, np.float32)
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    area = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    largest = float(area.max())
+    if largest <= 0.0:
+        return np.ones(len(boxes), np.float32)
+    size = np.sqrt(area / largest)
+    half = width / 2.0
+    off_centre = np.clip(np.abs((boxes[:, 0] + boxes[:, 2]) / 2.0 - half) / half, 0.0, 1.0)
+    prior = size * (1.0 - EDGE_DISCOUNT * off_centre)
+    return (prior / prior.max()).astype(np.float32)
