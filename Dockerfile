@@ -54,7 +54,7 @@ EXPOSE 9108
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["livetag"]
-CMD ["infer", "--detector", "/models/detector", "--embedder", "/models/embedder"]
+CMD ["infer", "--detector", "/models/detector", "--embedder", "/models/embedder", "--person-model", "/models/person"]
 
 # ---------------------------------------------------------------------------------------------------
 # gpu: TensorRT 10 runtime image (CUDA 12, Python 3.10) plus CUDA torch for device buffers and NVDEC.
@@ -88,4 +88,4 @@ EXPOSE 9108
 HEALTHCHECK --interval=15s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python3", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=2).status == 200 else 1)"]
 ENTRYPOINT ["livetag"]
-CMD ["infer", "--detector", "/models/detector", "--embedder", "/models/embedder", "--backend", "tensorrt"]
+CMD ["infer", "--detector", "/models/detector", "--embedder", "/models/embedder", "--person-model", "/models/person", "--backend", "tensorrt"]

@@ -1,6 +1,8 @@
 """Whole-pipeline throughput against the raw batched engines, on the same frames, in one run.
 
-raw:      pre-decoded keyframes -> detector (batches of --max-batch) -> crops -> embedder; frames/s
+raw:      pre-decoded keyframes -> detector (batches of --max-batch) -> person mask of each frame with
+          several boxes (the presentation prior's person term, unless --no-person-cue) -> crops ->
+          embedder; frames/s
 pipeline: the same videos as --streams concurrent streams through the embedded pipeline at full speed
           (read -> bus -> decode -> detect -> embed -> gallery search -> vote -> bus -> sink); frames/s
 
@@ -40,6 +42,7 @@ from consumers.settings import (  # noqa: E402
 from consumers.stage.builder import build_stage, quiet_library_logs  # noqa: E402
 from consumers.stage.gallery_builder import build_gallery, find_shop_images, to_index  # noqa: E402
 from consumers.stage.model_loading import DEFAULT_MODELS_DIR, load_models  # noqa: E402
+from engines.person_segmenter import PersonSegmenter  # noqa: E402
 from stream.clock import SystemClock  # noqa: E402
 from stream.decode import PacketDecoder  # noqa: E402
 from stream.frames import iter_frame_packets  # noqa: E402
@@ -52,8 +55,10 @@ def decoded_keyframes(videos: list[Path], sampling: str) -> list[np.ndarray]:
 
 
 def raw_engines(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline: PipelineSettings,
-                max_batch: int) -> tuple[float, int]:
-    """Seconds to detect + crop + embed ``frames`` in batches (the stage's crop selection); crops made."""
+                max_batch: int, person: Any = None) -> tuple[float, int]:
+    """Seconds to detect + crop + embed ``frames`` in batches (the stage's crop selection, with the
+    person masks of ``person`` where a frame has several boxes); crops made."""
+    from consumers.stage.presentation_prior import presentation_factors
     from engines.preprocess import crop
 
     crops_made = 0
@@ -62,8 +67,10 @@ def raw_engines(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline
         batch = frames[i : i + max_batch]
         crops = []
         for frame, dets in zip(batch, detector.detect(batch), strict=True):
+            coverage = person.coverage(frame, dets.boxes) if person is not None and len(dets) > 1 else None
+            placed = presentation_factors(dets.boxes, frame.shape[1], coverage)
             keep = np.flatnonzero(dets.sold >= pipeline.sold_threshold)
-            keep = keep[np.argsort(-dets.sold[keep], kind="stable")][: pipeline.max_detections_per_frame]
+            keep = keep[np.argsort(-(dets.sold[keep] * placed[keep]), kind="stable")][: pipeline.max_detections_per_frame]
             crops += [crop(frame, dets.boxes[d], pipeline.crop_expand) for d in keep.tolist()]
         if crops:
             embedder.embed(crops)
@@ -135,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="pipeline.decode_workers of the pipeline side (threads decoding a batch's streams)")
     parser.add_argument("--scale-in-decoder", action="store_true",
                         help="pipeline.scale_in_decoder of the pipeline side (the detector's input made on the decode thread)")
+    parser.add_argument("--no-person-cue", action="store_true",
+                        help="pipeline.person_cue off on both sides (no person masks)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--no-append", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -144,21 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings().with_overrides(batch=BatchSettings(max_batch=args.max_batch, max_wait_ms=20.0),
                                          text__ocr_mode=args.ocr, pipeline__motion_window_s=args.motion_window_s,
                                          pipeline__decode_workers=args.decode_workers,
-                                         pipeline__scale_in_decoder=args.scale_in_decoder)
+                                         pipeline__scale_in_decoder=args.scale_in_decoder,
+                                         pipeline__person_cue=not args.no_person_cue)
     p = settings.pipeline
     detector, embedder = load_models(ModelSettings(str(args.detector), str(args.embedder)), p.detection_threshold, p.nms_iou)
     gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
                                      progress=False))
     clock = SystemClock()
+    person = None if args.no_person_cue else PersonSegmenter(settings.models.person_dir)
     frames = decoded_keyframes(sample.videos, args.sampling) * args.streams
-    raw_embeddings = raw_engines(frames[: args.max_batch], detector, embedder, p, args.max_batch)  # warm-up
+    raw_embeddings = raw_engines(frames[: args.max_batch], detector, embedder, p, args.max_batch, person)  # warm-up
     raw_runs, pipe_runs = [], []
     crops = raw_embeddings[1]
     for _ in range(args.repeats):
-        seconds, crops = raw_engines(frames, detector, embedder, p, args.max_batch)
+        seconds, crops = raw_engines(frames, detector, embedder, p, args.max_batch, person)
         raw_runs.append(len(frames) / seconds)
         seconds, consumed = whole_pipeline(sample.videos, args.streams,
-                                           lambda: build_stage(detector, embedder, gallery, settings, clock),
+                                           lambda: build_stage(detector, embedder, gallery, settings, clock, person=person),
                                            settings, args.sampling, decoupled=not args.single_thread)
         if consumed != len(frames):
             print(f"pipeline consumed {consumed} frames, raw had {len(frames)}", file=sys.stderr)
@@ -168,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     row = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "machine": f"{os.cpu_count()}-core CPU, {platform.machine()}, onnxruntime",
-        "models": f"{detector.spec.label} + {embedder.spec.label}",
+        "models": f"{detector.spec.label} + {embedder.spec.label}" + (f" + {person.label}" if person else ""),
         "frames": len(frames),
         "batch": args.max_batch,
         "raw_fps": raw_fps,

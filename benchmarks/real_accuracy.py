@@ -13,7 +13,8 @@ Prints, for ``--data DIR`` (e.g. ``../shared/realdev/tianchi-demo-25``, evaluati
   perfect detector);
 - the detector alone on the annotated frames: share of sold-item boxes matched (IoU >= 0.5) by any
   detection, and by the detection with the highest sold-item probability; and, when the embedder
-  gives a garment probability per crop, by the detection with the highest objectness x sold x garment;
+  gives a garment probability per crop, by the detection with the highest objectness x sold x garment
+  (then x motion, x the size-and-place prior, x its person-mask term: the pipeline's weighting);
 - the same any-box recall when boxes of lower objectness are kept too (0.3 down to 0.01): how many
   sold items the detector finds but scores under ``pipeline.detection_threshold``;
 - what the detector's box geometry costs the embedder, apart from choosing the box: for each annotated
@@ -49,6 +50,7 @@ from consumers.stage.model_loading import load_models  # noqa: E402
 from consumers.stage.motion_cue import MotionCue  # noqa: E402
 from consumers.stage.presentation_prior import presentation_factors  # noqa: E402
 from engines.gallery_views import embed_views, view_crops  # noqa: E402
+from engines.person_segmenter import PersonSegmenter  # noqa: E402
 from engines.preprocess import crop, iou_matrix  # noqa: E402
 from stream.clock import SystemClock  # noqa: E402
 from training.tianchi import TianchiDataset, read_frames  # noqa: E402
@@ -167,15 +169,16 @@ def embedder_figures(embedder: Any, data: TianchiDataset, views: tuple[str, ...]
     return figures
 
 
-def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) -> dict[str, float]:
+def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None, person: Any = None) -> dict[str, float]:
     """Sold-item box recall on the annotated frames: by any detection, by the top-``sold`` detection,
     by the top objectness x sold x motion detection (:mod:`consumers.stage.motion_cue`, each frame
     against the previous annotated one, about 2 s earlier) and, with an embedder that has a
     ``garment`` output, by the top objectness x sold x garment detection, without and with motion,
-    and with motion and the size-and-place prior (:mod:`consumers.stage.presentation_prior`): the
-    pipeline's default weighting of a detection."""
+    and with motion and the size-and-place prior (:mod:`consumers.stage.presentation_prior`), and
+    with a person segmenter (``person``) the prior's person term too: the pipeline's default
+    weighting of a detection."""
     garment_prior = bool(getattr(embedder, "has_garment", False))
-    total = any_hit = top_hit = prior_hit = motion_hit = prior_motion_hit = placed_hit = 0
+    total = any_hit = top_hit = prior_hit = motion_hit = prior_motion_hit = placed_hit = person_hit = 0
     for video in data.videos():
         frames = read_frames(video.path, [f.frame_index for f in video.frames])
         annotated = [f for f in video.frames if f.frame_index in frames]
@@ -204,6 +207,11 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) 
                 placed = presentation_factors(np.asarray(dets.boxes, dtype=np.float32), image.shape[1])
                 ranked = int(np.argmax(dets.scores * dets.sold * garment * moving * placed))
                 placed_hit += int(np.sum(overlaps[:, ranked] >= IOU))
+                if person is not None:
+                    boxes = np.asarray(dets.boxes, dtype=np.float32)
+                    placed = presentation_factors(boxes, image.shape[1], person.coverage(image, boxes))
+                    ranked = int(np.argmax(dets.scores * dets.sold * garment * moving * placed))
+                    person_hit += int(np.sum(overlaps[:, ranked] >= IOU))
     share = 1.0 / total if total else 0.0
     figures = {"sold_boxes": total, "any_box_recall": any_hit * share, "top_sold_box_recall": top_hit * share,
                "top_box_recall_with_motion": motion_hit * share}
@@ -211,6 +219,8 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None) 
         figures["top_box_recall_with_garment_prior"] = prior_hit * share
         figures["top_box_recall_with_garment_prior_and_motion"] = prior_motion_hit * share
         figures["top_box_recall_with_garment_motion_and_presentation"] = placed_hit * share
+        if person is not None:
+            figures["top_box_recall_with_garment_motion_presentation_and_person"] = person_hit * share
     return figures
 
 
@@ -327,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
                                "embedder": embedder.spec.version}
     figures["gallery_views"] = choice.models.gallery_views
     figures["embedder_crops"] = embedder_figures(embedder, data, choice.models.gallery_view_names)
-    figures["detector_boxes"] = detector_figures(detector, data, embedder)
+    person = PersonSegmenter(choice.models.person_dir)
+    figures["detector_boxes"] = detector_figures(detector, data, embedder, person)
     figures["box_geometry"] = box_geometry_figures(detector, embedder, data)
     figures["any_box_recall_by_objectness"] = objectness_recall_figures(choice.models, data)
     if not args.skip_pipeline:
@@ -348,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     if "top_box_recall_with_garment_prior" in d:
         print(f"detector + embedder garment prior: top box recall {d['top_box_recall_with_garment_prior']:.3f}, "
               f"with the motion cue too {d['top_box_recall_with_garment_prior_and_motion']:.3f}, "
-              f"and the size-and-place prior {d['top_box_recall_with_garment_motion_and_presentation']:.3f}")
+              f"and the size-and-place prior {d['top_box_recall_with_garment_motion_and_presentation']:.3f}"
+              + (f", and the person mask {d['top_box_recall_with_garment_motion_presentation_and_person']:.3f}"
+                 if "top_box_recall_with_garment_motion_presentation_and_person" in d else ""))
     curve = ", ".join(f"{t} {r:.3f}" for t, r in figures["any_box_recall_by_objectness"].items())
     print(f"detector alone, any-box recall by objectness threshold: {curve}")
     b = figures["box_geometry"]

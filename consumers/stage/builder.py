@@ -15,7 +15,7 @@ from consumers.settings import Settings
 from consumers.settings.text import TextSettings
 from consumers.stage.frames import FrameObserver
 from consumers.stage.inference_stage import InferenceStage
-from consumers.stage.model_calls import ModelCalls
+from consumers.stage.model_calls import ModelCalls, PersonMasks
 from consumers.text.ocr import OcrScheduler, RapidOcrReader
 from consumers.text.text_prior import TextPriors
 from consumers.voting.voter import StreamVoter
@@ -67,6 +67,7 @@ def build_stage(
     observer: FrameObserver | None = None,
     metrics: PipelineMetrics | None = None,
     segment_group: str | None = None,
+    person: PersonMasks | None = None,
 ) -> InferenceStage:
     """An inference stage over ``gallery`` with a fresh voter.
 
@@ -83,6 +84,11 @@ def build_stage(
         metrics: Where the stage's decode, detect, embed, search and vote times, drops, gallery size
             and active streams go (``consumers.stage.model_calls``).
         segment_group: Consumer group whose open segments go to the ``segments`` topic (Kafka only).
+        person: Person masks for the presentation prior; None loads ``models.person_dir`` when
+            ``pipeline.person_cue`` (and ``pipeline.presentation_prior``) is on.
+
+    Raises:
+        ModelPackageError: The person-segmentation package is wrong or its runtime is missing.
     """
     single_thread_search(gallery)
     text = None
@@ -99,9 +105,13 @@ def build_stage(
         text=text,
     )
     decoder = PacketDecoder(threads=settings.pipeline.decoder_threads, skip_loop_filter=settings.pipeline.skip_loop_filter)
+    if person is None and settings.pipeline.presentation_prior and settings.pipeline.person_cue:
+        from engines.person_segmenter import PersonSegmenter
+
+        person = PersonSegmenter(settings.models.person_dir)
     return InferenceStage(
         ModelCalls(detector, embedder, gallery, decoder, metrics, settings.pipeline.scale_in_decoder,
-                   settings.pipeline.decode_workers), voter, settings.pipeline, settings.topics, clock,
+                   settings.pipeline.decode_workers, person), voter, settings.pipeline, settings.topics, clock,
         catalogs=gallery.catalog_items, items=items, observer=observer, ocr=make_ocr(settings.text, text),
         segment_group=segment_group,
     )  # fmt: skip

@@ -299,6 +299,14 @@ class InferenceStage:
         self.counters.unknown_catalog = self.scope.unknown_searches
         return scopes
 
+    def _presentation(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(N,) size-and-place prior of a frame's (N, 4) boxes, with the person mask when the stage
+        has one (:mod:`consumers.stage.presentation_prior`); ones with the prior off."""
+        if not self.settings.presentation_prior:
+            return np.ones(len(boxes), np.float32)
+        coverage = self.models.person_coverage(image, boxes) if len(boxes) > 1 else None
+        return presentation_factors(boxes, image.shape[1], coverage)
+
     def _infer(self, frames: list[DecodedFrame]) -> list[Record]:
         from engines.preprocess import crop
 
@@ -308,8 +316,7 @@ class InferenceStage:
         named = named_items(self.voter.text, frames, scopes)
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int, bool]] = []  # (frame index, detection index, named only) per crop
-        placed = [presentation_factors(d.boxes, f.image.shape[1]) if s.presentation_prior
-                  else np.ones(len(d), np.float32) for f, d in zip(frames, detections, strict=True)]
+        placed = [self._presentation(f.image, d.boxes) for f, d in zip(frames, detections, strict=True)]
         for fi, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
             keep = np.flatnonzero(dets.sold >= s.sold_threshold)
             keep = keep[np.argsort(-(dets.sold[keep] * placed[fi][keep]), kind="stable")][: s.max_detections_per_frame]

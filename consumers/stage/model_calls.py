@@ -8,6 +8,7 @@ decode     ``decoder.decode_scaled(packet)``      one frame (RGB, and the detect
 detect     ``detector.detect(frames)``            one batch (also observes ``batch_size``)
 embed      ``embedder.embed(crops)``              the crops of one batch
 search     ``gallery.search(vectors, ...)``       the crops of one catalog within a batch
+person     ``person.coverage(frame, boxes)``      one frame (with ``pipeline.person_cue``)
 vote       ``voter.observe(...)`` (by the stage)  one frame (then sets ``active_streams``)
 =========  =====================================  ===============================================
 
@@ -38,6 +39,12 @@ class Gallery(Protocol):
     def search(self, queries: np.ndarray, k: int = 5, catalog: Collection[str] | None = None) -> list[list[GalleryHit]]: ...
 
     def catalog_items(self, catalog: str) -> frozenset[str] | None: ...
+
+
+class PersonMasks(Protocol):
+    """What the stage needs of a person segmenter (``engines.person_segmenter.PersonSegmenter``)."""
+
+    def coverage(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...
 
 
 class FrameDecoder(Protocol):
@@ -79,6 +86,7 @@ class ModelCalls:
             it (``pipeline.scale_in_decoder``), when the detector takes pre-scaled frames.
         decode_workers: Threads that decode the packets of one batch (``pipeline.decode_workers``);
             1 decodes on the calling thread.
+        person: Person masks for the presentation prior (``pipeline.person_cue``); None: no mask.
     """
 
     def __init__(
@@ -90,8 +98,10 @@ class ModelCalls:
         metrics: StageMetrics | None = None,
         scale_in_decoder: bool = False,
         decode_workers: int = 1,
+        person: PersonMasks | None = None,
     ) -> None:
         self.detector = detector
+        self.person = person
         self.scale_in_decoder = scale_in_decoder
         self.embedder = embedder
         self.gallery = gallery
@@ -159,6 +169,13 @@ class ModelCalls:
                 return self.embedder.embed(crops), None
             vectors, garment = scored(crops)
         return vectors, garment
+
+    def person_coverage(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray | None:
+        """(N,) share of each of the frame's (N, 4) boxes on a person; None without person masks."""
+        if self.person is None:
+            return None
+        with self.timed("person"):
+            return self.person.coverage(image, boxes)
 
     def search(self, vectors: np.ndarray, k: int, allowed: Collection[str] | None) -> list[list[GalleryHit]]:
         """Gallery hits per row of (M, D) ``vectors`` among the ``allowed`` items (None: all); an empty

@@ -204,3 +204,37 @@ def test_the_presentation_prior_weighs_the_edge_box_below_the_centred_one(world:
             assert 0.0 < edge < 0.5  # a quarter of the size side, far off the centre line
         else:
             assert edge == pytest.approx(1.0)
+
+
+class _LeftIsPerson:
+    """Person masks that put the presenter on the left edge box (a stand-in segmenter; the real one
+    is tested in tests/engines)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def coverage(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.array([0.9 if box[0] < image.shape[1] * 0.1 else 0.0 for box in boxes], np.float32)
+
+
+@pytest.mark.parametrize("person_cue", [True, False])
+def test_the_person_term_follows_the_mask_and_its_setting(world: dict[str, Any], person_cue: bool) -> None:
+    """With ``pipeline.person_cue`` the stage's person masks enter the prior: the small edge box the
+    mask puts on the presenter keeps its vote and the centred box off every person loses it. With
+    the cue off no mask is asked for."""
+    clock = FakeClock()
+    settings = SETTINGS.with_overrides(pipeline__person_cue=person_cue, pipeline__motion_window_s=0.0)
+    person = _LeftIsPerson()
+    seen: list[list[Any]] = []
+    stage = build_stage(_TwoBoxDetector(world["detector"]), world["embedder"], world["gallery"], settings, clock,
+                        observer=lambda stream, pts, hits: seen.append(hits), person=person if person_cue else None)
+    stage.process(frame_records(keyframe_packets(world["videos"]["s1"], "s1")[:2]))
+    for hits in seen:
+        by_box = {round(h.frame_box[0]): h.prior for h in hits}
+        edge, centre = by_box[0], by_box[min(k for k in by_box if k > 0)]
+        if person_cue:
+            assert edge == pytest.approx(1.0) and centre == pytest.approx(0.0)
+        else:
+            assert centre == pytest.approx(1.0) and edge < 0.5
+    assert person.calls == (2 if person_cue else 0)

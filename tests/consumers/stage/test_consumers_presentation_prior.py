@@ -1,11 +1,11 @@
-"""The size-and-place prior of a frame's detections (consumers.stage.presentation_prior)."""
+"""The size-and-place prior of a frame's detections and its person term (consumers.stage.presentation_prior)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from consumers.stage.presentation_prior import EDGE_DISCOUNT, presentation_factors
+from consumers.stage.presentation_prior import EDGE_DISCOUNT, FULL_COVER, person_factors, presentation_factors
 
 WIDTH = 720
 
@@ -51,3 +51,31 @@ def test_degenerate_boxes_and_empty_frames() -> None:
     assert presentation_factors(np.array([[5, 5, 5, 5]], np.float32), WIDTH) == pytest.approx([1.0])
     with pytest.raises(ValueError, match="width"):
         presentation_factors(flat, 0)
+
+
+@pytest.mark.parametrize(("coverage", "expected"), [
+    ([0.8, 0.0], [1.0, 0.0]),          # worn beside a rack garment: the rack garment loses its vote
+    ([0.5, 0.25], [1.0, 0.5]),         # half on the person counts as fully on
+    ([0.3, 0.3], [1.0, 1.0]),          # equally on the person: no change
+    ([0.0, 0.0], [1.0, 1.0]),          # nobody in the frame: no change
+    ([], []),
+])
+def test_person_factors_rank_boxes_against_the_one_most_on_a_person(coverage: list[float], expected: list[float]) -> None:
+    assert person_factors(np.array(coverage, np.float32)) == pytest.approx(expected)
+    assert FULL_COVER == 0.5
+
+
+def test_the_person_term_can_lift_a_smaller_box_on_the_presenter_over_a_larger_one_off_it() -> None:
+    """A rack of coats (large, off the presenter) and the presenter's top (smaller, on her): without
+    the mask the rack wins on size; with it the top keeps its vote and the rack loses it."""
+    boxes = np.array([[0, 100, 400, 1000],     # the rack: 400 x 900 at the left
+                      [300, 300, 500, 600]],   # the worn top: 200 x 300, centred
+                     np.float32)
+    without = presentation_factors(boxes, WIDTH)
+    assert without[0] > without[1]
+    with_mask = presentation_factors(boxes, WIDTH, person_coverage=np.array([0.05, 0.9], np.float32))
+    assert with_mask[1] == pytest.approx(1.0)
+    # the rack's own prior (size 1, centre 1 - 0.5 * 160 / 360) times its person term (1 - (1 - 0.1)),
+    # against the top's (size sqrt(1/6), centre 1 - 0.5 * 40 / 360)
+    rack, top = (1 - 0.5 * 160 / 360) * 0.1, (1 / 6) ** 0.5 * (1 - 0.5 * 40 / 360)
+    assert with_mask[0] == pytest.approx(rack / top, rel=1e-5)
