@@ -59,6 +59,13 @@ def area_resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
+def resize_to(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` (h, w, C) at (height, width, C): unchanged at its size, :func:`area_resize` when it
+    shrinks, bilinear when it grows. The one resize of :func:`letterbox` and :func:`stretch`, so a
+    frame scaled with it ahead of time (on a decode thread) gives the network the very same input."""
+    return _resize(image, width, height)
+
+
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if image.shape[1] == width and image.shape[0] == height:
         return image

@@ -27,6 +27,7 @@ import numpy as np
 
 from engines.base import Detector, Embedder
 from engines.gallery import EmptyGalleryError, GalleryHit
+from engines.preprocess import resize_to
 from engines.types import Detections
 from stream.packet import FramePacket
 
@@ -125,10 +126,18 @@ class ModelCalls:
 
     def decode(self, packet: FramePacket) -> tuple[np.ndarray, np.ndarray | None]:
         """(H, W, 3) RGB uint8 frame of one packet and, when the detector takes pre-scaled frames, the
-        frame already scaled to its input by the decoder's swscale (None otherwise)."""
-        size_of = getattr(self.detector, "scaled_size", None) if self.scale_in_decoder else None
+        frame already scaled to its input (None otherwise).
+
+        The scaled copy is made here, on the decoding thread, so the model thread only pads it: by
+        the decoder's swscale with ``scale_in_decoder``, else by the detector's own resize
+        (:func:`engines.preprocess.resize_to`), which gives the network the same input to the bit
+        as scaling inside :meth:`detect` would."""
+        size_of = getattr(self.detector, "scaled_size", None)
         with self.timed("decode"):
-            return self.decoder.decode_scaled(packet, size_of)
+            frame, scaled = self.decoder.decode_scaled(packet, size_of if self.scale_in_decoder else None)
+            if size_of is not None and scaled is None:
+                scaled = resize_to(frame, *size_of(frame.shape[1], frame.shape[0]))
+            return frame, scaled
 
     def decode_all(self, packets: Sequence[FramePacket]) -> list[tuple[np.ndarray, np.ndarray | None] | Exception]:
         """:meth:`decode` of every packet, on the decode threads; a packet that fails gives its

@@ -110,7 +110,7 @@ def test_frames_scaled_in_the_decoder_detect_like_frames_resized_by_the_engine(w
     assert not letters and all(f.scaled is not None for f in frames)
     expected = world["detector"].scaled_size(frames[0].image.shape[1], frames[0].image.shape[0])
     assert frames[0].scaled.shape == (expected[1], expected[0], 3)
-    assert all(f.scaled is None for f in plain.decode_records(records)[0])
+    assert all(f.scaled is not None for f in plain.decode_records(records)[0])  # made on the decoding thread
     detector = world["detector"]
     sizes = [(f.image.shape[1], f.image.shape[0]) for f in frames]
     by_decoder = detector.pre_process_scaled([f.scaled for f in frames], sizes)[0]
@@ -119,3 +119,20 @@ def test_frames_scaled_in_the_decoder_detect_like_frames_resized_by_the_engine(w
     assert by_decoder.shape == by_engine.shape and np.abs(by_decoder - by_engine).mean() < 0.05
     assert len(scaled.models.detect([f.image for f in frames], [f.scaled for f in frames])) == len(frames)
     assert all(r.topic != "dlq" for r in scaled.infer_frames(frames))
+
+
+def test_frames_scaled_on_the_decoding_thread_give_the_network_the_very_same_input(world: dict[str, Any]) -> None:
+    """Without ``scale_in_decoder`` the decoding thread scales each frame with the detector's own
+    resize, so the model thread only pads it: the same network input to the bit, the same detections."""
+    records = frame_records(keyframe_packets(world["videos"]["s1"], "s1"), catalog="c1")
+    stage = stage_of(world, FakeClock())
+    frames, letters = stage.decode_records(records)
+    assert not letters and all(f.scaled is not None for f in frames)
+    detector = world["detector"]
+    sizes = [(f.image.shape[1], f.image.shape[0]) for f in frames]
+    ahead = detector.pre_process_scaled([f.scaled for f in frames], sizes)[0]
+    inside = detector.pre_process([f.image for f in frames])[0]
+    assert np.array_equal(ahead, inside)
+    for a, b in zip(stage.models.detect([f.image for f in frames], [f.scaled for f in frames]),
+                    detector.detect([f.image for f in frames]), strict=True):
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.sold, b.sold)
