@@ -16,8 +16,13 @@ bundled photos). It is not a person classifier: a close-up animal is foreground 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,33 @@ import numpy as np
 from engines.package import ModelPackageError
 
 ROLE = "person_segmenter"
+#: What the LiteRT runtime prints to the process's stderr when it loads its CPU delegate.
+DELEGATE_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+@contextlib.contextmanager
+def _banner_filtered() -> Iterator[None]:
+    """Keep the runtime's start-up banner off stderr (commands print one-line errors there).
+
+    The runtime writes from C++ to file descriptor 2, so the descriptor is pointed at a temporary
+    file for the block; afterwards everything else written meanwhile (by any thread) is written
+    back to stderr, only the banner is left out.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            rest = b"".join(line for line in caught.read().splitlines(keepends=True)
+                            if line.rstrip(b"\r\n") != DELEGATE_BANNER)
+            if rest:
+                os.write(2, rest)
 
 
 class PersonSegmenter:
@@ -65,8 +97,9 @@ class PersonSegmenter:
         self.spec: dict[str, Any] = spec
         self.height, self.width = int(spec["input"]["height"]), int(spec["input"]["width"])
         self.threshold = float(spec.get("threshold", 0.5))
-        self._interpreter = Interpreter(model_content=data, num_threads=threads)
-        self._interpreter.allocate_tensors()
+        with _banner_filtered():  # XNNPACK (which also runs the network's transposed convolutions) says hello
+            self._interpreter = Interpreter(model_content=data, num_threads=threads)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
 

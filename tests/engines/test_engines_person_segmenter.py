@@ -80,3 +80,18 @@ def test_a_package_with_a_changed_file_or_the_wrong_role_is_refused(tmp_path: Pa
         PersonSegmenter(wrong)
     with pytest.raises(ModelPackageError, match="spec"):
         PersonSegmenter(tmp_path / "missing")
+
+
+def test_loading_keeps_the_runtime_banner_off_stderr_and_passes_the_rest(capfd: pytest.CaptureFixture[str]) -> None:
+    """Commands print one-line errors on stderr: the runtime's start-up banner must not get there,
+    while anything else written to stderr meanwhile still does."""
+    import os
+
+    from engines.person_segmenter import DELEGATE_BANNER, _banner_filtered
+
+    with _banner_filtered():
+        os.write(2, DELEGATE_BANNER + b"\nanother thread's warning\n")
+    PersonSegmenter(SHIPPED).probabilities(samples.rocket())
+    err = capfd.readouterr().err
+    assert "XNNPACK" not in err
+    assert "another thread's warning" in err
