@@ -9,7 +9,7 @@ Metric names (all prefixed ``livetag_``), labels and what a sample means:
 ============================================  =====================  ==========================================
 name                                          labels                 meaning
 ============================================  =====================  ==========================================
-stage_latency_seconds (histogram)             stage                  decode, detect, embed, search, vote per batch
+stage_latency_seconds (histogram)             stage                  decode detect embed search vote person
 end_to_end_latency_seconds (histogram)        -                      frame wallclock header -> its batch's
                                                                      outputs (matches) published; one per frame
 batch_size (histogram)                        -                      frames per model call
@@ -54,7 +54,7 @@ from stream.clock import Clock, SystemClock
 log = logging.getLogger(__name__)
 
 NAMESPACE = "livetag"
-STAGES = ("decode", "detect", "embed", "search", "vote")
+STAGES = ("decode", "detect", "embed", "search", "vote", "person")
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -150,7 +150,7 @@ class PipelineMetrics:
 
     # --- stages -------------------------------------------------------------------------------------
     def observe_stage(self, stage: str, seconds: float) -> None:
-        """Record that ``stage`` (one of decode, detect, embed, search, vote) took ``seconds`` for a batch."""
+        """Record that ``stage`` (one of :data:`STAGES`) took ``seconds`` for a batch."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
         self.stage_latency.labels(stage).observe(max(0.0, seconds))

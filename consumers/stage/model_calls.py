@@ -135,8 +135,8 @@ class ModelCalls:
         size_of = getattr(self.detector, "scaled_size", None)
         with self.timed("decode"):
             frame, scaled = self.decoder.decode_scaled(packet, size_of if self.scale_in_decoder else None)
-            if size_of is not None and scaled is None:
-                scaled = resize_to(frame, *size_of(frame.shape[1], frame.shape[0]))
+            if size_of is not None and scaled is None and frame.shape[0] > 0 and frame.shape[1] > 0:
+                scaled = resize_to(frame, *size_of(frame.shape[1], frame.shape[0]))  # an empty frame: the engine says so
             return frame, scaled
 
     def decode_all(self, packets: Sequence[FramePacket]) -> list[tuple[np.ndarray, np.ndarray | None] | Exception]:

@@ -26,7 +26,7 @@ from consumers.messages.stream_record import make_stream_value
 from consumers.services.gallery_follower import publish_gallery
 from consumers.services.infer import InferenceConsumer, stage_from_gallery_topic
 from consumers.services.ingest import IngestWorker
-from consumers.settings import BatchSettings, IngestSettings, Settings, TopicSettings
+from consumers.settings import BatchSettings, IngestSettings, PipelineSettings, Settings, TopicSettings
 from stream.encode import push_to_rtmp
 from stream.packet import FramePacket
 
@@ -42,7 +42,10 @@ def test_live_rtmp_stream_is_matched_and_read_by_kcat(
     assert RtmpServer.available(), "nginx with libnginx-mod-rtmp is required (scripts/test.sh installs it)"
     assert shutil.which("kcat"), "kcat is required (scripts/test.sh installs it)"
     detector, embedder = tiny_models
-    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50))
+    # The tiny random-init detector's boxes have no presenter to be near: the presentation prior (tested
+    # in tests/consumers/stage) would only reweigh random boxes here, where the plumbing is under test.
+    settings = Settings(topics=topic_settings, batch=BatchSettings(max_batch=8, max_wait_ms=50),
+                        pipeline=PipelineSettings(presentation_prior=False))
     shown = product_video(tmp_path / "item-A.mp4", seed=11, seconds=20.0, fps=10, gop=10)
     other = product_video(tmp_path / "item-B.mp4", seed=12, seconds=1.0, fps=10, gop=10)
     producer = kafka_bus.producer()

@@ -47,6 +47,11 @@ class SlowDetector:
         time.sleep(self._seconds * len(images))
         return self._detector.detect(images)
 
+    def detect_scaled(self, images: list[np.ndarray], sizes: list[tuple[int, int]]) -> Any:
+        """The stage's call for frames scaled on its decoding thread: the same cost."""
+        time.sleep(self._seconds * len(images))
+        return self._detector.detect_scaled(images, sizes)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._detector, name)
 

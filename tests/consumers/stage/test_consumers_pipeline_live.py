@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 from stage_world import SETTINGS, bus_of, frame_records, keyframe_packets, produce_keyframes, stage_of
 
 from consumers.bus import Record
+from consumers.observability.metrics import PipelineMetrics
 from consumers.stage.builder import build_stage
 from engines.gallery import GalleryIndex
 from stream.clock import FakeClock
@@ -227,8 +229,10 @@ def test_the_person_term_follows_the_mask_and_its_setting(world: dict[str, Any],
     settings = SETTINGS.with_overrides(pipeline__person_cue=person_cue, pipeline__motion_window_s=0.0)
     person = _LeftIsPerson()
     seen: list[list[Any]] = []
+    metrics = PipelineMetrics(CollectorRegistry(), clock=clock)
     stage = build_stage(_TwoBoxDetector(world["detector"]), world["embedder"], world["gallery"], settings, clock,
-                        observer=lambda stream, pts, hits: seen.append(hits), person=person if person_cue else None)
+                        observer=lambda stream, pts, hits: seen.append(hits), person=person if person_cue else None,
+                        metrics=metrics)
     stage.process(frame_records(keyframe_packets(world["videos"]["s1"], "s1")[:2]))
     for hits in seen:
         by_box = {round(h.frame_box[0]): h.prior for h in hits}
@@ -238,3 +242,5 @@ def test_the_person_term_follows_the_mask_and_its_setting(world: dict[str, Any],
         else:
             assert centre == pytest.approx(1.0) and edge < 0.5
     assert person.calls == (2 if person_cue else 0)
+    timed = metrics.registry.get_sample_value("livetag_stage_latency_seconds_count", {"stage": "person"})
+    assert timed == (2 if person_cue else None)  # timed like the other model calls
