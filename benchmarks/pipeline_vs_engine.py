@@ -1,7 +1,7 @@
 """Whole-pipeline throughput against the raw batched engines, on the same frames, in one run.
 
 raw:      pre-decoded keyframes -> detector (batches of --max-batch) -> person mask of each frame with
-          several boxes (the presentation prior's person term, unless --no-person-cue) -> crops ->
+          several boxes (the presentation prior's person term, with --person-cue) -> crops ->
           embedder; frames/s
 pipeline: the same videos as --streams concurrent streams through the embedded pipeline at full speed
           (read -> bus -> decode -> detect -> embed -> gallery search -> vote -> bus -> sink); frames/s
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="pipeline.decode_workers of the pipeline side (threads decoding a batch's streams)")
     parser.add_argument("--scale-in-decoder", action="store_true",
                         help="pipeline.scale_in_decoder of the pipeline side (the detector's input made on the decode thread)")
-    parser.add_argument("--no-person-cue", action="store_true",
-                        help="pipeline.person_cue off on both sides (no person masks)")
+    parser.add_argument("--person-cue", action="store_true",
+                        help="pipeline.person_cue on both sides (person masks of frames with several boxes)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     parser.add_argument("--no-append", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -154,13 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                                          text__ocr_mode=args.ocr, pipeline__motion_window_s=args.motion_window_s,
                                          pipeline__decode_workers=args.decode_workers,
                                          pipeline__scale_in_decoder=args.scale_in_decoder,
-                                         pipeline__person_cue=not args.no_person_cue)
+                                         pipeline__person_cue=args.person_cue)
     p = settings.pipeline
     detector, embedder = load_models(ModelSettings(str(args.detector), str(args.embedder)), p.detection_threshold, p.nms_iou)
     gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
                                      progress=False))
     clock = SystemClock()
-    person = None if args.no_person_cue else PersonSegmenter(settings.models.person_dir)
+    person = PersonSegmenter(settings.models.person_dir) if args.person_cue else None
     frames = decoded_keyframes(sample.videos, args.sampling) * args.streams
     raw_embeddings = raw_engines(frames[: args.max_batch], detector, embedder, p, args.max_batch, person)  # warm-up
     raw_runs, pipe_runs = [], []

@@ -93,7 +93,7 @@ class PersonSegmenter:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise ModelPackageError("the person cue needs ai-edge-litert (pip install ai-edge-litert), "
-                                    "or turn it off (--no-person-cue)") from exc
+                                    "or leave pipeline.person_cue off") from exc
         self.spec: dict[str, Any] = spec
         self.height, self.width = int(spec["input"]["height"]), int(spec["input"]["width"])
         self.threshold = float(spec.get("threshold", 0.5))

@@ -107,7 +107,11 @@ class PipelineSettings:
             orders the boxes that are embedded (sold probability x prior).
         person_cue: With the prior, also weigh each box by how much of it lies on a person (the
             presenter wearing or holding the product), from a person mask of every analysed frame
-            (``models.person_dir``; about 6 ms of one core per frame).
+            with two or more boxes (``models.person_dir``; 3-6 ms of one core per frame). Off by
+            default: on the real dev set it improves the box choice a little (133 -> 136 of 272
+            sold boxes) and changes no answer, while on synthetic three-product streams, whose
+            drawn presenters the network often misses, it lost 4 of 60 segments
+            (docs/benchmarks.md, real footage).
     """
 
     detection_threshold: float = 0.3
@@ -125,7 +129,7 @@ class PipelineSettings:
     scale_in_decoder: bool = False
     motion_window_s: float = 2.0
     presentation_prior: bool = True
-    person_cue: bool = True
+    person_cue: bool = False
 
     def __post_init__(self) -> None:
         check_types(self, "pipeline")
