@@ -84,8 +84,8 @@ def build_stage(
         metrics: Where the stage's decode, detect, embed, search and vote times, drops, gallery size
             and active streams go (``consumers.stage.model_calls``).
         segment_group: Consumer group whose open segments go to the ``segments`` topic (Kafka only).
-        person: Person masks for the presentation prior; None loads ``models.person_dir`` when
-            ``pipeline.person_cue`` (and ``pipeline.presentation_prior``) is on.
+        person: Person masks for the presentation prior, used when ``pipeline.person_cue`` (and
+            ``pipeline.presentation_prior``) is on; None then loads ``models.person_dir``.
 
     Raises:
         ModelPackageError: The person-segmentation package is wrong or its runtime is missing.
@@ -105,7 +105,9 @@ def build_stage(
         text=text,
     )
     decoder = PacketDecoder(threads=settings.pipeline.decoder_threads, skip_loop_filter=settings.pipeline.skip_loop_filter)
-    if person is None and settings.pipeline.presentation_prior and settings.pipeline.person_cue:
+    if not (settings.pipeline.presentation_prior and settings.pipeline.person_cue):
+        person = None
+    elif person is None:
         from engines.person_segmenter import PersonSegmenter
 
         person = PersonSegmenter(settings.models.person_dir)

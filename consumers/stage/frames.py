@@ -23,8 +23,8 @@ class Hit:
         frame_box: ``[x1, y1, x2, y2]`` of the detection in frame pixels.
         item_box: Box of the product in the gallery image, or None when unknown.
         garment: The embedder's probability that the detection shows a garment (1 when unknown).
-        prior: The stream's text factor on this hit times the detection's motion and size-and-place
-            factors (1 without text cues and cues).
+        prior: The stream's text factor on this hit times the detection's motion and presentation
+            factors (1 when none applies).
     """
 
     item_id: str

@@ -224,14 +224,14 @@ class _LeftIsPerson:
 def test_the_person_term_follows_the_mask_and_its_setting(world: dict[str, Any], person_cue: bool) -> None:
     """With ``pipeline.person_cue`` the stage's person masks enter the prior: the small edge box the
     mask puts on the presenter keeps its vote and the centred box off every person loses it. With
-    the cue off no mask is asked for."""
+    the cue off the stage asks no mask, even of one it is given."""
     clock = FakeClock()
     settings = SETTINGS.with_overrides(pipeline__person_cue=person_cue, pipeline__motion_window_s=0.0)
     person = _LeftIsPerson()
     seen: list[list[Any]] = []
     metrics = PipelineMetrics(CollectorRegistry(), clock=clock)
     stage = build_stage(_TwoBoxDetector(world["detector"]), world["embedder"], world["gallery"], settings, clock,
-                        observer=lambda stream, pts, hits: seen.append(hits), person=person if person_cue else None,
+                        observer=lambda stream, pts, hits: seen.append(hits), person=person,
                         metrics=metrics)
     stage.process(frame_records(keyframe_packets(world["videos"]["s1"], "s1")[:2]))
     for hits in seen:
