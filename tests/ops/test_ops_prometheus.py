@@ -57,7 +57,9 @@ def test_prometheus_scrapes_frame_counters_and_end_to_end_latency_during_a_repla
     liveness = Liveness(clock, max_silence_s=60.0)
     metrics = PipelineMetrics(CollectorRegistry(), clock=clock, liveness=liveness)
     readiness = Readiness(INFERENCE_CONDITIONS)
-    stage = build_stage(world["detector"], world["embedder"], world["gallery"], SETTINGS, clock, metrics=metrics)
+    # the person-mask option on, so that every stage of STAGES is timed and scraped
+    stage = build_stage(world["detector"], world["embedder"], world["gallery"],
+                        SETTINGS.with_overrides(pipeline__person_cue=True), clock, metrics=metrics)
     readiness.set("engines_loaded", True, f"{world['detector'].spec.label} {world['embedder'].spec.label}")
     readiness.set("gallery_bootstrapped", True, f"{len(world['gallery'])} images")
     readiness.set("partitions_assigned", True, "frames[0]")
