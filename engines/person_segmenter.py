@@ -4,14 +4,15 @@ The shipped package (``models/person``) is MediaPipe's selfie segmentation netwo
 from the ``mediapipe`` 0.10.14 wheel on PyPI (Apache-2.0; ``spec.json`` records the package, the
 file's path in the wheel, its SHA-256 and the wheel's; the wheel's licence is beside it). It takes a
 256 x 256 RGB image in [0, 1] and gives a (256, 256) person probability. It runs on the CPU with the
-LiteRT interpreter (``ai-edge-litert``, Apache-2.0): about 6 ms per frame on one core whatever the
+LiteRT interpreter (``ai-edge-litert``, Apache-2.0): 3-6 ms per frame on one core whatever the
 frame's size, since the frame is first resized to 256 x 256 (the aspect is not kept; the network
 still finds full-body presenters in 9:16 frames).
 
 The network was made for video-call selfies: it marks the foreground subject. On live-shopping
 frames that is the presenter from head to feet, with the garment worn or held in front of the body,
 while racks and on-screen panels stay out (checked by eye on real livestream frames; the tests check
-bundled photos). It is not a person classifier: a close-up animal is foreground to it too.
+bundled photos). It is not a person classifier: a close-up animal is foreground to it too, and on
+synthetic renders it often misses the drawn presenter or takes a bystander or a panel instead.
 """
 
 from __future__ import annotations
