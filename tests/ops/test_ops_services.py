@@ -81,9 +81,13 @@ def _wait(condition: Callable[[], bool], what: str, limit_s: float = 90.0) -> No
 
 
 def _all_processed_and_committed(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], frames: int) -> bool:
-    """True once ``frames`` frames were processed and the group has committed to every partition's end."""
+    """True once ``frames`` frames were processed, none is in flight (a batch delivered again after a
+    refused commit is counted in before it is counted out) and the group has committed to every
+    partition's end."""
     group_lags = [v for (name, _), v in samples.items() if name == "livetag_consumer_group_lag"]
-    return samples.get(("livetag_frames_out_total", ()), 0) >= frames and bool(group_lags) and sum(group_lags) == 0
+    out = samples.get(("livetag_frames_out_total", ()), 0)
+    return (out >= frames and samples.get(("livetag_frames_in_total", ()), 0) == out
+            and bool(group_lags) and sum(group_lags) == 0)
 
 
 class Service:
