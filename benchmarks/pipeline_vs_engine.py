@@ -58,7 +58,7 @@ def raw_engines(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline
                 max_batch: int, person: Any = None) -> tuple[float, int]:
     """Seconds to detect + crop + embed ``frames`` in batches (the stage's crop selection, with the
     person masks of ``person`` where a frame has several boxes); crops made."""
-    from consumers.stage.presentation_prior import presentation_factors
+    from consumers.stage.presentation_prior import frame_presentation
     from engines.preprocess import crop
 
     crops_made = 0
@@ -67,8 +67,7 @@ def raw_engines(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline
         batch = frames[i : i + max_batch]
         crops = []
         for frame, dets in zip(batch, detector.detect(batch), strict=True):
-            coverage = person.coverage(frame, dets.boxes) if person is not None and len(dets) > 1 else None
-            placed = presentation_factors(dets.boxes, frame.shape[1], coverage)
+            placed = frame_presentation(frame, dets.boxes, None if person is None else person.coverage)
             keep = np.flatnonzero(dets.sold >= pipeline.sold_threshold)
             keep = keep[np.argsort(-(dets.sold[keep] * placed[keep]), kind="stable")][: pipeline.max_detections_per_frame]
             crops += [crop(frame, dets.boxes[d], pipeline.crop_expand) for d in keep.tolist()]

@@ -48,7 +48,7 @@ from consumers.settings import ModelSettings, Settings  # noqa: E402
 from consumers.settings.options import add_setting_options, load_settings  # noqa: E402
 from consumers.stage.model_loading import load_models  # noqa: E402
 from consumers.stage.motion_cue import MotionCue  # noqa: E402
-from consumers.stage.presentation_prior import presentation_factors  # noqa: E402
+from consumers.stage.presentation_prior import frame_presentation  # noqa: E402
 from engines.gallery_views import embed_views, view_crops  # noqa: E402
 from engines.person_segmenter import PersonSegmenter  # noqa: E402
 from engines.preprocess import crop, iou_matrix  # noqa: E402
@@ -202,15 +202,12 @@ def detector_figures(detector: Any, data: TianchiDataset, embedder: Any = None, 
                 _, garment = embedder.embed_scored([crop(image, box, CROP_EXPAND) for box in dets.boxes])
                 ranked = int(np.argmax(dets.scores * dets.sold * garment))
                 prior_hit += int(np.sum(overlaps[:, ranked] >= IOU))
-                ranked = int(np.argmax(dets.scores * dets.sold * garment * moving))
-                prior_motion_hit += int(np.sum(overlaps[:, ranked] >= IOU))
-                placed = presentation_factors(np.asarray(dets.boxes, dtype=np.float32), image.shape[1])
-                ranked = int(np.argmax(dets.scores * dets.sold * garment * moving * placed))
+                weighted = dets.scores * dets.sold * garment * moving
+                prior_motion_hit += int(np.sum(overlaps[:, int(np.argmax(weighted))] >= IOU))
+                ranked = int(np.argmax(weighted * frame_presentation(image, dets.boxes)))
                 placed_hit += int(np.sum(overlaps[:, ranked] >= IOU))
                 if person is not None:
-                    boxes = np.asarray(dets.boxes, dtype=np.float32)
-                    placed = presentation_factors(boxes, image.shape[1], person.coverage(image, boxes))
-                    ranked = int(np.argmax(dets.scores * dets.sold * garment * moving * placed))
+                    ranked = int(np.argmax(weighted * frame_presentation(image, dets.boxes, person.coverage)))
                     person_hit += int(np.sum(overlaps[:, ranked] >= IOU))
     share = 1.0 / total if total else 0.0
     figures = {"sold_boxes": total, "any_box_recall": any_hit * share, "top_sold_box_recall": top_hit * share,

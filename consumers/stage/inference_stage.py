@@ -45,7 +45,7 @@ from consumers.stage.frames import (
 )
 from consumers.stage.model_calls import ModelCalls
 from consumers.stage.motion_cue import MotionCue
-from consumers.stage.presentation_prior import presentation_factors
+from consumers.stage.presentation_prior import frame_presentation
 from consumers.text.ocr import OcrScheduler
 from consumers.text.transcripts import TranscriptSegment
 from consumers.voting.voter import GalleryHit, Observation, StreamVoter
@@ -304,8 +304,7 @@ class InferenceStage:
         has one (:mod:`consumers.stage.presentation_prior`); ones with the prior off."""
         if not self.settings.presentation_prior:
             return np.ones(len(boxes), np.float32)
-        coverage = self.models.person_coverage(image, boxes) if len(boxes) > 1 else None
-        return presentation_factors(boxes, image.shape[1], coverage)
+        return frame_presentation(image, boxes, self.models.person_coverage)
 
     def _infer(self, frames: list[DecodedFrame]) -> list[Record]:
         from engines.preprocess import crop
