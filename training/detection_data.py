@@ -37,6 +37,7 @@ from stream.errors import LiveTagError
 from training.camera_effects import camera_effects
 from training.categories import category_index
 from training.detection_losses import encode_targets
+from training.random_convolution import random_convolution
 
 CACHE_VERSION = 2
 PAD_VALUE = 114
@@ -277,6 +278,7 @@ def augment(
     out_size: int | None = None,
     camera: bool = False,
     zoom: tuple[float, float] = TRAIN_ZOOM,
+    rand_conv: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random zoom and shift (or crop), horizontal flip and colour jitter of a letterboxed sample.
 
@@ -294,6 +296,9 @@ def augment(
             white balance, JPEG), which keeps the geometry.
         zoom: (low, high) of the uniform zoom factor; below 1 the frame shrinks inside the window,
             so garments appear smaller than the renders draw them (a wide, full-body shot).
+        rand_conv: Probability of :func:`training.random_convolution.random_convolution` (random
+            colours and local textures, same shapes), after the colour jitter and before the camera
+            effects; 0 draws nothing, so the other augmentations repeat a run without it.
 
     Returns:
         The new image (T, T, 3) uint8, boxes (m, 4) and the kept indices (m,); boxes left less
@@ -329,6 +334,8 @@ def augment(
         pixels = out.astype(np.float32)
         pixels = (pixels - 128.0) * contrast + 128.0 + brightness
         out = np.clip(pixels * gains, 0, 255).astype(np.uint8)
+    if rand_conv > 0.0 and rng.random() < rand_conv:
+        out = random_convolution(np.ascontiguousarray(out), rng)
     if camera:
         out = camera_effects(np.ascontiguousarray(out), rng)
     return np.ascontiguousarray(out), boxes.astype(np.float32).reshape(-1, 4), keep
@@ -350,11 +357,12 @@ class DetectionSamples(Dataset[dict[str, torch.Tensor]]):
         train_size: Side of the augmented training window (see ``augment``); default the cache's S.
         camera: Add the photographic degradations of ``training.camera_effects`` when augmenting.
         zoom: (low, high) zoom factor of ``augment``.
+        rand_conv: Probability of the random-convolution augmentation (``augment``).
     """
 
     def __init__(self, cache: DetectionCache, indices: Sequence[int] | None = None, *, augment_data: bool,
                  stride: int = 8, seed: int = 0, train_size: int | None = None, camera: bool = False,
-                 zoom: tuple[float, float] = TRAIN_ZOOM) -> None:
+                 zoom: tuple[float, float] = TRAIN_ZOOM, rand_conv: float = 0.0) -> None:
         self.cache = cache
         self.indices = np.arange(len(cache)) if indices is None else np.asarray(indices, np.int64)
         self.augment_data = augment_data
@@ -363,6 +371,7 @@ class DetectionSamples(Dataset[dict[str, torch.Tensor]]):
         self.train_size = train_size
         self.camera = camera
         self.zoom = zoom
+        self.rand_conv = rand_conv
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -381,7 +390,7 @@ class DetectionSamples(Dataset[dict[str, torch.Tensor]]):
             rng = np.random.default_rng((self.seed, self.epoch, index))
             content = (int(self.cache.sizes[index, 0]), int(self.cache.sizes[index, 1]))
             image, boxes, keep = augment(image, boxes.copy(), keep, rng, content=content, out_size=self.train_size,
-                                         camera=self.camera, zoom=self.zoom)
+                                         camera=self.camera, zoom=self.zoom, rand_conv=self.rand_conv)
         size = image.shape[0]
         targets = encode_targets(boxes, classes[keep], sold[keep], size, size, self.stride)
         sample = {name: torch.from_numpy(value) for name, value in targets.items()}

@@ -68,6 +68,8 @@ class DetectorTrainSettings:
     camera_effects: bool = option(True, "photographic degradations in training (shading, noise, blur, JPEG)")
     zoom_min: float = option(0.6, "smallest training zoom (below 1: the frame shrinks in the window, garments look "
                                   "farther away, as in a full-body shot; the largest is 1.3)")
+    rand_conv: float = option(0.0, "probability of a random-convolution augmentation per sample (random colours and "
+                                   "textures, same shapes: training/random_convolution.py); 0 off")
 
     def __post_init__(self) -> None:
 
@@ -85,6 +87,7 @@ class DetectorTrainSettings:
             (self.threads >= 0, "--threads must be >= 0 (0 = torch default)"),
             (0.25 <= self.width <= 4.0, "--width must lie in [0.25, 4]"),
             (0.1 <= self.zoom_min <= 1.3, "--zoom-min must lie in [0.1, 1.3]"),
+            (0.0 <= self.rand_conv <= 1.0, "--rand-conv must lie in [0, 1]"),
         ]
         checks += backbone_checks(self.backbone, self.trainable_blocks, self.backbone_lr_scale)
         for ok, message in checks:
@@ -183,7 +186,8 @@ def train(settings: DetectorTrainSettings) -> dict[str, Any]:
         log.info("train samples %d (cache %s), held-out frames %d", len(train_cache), train_path, test_frames.size)
 
     dataset = DetectionSamples(train_cache, augment_data=True, seed=settings.seed, train_size=settings.train_size,
-                               camera=settings.camera_effects, zoom=(settings.zoom_min, 1.3))
+                               camera=settings.camera_effects, zoom=(settings.zoom_min, 1.3),
+                               rand_conv=settings.rand_conv)
     sampler = make_sampler(dataset, info, shuffle=True, seed=settings.seed)
     loader = DataLoader(dataset, batch_size=settings.batch_size, sampler=sampler, num_workers=settings.workers,
                         drop_last=True, persistent_workers=False, pin_memory=device.type == "cuda")
