@@ -19,7 +19,7 @@ from typing import Any
 
 from consumers.settings.checks import SettingsError
 from consumers.settings.root import Settings
-from consumers.settings.sections import LOG_LEVELS, SPEEDS
+from consumers.settings.sections import LOG_LEVELS, SOLD_SCALES, SPEEDS
 from consumers.settings.text import OCR_MODES
 from consumers.settings.voter import VOTE_WEIGHTS
 from engines.loading import BACKENDS
@@ -81,6 +81,8 @@ GROUPS: dict[str, tuple[Option, ...]] = {
         Option("--min-similarity", "voter.min_similarity", "gallery hits below this do not vote", type=float),
         Option("--detection-threshold", "pipeline.detection_threshold", "least objectness to keep a box", type=float),
         Option("--sold-threshold", "pipeline.sold_threshold", "least sold-item probability to vote", type=float),
+        Option("--sold-scale", "pipeline.sold_scale",
+               "sold probabilities as they are (absolute) or over the frame's highest (frame)", choices=SOLD_SCALES),
         Option("--motion-window-s", "pipeline.motion_window_s",
                "compare each box with the frame this many stream seconds earlier; still boxes beside moving "
                "ones vote less (0: off)", type=float),

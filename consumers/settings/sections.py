@@ -15,6 +15,8 @@ from stream.sampling import SamplingSpec
 SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
 SPEEDS = ("realtime", "max")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: How the sold head's probabilities are read (``pipeline.sold_scale``).
+SOLD_SCALES = ("absolute", "frame")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,13 @@ class PipelineSettings:
             frames), so the check is loose: the top 8, and a mismatch only halves a vote
             (``voter.category_mismatch_weight``); see docs/benchmarks.md.
         crop_expand: Ratio a box is expanded by before embedding.
-        sold_threshold: Minimum sold-item probability for a detection to vote.
+        sold_threshold: Minimum sold-item probability for a detection to vote (on the scale of
+            ``sold_scale``).
+        sold_scale: ``absolute``: the sold head's probabilities as they are. ``frame``: each
+            divided by the highest of its frame, so the frame's most likely sold box has 1 and the
+            gate and votes use the head's ranking within the frame, not its level, which does not
+            carry from synthetic renders to camera footage
+            (:func:`consumers.stage.sold_scale.scaled_sold`).
         max_detections_per_frame: Detections embedded per frame (highest sold score first).
         max_frame_age_s: Live load shedding: a frame whose ingest wall clock is older than this when
             it reaches the models is dropped and counted (``dropped_frames_total{reason="stale"}``),
@@ -120,6 +128,7 @@ class PipelineSettings:
     category_top_k: int = 8
     crop_expand: float = 0.1
     sold_threshold: float = 0.3
+    sold_scale: str = "absolute"
     max_detections_per_frame: int = 8
     max_frame_age_s: float = 0.0
     newest_frame_wins: bool = False
@@ -144,6 +153,8 @@ class PipelineSettings:
             unit_interval(f"pipeline.{name}", getattr(self, name))
         for name in ("top_k", "category_top_k", "max_detections_per_frame"):
             check(getattr(self, name) >= 1, f"pipeline.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(self.sold_scale in SOLD_SCALES, "pipeline.sold_scale",
+              f"must be one of {', '.join(SOLD_SCALES)}, got {self.sold_scale!r}")
         check(0.0 <= self.crop_expand <= 1.0, "pipeline.crop_expand", f"must be in [0, 1], got {self.crop_expand}")
 
 

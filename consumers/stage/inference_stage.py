@@ -46,6 +46,7 @@ from consumers.stage.frames import (
 from consumers.stage.model_calls import ModelCalls
 from consumers.stage.motion_cue import MotionCue
 from consumers.stage.presentation_prior import frame_presentation
+from consumers.stage.sold_scale import scaled_sold
 from consumers.text.ocr import OcrScheduler
 from consumers.text.transcripts import TranscriptSegment
 from consumers.voting.voter import GalleryHit, Observation, StreamVoter
@@ -316,9 +317,10 @@ class InferenceStage:
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int, bool]] = []  # (frame index, detection index, named only) per crop
         placed = [self._presentation(f.image, d.boxes) for f, d in zip(frames, detections, strict=True)]
+        sold = [scaled_sold(d.sold, s.sold_scale) for d in detections]
         for fi, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
-            keep = np.flatnonzero(dets.sold >= s.sold_threshold)
-            keep = keep[np.argsort(-(dets.sold[keep] * placed[fi][keep]), kind="stable")][: s.max_detections_per_frame]
+            keep = np.flatnonzero(sold[fi] >= s.sold_threshold)
+            keep = keep[np.argsort(-(sold[fi][keep] * placed[fi][keep]), kind="stable")][: s.max_detections_per_frame]
             chosen = [(di, False) for di in keep.tolist()]
             if named.get(frame.packet.stream_id) and self.voter.text is not None and self.voter.text.settings.named_boxes:
                 # The text names items: every other box may show one of them (the sold head is not
@@ -339,7 +341,7 @@ class InferenceStage:
             x1, y1, x2, y2 = (float(v) for v in dets.boxes[di])
             hits = tuple(h for h in hits_of_crop[ci] if h.score >= self.voter.settings.min_similarity)
             top = tuple(int(c) for c in dets.top_categories(s.category_top_k)[di])
-            per_frame[fi].append(Observation((x1, y1, x2, y2), float(dets.sold[di]), float(dets.scores[di]), hits, top,
+            per_frame[fi].append(Observation((x1, y1, x2, y2), float(sold[fi][di]), float(dets.scores[di]), hits, top,
                                              garment=1.0 if garment is None else float(garment[ci]),
                                              named_only=named_only, moving=float(moving[fi][di]),
                                              presentation=float(placed[fi][di])))

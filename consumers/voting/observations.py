@@ -17,7 +17,8 @@ class Observation:
 
     Attributes:
         frame_box: ``x1, y1, x2, y2`` in frame pixels.
-        sold: The detector's sold-item probability in [0, 1].
+        sold: The detector's sold-item probability in [0, 1], on the pipeline's ``sold_scale``
+            (over the frame's highest with ``frame``).
         confidence: The detector's objectness in [0, 1].
         hits: Gallery hits, any order.
         top_categories: The detection's most likely category indices (empty: no check).
