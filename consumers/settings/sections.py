@@ -85,7 +85,11 @@ class PipelineSettings:
             divided by the highest of its frame, so the frame's most likely sold box has 1 and the
             gate and votes use the head's ranking within the frame, not its level, which does not
             carry from synthetic renders to camera footage
-            (:func:`consumers.stage.sold_scale.scaled_sold`).
+            (:func:`consumers.stage.sold_scale.scaled_sold`). ``absolute`` is the default: on the
+            real dev set ``frame`` gave 10/25 without text and 11/25 with, against 10 and 12, and
+            on synthetic three-product streams 55/60 segments, against 52 (docs/benchmarks.md, real
+            footage). A detector whose head orders real boxes well but at a lower level (trained
+            with random convolutions) needs it.
         max_detections_per_frame: Detections embedded per frame (highest sold score first).
         max_frame_age_s: Live load shedding: a frame whose ingest wall clock is older than this when
             it reaches the models is dropped and counted (``dropped_frames_total{reason="stale"}``),
