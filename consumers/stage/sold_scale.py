@@ -1,8 +1,9 @@
 """How the detector's sold-item probabilities are read before the sold gate and the votes.
 
-The sold head learned on synthetic renders. On camera footage its *level* moves with the domain
-(the same head can give every garment of a real frame 0.1, or 0.9), while its *order* within a frame
-still says which garment is the one presented. ``frame`` scale divides each detection's probability
+The sold head learned on synthetic renders. On camera footage its *level* moves with the training
+details (on the real dev set, the median of a frame's highest sold probability is 0.85 for the
+shipped detector and 0.53 for the same recipe with random convolutions, whose order is the better
+one), while its *order* within a frame still says which garment is the one presented. ``frame`` scale divides each detection's probability
 by the highest of its frame, the form the motion cue and the size-and-place prior already use: the
 frame's most likely sold box gets 1 and the others their share of it. A frame with no box, or whose
 best box has probability 0, keeps its zeros.
