@@ -52,7 +52,8 @@ def random_convolution(image: np.ndarray, rng: np.random.Generator,
     kernel = random_kernel(size, rng)
     blend = float(rng.uniform(0.0, 1.0))
     pixels = image.astype(np.float32) / 255.0
-    centred = pixels - pixels.reshape(-1, 3).mean(axis=0)
+    reference = pixels.reshape(-1, 3)  # the image's own channel statistics, given to the result
+    centred = pixels - reference.mean(axis=0)
     mixed = np.zeros_like(centred)
     for out_channel in range(3):
         for in_channel in range(3):
@@ -60,7 +61,6 @@ def random_convolution(image: np.ndarray, rng: np.random.Generator,
                                                     borderType=cv2.BORDER_REFLECT)
     flat = mixed.reshape(-1, 3)
     standardised = (mixed - flat.mean(axis=0)) / np.maximum(flat.std(axis=0), 1e-6)
-    reference = pixels.reshape(-1, 3)
     randomised = standardised * np.maximum(reference.std(axis=0), 0.05) + reference.mean(axis=0)
     out = blend * pixels + (1.0 - blend) * randomised
     return np.ascontiguousarray(np.clip(out * 255.0 + 0.5, 0.0, 255.0).astype(np.uint8))

@@ -3,10 +3,10 @@
 The sold head learned on synthetic renders. On camera footage its *level* moves with the training
 details (on the real dev set, the median of a frame's highest sold probability is 0.85 for the
 shipped detector and 0.53 for the same recipe with random convolutions, whose order is the better
-one), while its *order* within a frame still says which garment is the one presented. ``frame`` scale divides each detection's probability
-by the highest of its frame, the form the motion cue and the size-and-place prior already use: the
-frame's most likely sold box gets 1 and the others their share of it. A frame with no box, or whose
-best box has probability 0, keeps its zeros.
+one), while its *order* within a frame still says which garment is the one presented. ``frame``
+scale divides each detection's probability by the highest of its frame, the form the motion cue and
+the size-and-place prior already use: the frame's most likely sold box gets 1 and the others their
+share of it. A frame with no box, or whose best box has probability 0, keeps its zeros.
 """
 
 from __future__ import annotations
