@@ -43,7 +43,9 @@ FrameObserver = Callable[[str, float, list[Hit]], None]
 @dataclass
 class DecodedFrame:
     """A frame record with its decoded image (H, W, 3) RGB uint8 and catalog header; ``scaled`` is the
-    image already scaled to the detector's input (h, w, 3) when the decoder made one."""
+    image already scaled to the detector's input (h, w, 3) when the decoder made one, ``thumb`` the
+    motion cue's grey thumbnail (h, 160) uint8 when the cue is on (both made on the decoding thread,
+    so the model thread does not wait for them)."""
 
     record: Record
     packet: FramePacket
@@ -51,6 +53,7 @@ class DecodedFrame:
     catalog: str | None
     shed: bool = False  # grew too old while waiting for the models: not analysed
     scaled: np.ndarray | None = None
+    thumb: np.ndarray | None = None
 
 
 @dataclass

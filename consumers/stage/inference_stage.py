@@ -44,7 +44,7 @@ from consumers.stage.frames import (
     newest_per_stream,
 )
 from consumers.stage.model_calls import ModelCalls
-from consumers.stage.motion_cue import MotionCue
+from consumers.stage.motion_cue import MotionCue, thumbnail
 from consumers.stage.presentation_prior import frame_presentation
 from consumers.stage.sold_scale import scaled_sold
 from consumers.text.ocr import OcrScheduler
@@ -289,7 +289,8 @@ class InferenceStage:
             self._partitions.popitem(last=False)
         raw_catalog = record.header(CATALOG_HEADER)
         catalog = raw_catalog.decode("utf-8", "replace") if raw_catalog else None
-        return DecodedFrame(record, packet, image, catalog, scaled=scaled)
+        thumb = thumbnail(image) if self.motion is not None and image.size else None  # an empty frame: the detector says so
+        return DecodedFrame(record, packet, image, catalog, scaled=scaled, thumb=thumb)
 
     def _scopes(self, frames: Sequence[DecodedFrame]) -> dict[str | None, frozenset[str] | None]:
         """catalog -> the items its streams may match (None: the whole gallery), once per batch."""
@@ -332,7 +333,7 @@ class InferenceStage:
                 owners.append((fi, di, named_only))
         vectors, garment = self.models.embed(crops)
         moving = [np.ones(len(d), np.float32) if self.motion is None
-                  else self.motion.factors(f.packet.stream_id, f.packet.pts_seconds, f.image, d.boxes)
+                  else self.motion.factors(f.packet.stream_id, f.packet.pts_seconds, f.image, d.boxes, f.thumb)
                   for f, d in zip(frames, detections, strict=True)]
         hits_of_crop = hits_per_crop(frames, owners, vectors, named, scopes, self._search)
         per_frame: list[list[Observation]] = [[] for _ in frames]

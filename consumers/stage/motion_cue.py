@@ -33,6 +33,16 @@ THUMB_WIDTH = 160
 MAX_WINDOWS = 4.0
 
 
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """The grey thumbnail the cue compares: (h, ``THUMB_WIDTH``) uint8, h keeping the aspect.
+
+    Args:
+        image: (H, W, 3) uint8 RGB frame, H and W > 0.
+    """
+    height = max(1, round(image.shape[0] * THUMB_WIDTH / image.shape[1]))
+    return cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (THUMB_WIDTH, height), interpolation=cv2.INTER_AREA)
+
+
 class MotionCue:
     """Per-stream thumbnails and the motion factor of each detection.
 
@@ -62,7 +72,8 @@ class MotionCue:
     def __len__(self) -> int:
         return len(self._thumbs)
 
-    def factors(self, stream_id: str, pts: float, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def factors(self, stream_id: str, pts: float, image: np.ndarray, boxes: np.ndarray,
+                thumb: np.ndarray | None = None) -> np.ndarray:
         """Motion factors of a frame's boxes, and remember the frame.
 
         Args:
@@ -70,13 +81,14 @@ class MotionCue:
             pts: The frame's stream time in seconds.
             image: (H, W, 3) uint8 RGB frame.
             boxes: (N, 4) ``x1, y1, x2, y2`` in frame pixels.
+            thumb: :func:`thumbnail` of ``image`` when it was made already (the pipeline makes it on
+                the decoding thread); made here when None.
 
         Returns:
             (N,) float32 in [0, 1]; all ones without a reference frame.
         """
-        thumb = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY),
-                           (THUMB_WIDTH, max(1, round(image.shape[0] * THUMB_WIDTH / image.shape[1]))),
-                           interpolation=cv2.INTER_AREA)
+        if thumb is None:
+            thumb = thumbnail(image)
         scale = THUMB_WIDTH / image.shape[1]
         reference = self._reference(stream_id, pts, thumb.shape)
         out = np.ones(len(boxes), np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consumers.stage.motion_cue import MotionCue
+from consumers.stage.motion_cue import THUMB_WIDTH, MotionCue, thumbnail
 from stream.clock import FakeClock
 
 LEFT = (0.0, 0.0, 300.0, 360.0)  # a rack garment: never changes
@@ -68,3 +68,15 @@ def test_streams_are_bounded_evicted_when_idle_and_forgotten() -> None:
     assert list(cue._thumbs) == ["d"]
     with pytest.raises(ValueError, match="window_s"):
         MotionCue(window_s=0.0, clock=FakeClock())
+
+
+def test_a_thumbnail_made_beforehand_gives_the_factors_the_cue_makes_itself() -> None:
+    """The pipeline makes the thumbnail on the decoding thread; the factors must not change."""
+    assert thumbnail(_frame(0)).shape == (90, THUMB_WIDTH) and thumbnail(_frame(0)).dtype == np.uint8
+    own, given = MotionCue(window_s=1.0, clock=FakeClock()), MotionCue(window_s=1.0, clock=FakeClock())
+    boxes = np.array([LEFT, RIGHT], np.float32)
+    for t in range(4):
+        image = _frame(t)
+        expected = own.factors("s", float(t), image, boxes)
+        assert given.factors("s", float(t), image, boxes, thumbnail(image)).tolist() == expected.tolist()
+    assert expected[0] < 0.2  # the still box was told apart with the given thumbnails too

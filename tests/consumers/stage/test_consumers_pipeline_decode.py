@@ -14,6 +14,7 @@ from consumers.bus import Record
 from consumers.messages.dead_letter import DeadLetter
 from consumers.stage.builder import build_stage
 from consumers.stage.loops import run_consumer_loop
+from consumers.stage.motion_cue import thumbnail
 from stream.clock import FakeClock
 
 
@@ -136,3 +137,18 @@ def test_frames_scaled_on_the_decoding_thread_give_the_network_the_very_same_inp
     for a, b in zip(stage.models.detect([f.image for f in frames], [f.scaled for f in frames]),
                     detector.detect([f.image for f in frames]), strict=True):
         assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.sold, b.sold)
+
+
+@pytest.mark.parametrize("window_s", [2.0, 0.0])
+def test_the_motion_thumbnail_is_made_on_the_decoding_thread_when_the_cue_is_on(world: dict[str, Any],
+                                                                               window_s: float) -> None:
+    records = frame_records(keyframe_packets(world["videos"]["s1"], "s1"), catalog="c1")
+    settings = SETTINGS.with_overrides(pipeline__motion_window_s=window_s)
+    stage = build_stage(world["detector"], world["embedder"], world["gallery"], settings, FakeClock())
+    frames, letters = stage.decode_records(records)
+    assert frames and not letters
+    if window_s:
+        assert all(f.thumb is not None and np.array_equal(f.thumb, thumbnail(f.image)) for f in frames)
+    else:
+        assert all(f.thumb is None for f in frames)  # no cue, no thumbnail
+    assert all(r.topic != "dlq" for r in stage.infer_frames(frames))
