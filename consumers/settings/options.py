@@ -72,6 +72,8 @@ GROUPS: dict[str, tuple[Option, ...]] = {
         Option("--gallery-views", "models.gallery_views",
                "views of each shop image averaged into its gallery vector: a comma list of box, flip, tight, wide",
                metavar="LIST"),
+        Option("--intra-op-threads", "models.intra_op_threads",
+               "ONNX Runtime threads per operator (0: one per physical core of the machine)", type=int, metavar="N"),
     ),
     "batch": (
         Option("--max-batch", "batch.max_batch", "frames per model call", type=int),

@@ -35,6 +35,11 @@ class ModelSettings:
             :mod:`engines.gallery_views`); ``box`` alone is the plain gallery.
         person_dir: Person-segmentation package folder (``spec.json`` + TFLite file; see
             :mod:`engines.person_segmenter`), read when ``pipeline.person_cue`` is on.
+        intra_op_threads: Threads inside one ONNX Runtime operator, per model (``onnxruntime``
+            backend only; the others ignore it). 0 lets ONNX Runtime choose: one per physical core
+            of the machine, which in a container means the node's cores, not the pod's request.
+            Set it to the cores the process owns; one process per core with 1 thread analyses
+            more frames than one process with all of them (docs/benchmarks.md, process layout).
     """
 
     detector_dir: str = str(SHIPPED_MODELS / "detector")
@@ -45,9 +50,12 @@ class ModelSettings:
     flip_tta: bool = False
     gallery_views: str = "box"
     person_dir: str = str(SHIPPED_MODELS / "person")
+    intra_op_threads: int = 0
 
     def __post_init__(self) -> None:
         check_types(self, "models")
+        check(0 <= self.intra_op_threads <= 1024, "models.intra_op_threads",
+              f"must be in 0..1024 (0: ONNX Runtime chooses), got {self.intra_op_threads}")
         try:
             parse_views(self.gallery_views)
         except ValueError as exc:

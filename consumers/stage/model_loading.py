@@ -17,7 +17,7 @@ def load_models(models: ModelSettings, score_threshold: float = PipelineSettings
     """Load ``(detector, embedder)``; a bad package raises ``ModelPackageError`` (one line).
 
     Args:
-        models: Package folders, pinned digests, backend and flip averaging.
+        models: Package folders, pinned digests, backend, ONNX Runtime threads and flip averaging.
         score_threshold: Detector objectness threshold (default: ``pipeline.detection_threshold``'s).
         nms_iou: Detector NMS IoU threshold (default: ``pipeline.nms_iou``'s).
 
@@ -31,8 +31,10 @@ def load_models(models: ModelSettings, score_threshold: float = PipelineSettings
     for folder, pinned in ((detector_dir, models.detector_digest), (embedder_dir, models.embedder_digest)):
         if pinned:
             check_digest(folder, pinned)
-    detector = load_detector(detector_dir, backend=models.backend, score_threshold=score_threshold, iou_threshold=nms_iou)
-    embedder: Embedder = load_embedder(embedder_dir, backend=models.backend)
+    opts = {"intra_op_threads": models.intra_op_threads} if models.backend == "onnxruntime" and models.intra_op_threads else {}
+    detector = load_detector(detector_dir, backend=models.backend, score_threshold=score_threshold, iou_threshold=nms_iou,
+                             **opts)
+    embedder: Embedder = load_embedder(embedder_dir, backend=models.backend, **opts)
     if models.flip_tta:
         from engines.flip_average import FlipAveragedEmbedder
 

@@ -151,3 +151,15 @@ def test_a_package_cannot_name_code_to_run_and_a_pinned_digest_refuses_changes(
     _edit_spec(tampered, lambda s: s.update(name="renamed"))  # spec changed, ONNX hash still right
     with pytest.raises(ModelPackageError, match="is not the pinned"):
         load_models(ModelSettings(str(tiny_packages["detector"]), str(tampered), embedder_digest=pinned[1]))
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_the_intra_op_thread_setting_reaches_both_onnx_runtime_sessions(tiny_packages: dict[str, Path],
+                                                                        threads: int) -> None:
+    from consumers.settings import ModelSettings
+    from consumers.stage.model_loading import load_models
+
+    choice = ModelSettings(str(tiny_packages["detector"]), str(tiny_packages["embedder"]), intra_op_threads=threads)
+    for engine in load_models(choice):
+        options = engine.backend.session.get_session_options()  # type: ignore[attr-defined]
+        assert options.intra_op_num_threads == threads  # 0: ONNX Runtime sizes its own pool

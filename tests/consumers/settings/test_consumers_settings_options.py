@@ -44,14 +44,14 @@ def test_precedence_cli_over_environment_over_command_defaults(
 def test_options_of_every_kind_set_their_setting() -> None:
     args = _parse(["--bootstrap", "k1:9092, k2:9093", "--no-text", "--flip-tta", "--allow-files", "/a",
                    "--allow-files", "/b", "--vote-weight", "similarity", "--sampling", "fps:2", "--group", "g1",
-                   "--detection-threshold", "0.05"],
+                   "--detection-threshold", "0.05", "--intra-op-threads", "1"],
                   "kafka", "pipeline", "models", "ingest", "replay")
     settings = load_settings(args, {})
     assert settings.kafka.bootstrap_servers == ("k1:9092", "k2:9093")
     assert settings.text.enabled is False and settings.models.flip_tta is True
     assert settings.ingest.allow_files == ("/a", "/b") and settings.ingest.group_id == "g1"
     assert settings.voter.vote_weight == "similarity" and settings.replay.sampling_spec.fps == 2
-    assert settings.pipeline.detection_threshold == 0.05
+    assert settings.pipeline.detection_threshold == 0.05 and settings.models.intra_op_threads == 1
     assert cli_overrides(_parse([], "kafka", "pipeline")) == {}  # options not given change nothing
 
 
