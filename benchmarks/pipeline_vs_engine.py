@@ -79,6 +79,23 @@ def raw_engines(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline
     return time.perf_counter() - start, crops_made
 
 
+def raw_engines_parallel(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline: PipelineSettings,
+                         max_batch: int, workers: int, person: Any = None) -> tuple[float, int]:
+    """:func:`raw_engines` with the batches dealt round-robin to ``workers`` threads at once (the
+    raw side of ``batch.model_workers``); seconds until the last finishes, crops made."""
+    if workers <= 1:
+        return raw_engines(frames, detector, embedder, pipeline, max_batch, person)
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [frames[i : i + max_batch] for i in range(0, len(frames), max_batch)]
+    shares = [[f for b in batches[k::workers] for f in b] for k in range(workers)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        crops = sum(c for _, c in pool.map(lambda share: raw_engines(share, detector, embedder, pipeline, max_batch,
+                                                                         person), shares))
+    return time.perf_counter() - start, crops
+
+
 def whole_pipeline(videos: list[Path], streams: int, stage_factory: Any, settings: Settings,
                    sampling: str, decoupled: bool = True) -> tuple[float, int]:
     """Seconds for ``streams`` concurrent replays at max speed; frames consumed."""
@@ -143,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="pipeline.decode_workers of the pipeline side (threads decoding a batch's streams)")
     parser.add_argument("--scale-in-decoder", action="store_true",
                         help="pipeline.scale_in_decoder of the pipeline side (the detector's input made on the decode thread)")
+    parser.add_argument("--model-workers", type=int, default=1,
+                        help="batches in the models at once on both sides (batch.model_workers; raw: threads)")
+    parser.add_argument("--intra-op-threads", type=int, default=0,
+                        help="ONNX Runtime threads per operator on both sides (0: its own choice)")
     parser.add_argument("--person-cue", action="store_true",
                         help="pipeline.person_cue on both sides (person masks of frames with several boxes)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
@@ -151,13 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     quiet_library_logs()
 
     sample = find_sample(args.sample)
-    settings = Settings().with_overrides(batch=BatchSettings(max_batch=args.max_batch, max_wait_ms=20.0),
+    settings = Settings().with_overrides(batch=BatchSettings(max_batch=args.max_batch, max_wait_ms=20.0,
+                                                             model_workers=args.model_workers),
+                                         models=ModelSettings(str(args.detector), str(args.embedder),
+                                                              intra_op_threads=args.intra_op_threads),
                                          text__ocr_mode=args.ocr, pipeline__motion_window_s=args.motion_window_s,
                                          pipeline__decode_workers=args.decode_workers,
                                          pipeline__scale_in_decoder=args.scale_in_decoder,
                                          pipeline__person_cue=args.person_cue)
     p = settings.pipeline
-    detector, embedder = load_models(ModelSettings(str(args.detector), str(args.embedder)), p.detection_threshold, p.nms_iou)
+    detector, embedder = load_models(settings.models, p.detection_threshold, p.nms_iou)
     gallery = to_index(build_gallery(find_shop_images(sample.images, sample.annotations), detector, embedder,
                                      progress=False))
     clock = SystemClock()
@@ -167,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     raw_runs, pipe_runs = [], []
     crops = raw_embeddings[1]
     for _ in range(args.repeats):
-        seconds, crops = raw_engines(frames, detector, embedder, p, args.max_batch, person)
+        seconds, crops = raw_engines_parallel(frames, detector, embedder, p, args.max_batch, args.model_workers, person)
         raw_runs.append(len(frames) / seconds)
         seconds, consumed = whole_pipeline(sample.videos, args.streams,
                                            lambda: build_stage(detector, embedder, gallery, settings, clock, person=person),

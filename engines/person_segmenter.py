@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ class PersonSegmenter:
         with _banner_filtered():  # XNNPACK (which also runs the network's transposed convolutions) says hello
             self._interpreter = Interpreter(model_content=data, num_threads=threads)
             self._interpreter.allocate_tensors()
+        self._lock = threading.Lock()
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
 
@@ -121,9 +123,11 @@ class PersonSegmenter:
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) RGB frame, got shape {image.shape}")
         small = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        self._interpreter.set_tensor(self._input, (small.astype(np.float32) / 255.0)[None])
-        self._interpreter.invoke()
-        return np.asarray(self._interpreter.get_tensor(self._output), np.float32).reshape(self.height, self.width)
+        with self._lock:  # one interpreter: model workers take turns (batch.model_workers)
+            self._interpreter.set_tensor(self._input, (small.astype(np.float32) / 255.0)[None])
+            self._interpreter.invoke()
+            out = np.array(self._interpreter.get_tensor(self._output), np.float32)
+        return out.reshape(self.height, self.width)
 
     def coverage(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Share of each box that lies on a person.

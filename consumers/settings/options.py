@@ -78,6 +78,9 @@ GROUPS: dict[str, tuple[Option, ...]] = {
     "batch": (
         Option("--max-batch", "batch.max_batch", "frames per model call", type=int),
         Option("--max-wait-ms", "batch.max_wait_ms", "longest wait for a batch to fill", type=float),
+        Option("--model-workers", "batch.model_workers",
+               "batches in the models at once, one thread each (onnxruntime; pair with --intra-op-threads 1)",
+               type=int, metavar="N"),
     ),
     "pipeline": (
         Option("--min-similarity", "voter.min_similarity", "gallery hits below this do not vote", type=float),

@@ -47,6 +47,10 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     infer: InferSettings = field(default_factory=InferSettings)
 
+    def __post_init__(self) -> None:
+        check(self.batch.model_workers == 1 or self.models.backend == "onnxruntime", "batch.model_workers",
+              f"above 1 needs models.backend onnxruntime (its sessions run concurrently), got {self.models.backend!r}")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str], base: Settings | None = None) -> Settings:
         """Settings from ``LIVETAG_<SECTION>_<FIELD>`` variables over ``base`` (defaults).

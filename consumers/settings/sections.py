@@ -180,11 +180,16 @@ class BatchSettings:
         decoded_queue_batches: Decoded batches waiting for the model thread
             (:func:`consumers.stage.loops.run_decoupled_loop`); drop policy ``block``: a full queue
             holds the poller back, nothing is dropped.
+        model_workers: Batches in the models at once, each on its own thread (votes, publishing and
+            commits stay in batch order). Above 1 it needs the ``onnxruntime`` backend, whose
+            sessions run concurrently; pair it with ``models.intra_op_threads`` 1 (one worker per
+            core beats one batch on all cores: docs/benchmarks.md, process layout).
     """
 
     max_batch: int = 16
     max_wait_ms: float = 20.0
     decoded_queue_batches: int = 2
+    model_workers: int = 1
 
     def __post_init__(self) -> None:
         check_types(self, "batch")
@@ -192,6 +197,7 @@ class BatchSettings:
         check(self.max_wait_ms >= 0, "batch.max_wait_ms", f"must be >= 0, got {self.max_wait_ms}")
         check(self.decoded_queue_batches >= 1, "batch.decoded_queue_batches",
               f"must be >= 1, got {self.decoded_queue_batches}")
+        check(1 <= self.model_workers <= 64, "batch.model_workers", f"must be in 1..64, got {self.model_workers}")
 
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,7 @@ class DecodedFrame:
     shed: bool = False  # grew too old while waiting for the models: not analysed
     scaled: np.ndarray | None = None
     thumb: np.ndarray | None = None
+    analysis: Any = None  # the models' FrameAnalysis, when the batch was prepared ahead
 
 
 @dataclass

@@ -34,6 +34,7 @@ from consumers.messages.match_event import FRAME_PTS_HEADER, MatchEvent
 from consumers.messages.segment_state import SegmentState, tombstone
 from consumers.settings import PipelineSettings, TopicSettings
 from consumers.stage.catalog_scope import CatalogResolver, CatalogScope
+from consumers.stage.frame_analysis import FrameAnalysis, analyse_frames, batch_crops
 from consumers.stage.frame_hits import best_hits, hits_per_crop, named_items
 from consumers.stage.frames import (
     DecodedFrame,
@@ -46,7 +47,6 @@ from consumers.stage.frames import (
 from consumers.stage.model_calls import ModelCalls
 from consumers.stage.motion_cue import MotionCue, thumbnail
 from consumers.stage.presentation_prior import frame_presentation
-from consumers.stage.sold_scale import scaled_sold
 from consumers.text.ocr import OcrScheduler
 from consumers.text.transcripts import TranscriptSegment
 from consumers.voting.voter import GalleryHit, Observation, StreamVoter
@@ -308,30 +308,33 @@ class InferenceStage:
             return np.ones(len(boxes), np.float32)
         return frame_presentation(image, boxes, self.models.person_coverage)
 
-    def _infer(self, frames: list[DecodedFrame]) -> list[Record]:
-        from engines.preprocess import crop
+    def prepare_frames(self, frames: Sequence[DecodedFrame]) -> None:
+        """Run the models on a decoded batch ahead of :meth:`infer_frames` (``batch.model_workers``:
+        several batches may be prepared at once, each on its own thread, while this stage votes on
+        earlier ones). Frames already too old are left out; a failure is left for
+        :meth:`infer_frames` to meet again and dead-letter."""
+        max_age = self.settings.max_frame_age_s
+        now = self.clock.now()
+        live = [f for f in frames if max_age <= 0 or now - f.packet.wallclock <= max_age]
+        if live:
+            for frame, analysis in zip(live, analyse_frames(live, self.models, self.settings, self._presentation),
+                                       strict=True):
+                frame.analysis = analysis
 
+    def _infer(self, frames: list[DecodedFrame]) -> list[Record]:
         s = self.settings
-        detections = self.models.detect([f.image for f in frames], [f.scaled for f in frames])
+        missing = [f for f in frames if f.analysis is None]
+        if missing:
+            for frame, analysis in zip(missing, analyse_frames(missing, self.models, s, self._presentation), strict=True):
+                frame.analysis = analysis
+        analyses: list[FrameAnalysis] = [f.analysis for f in frames]
         scopes = self._scopes(frames)
         named = named_items(self.voter.text, frames, scopes)
-        crops: list[np.ndarray] = []
-        owners: list[tuple[int, int, bool]] = []  # (frame index, detection index, named only) per crop
-        placed = [self._presentation(f.image, d.boxes) for f, d in zip(frames, detections, strict=True)]
-        sold = [scaled_sold(d.sold, s.sold_scale) for d in detections]
-        for fi, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
-            keep = np.flatnonzero(sold[fi] >= s.sold_threshold)
-            keep = keep[np.argsort(-(sold[fi][keep] * placed[fi][keep]), kind="stable")][: s.max_detections_per_frame]
-            chosen = [(di, False) for di in keep.tolist()]
-            if named.get(frame.packet.stream_id) and self.voter.text is not None and self.voter.text.settings.named_boxes:
-                # The text names items: every other box may show one of them (the sold head is not
-                # trusted to find the named product); those boxes are compared with named items only.
-                rest = [di for di in np.argsort(-dets.scores, kind="stable").tolist() if di not in set(keep.tolist())]
-                chosen += [(di, True) for di in rest[: s.max_detections_per_frame - len(chosen)]]
-            for di, named_only in chosen:
-                crops.append(crop(frame.image, dets.boxes[di], s.crop_expand))
-                owners.append((fi, di, named_only))
-        vectors, garment = self.models.embed(crops)
+        named_boxes = self.voter.text is not None and self.voter.text.settings.named_boxes
+        owners, vectors, garment = batch_crops(frames, analyses, named if named_boxes else {}, s, self.models.embed)
+        detections = [a.detections for a in analyses]
+        sold = [a.sold for a in analyses]
+        placed = [a.placed for a in analyses]
         moving = [np.ones(len(d), np.float32) if self.motion is None
                   else self.motion.factors(f.packet.stream_id, f.packet.pts_seconds, f.image, d.boxes, f.thumb)
                   for f, d in zip(frames, detections, strict=True)]

@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -134,6 +135,7 @@ class _Decoded:
     records: list[Record]
     frames: list[Any]
     letters: list[Record]
+    prepared: Future[Any] | None = None  # the models' run on ``frames`` (``batch.model_workers`` > 1)
 
 
 def _next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
@@ -161,6 +163,12 @@ def run_decoupled_loop(
     calling thread then commits exactly the offsets of the published batch, in order. So decoding
     of batch n+1 overlaps inference of batch n, and offsets are still committed only after publish.
 
+    With ``batch.model_workers`` N > 1 and a stage that has ``prepare_frames``, each decoded batch
+    is also handed to a pool of N threads that run its models as soon as it is queued (the queue
+    then holds at least N batches). The inference thread still takes the batches in order, waits for
+    each one's models, and votes, publishes and commits as before; a batch whose models failed is
+    run again by ``infer_frames``, which dead-letters the failing frames.
+
     ``metrics`` as in :func:`run_stage_loop`; the decoded-batch queue's depth is reported as
     ``queue_depth{queue="decoded_batches"}``.
 
@@ -169,7 +177,10 @@ def run_decoupled_loop(
         failed batch committed.
     """
     counters = LoopCounters()
-    work: queue.Queue[_Decoded | None] = queue.Queue(maxsize=batch.decoded_queue_batches)
+    prepare = getattr(stage, "prepare_frames", None) if batch.model_workers > 1 else None
+    pool = ThreadPoolExecutor(batch.model_workers, thread_name_prefix="livetag-models") if prepare else None
+    work: queue.Queue[_Decoded | None] = queue.Queue(maxsize=max(batch.decoded_queue_batches,
+                                                                 batch.model_workers if pool else 1))
     done: queue.Queue[tuple[list[Record], dict[TopicPartition, int]] | BaseException] = queue.Queue()
 
     def infer() -> None:
@@ -178,6 +189,9 @@ def run_decoupled_loop(
             if item is None:
                 return
             try:
+                if item.prepared is not None:
+                    with contextlib.suppress(Exception):  # met again, and dead-lettered, by infer_frames
+                        item.prepared.result()
                 outputs = item.letters + stage.infer_frames(item.frames)
                 for out in outputs:
                     producer.produce(out.topic, out.key, out.value, out.headers)
@@ -227,7 +241,8 @@ def run_decoupled_loop(
                 continue
             counters.consumed += len(records)
             frames, letters = stage.decode_records(records)
-            item = _Decoded(list(records), frames, letters)
+            item = _Decoded(list(records), frames, letters,
+                            pool.submit(prepare, frames) if pool is not None and prepare is not None and frames else None)
             while True:
                 try:
                     work.put(item, timeout=0.05)
@@ -246,6 +261,8 @@ def run_decoupled_loop(
                 if not worker.is_alive():
                     break
         worker.join()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     while not done.empty():
         commit_ready()
     return counters
