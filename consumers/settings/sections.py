@@ -181,9 +181,10 @@ class BatchSettings:
             (:func:`consumers.stage.loops.run_decoupled_loop`); drop policy ``block``: a full queue
             holds the poller back, nothing is dropped.
         model_workers: Batches in the models at once, each on its own thread (votes, publishing and
-            commits stay in batch order). Above 1 it needs the ``onnxruntime`` backend, whose
-            sessions run concurrently; pair it with ``models.intra_op_threads`` 1 (one worker per
-            core beats one batch on all cores: docs/benchmarks.md, process layout).
+            commits stay in batch order; the decoded queue then holds at least this many batches).
+            Above 1 it needs the ``onnxruntime`` backend, whose sessions run concurrently; pair it
+            with ``models.intra_op_threads`` 1 (one worker per core beats one batch on all cores:
+            docs/benchmarks.md, process layout).
     """
 
     max_batch: int = 16
