@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from consumers.bus import Record
 from stream.errors import LiveTagError
 from stream.packet import FramePacket
+
+if TYPE_CHECKING:
+    from consumers.stage.frame_analysis import FrameAnalysis
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class DecodedFrame:
     shed: bool = False  # grew too old while waiting for the models: not analysed
     scaled: np.ndarray | None = None
     thumb: np.ndarray | None = None
-    analysis: Any = None  # the models' FrameAnalysis, when the batch was prepared ahead
+    analysis: FrameAnalysis | None = None  # the models' part, once run (ahead, with batch.model_workers > 1)
 
 
 @dataclass

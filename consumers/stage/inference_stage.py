@@ -327,7 +327,7 @@ class InferenceStage:
         if missing:
             for frame, analysis in zip(missing, analyse_frames(missing, self.models, s, self._presentation), strict=True):
                 frame.analysis = analysis
-        analyses: list[FrameAnalysis] = [f.analysis for f in frames]
+        analyses: list[FrameAnalysis] = [f.analysis for f in frames if f.analysis is not None]  # all of them now
         scopes = self._scopes(frames)
         named = named_items(self.voter.text, frames, scopes)
         named_boxes = self.voter.text is not None and self.voter.text.settings.named_boxes
