@@ -58,6 +58,7 @@ def raw_engines(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline
                 max_batch: int, person: Any = None) -> tuple[float, int]:
     """Seconds to detect + crop + embed ``frames`` in batches (the stage's crop selection, with the
     person masks of ``person`` where a frame has several boxes); crops made."""
+    from consumers.stage.frame_analysis import sold_boxes
     from consumers.stage.presentation_prior import frame_presentation
     from consumers.stage.sold_scale import scaled_sold
     from engines.preprocess import crop
@@ -69,10 +70,8 @@ def raw_engines(frames: list[np.ndarray], detector: Any, embedder: Any, pipeline
         crops = []
         for frame, dets in zip(batch, detector.detect(batch), strict=True):
             placed = frame_presentation(frame, dets.boxes, None if person is None else person.coverage)
-            sold = scaled_sold(dets.sold, pipeline.sold_scale)
-            keep = np.flatnonzero(sold >= pipeline.sold_threshold)
-            keep = keep[np.argsort(-(sold[keep] * placed[keep]), kind="stable")][: pipeline.max_detections_per_frame]
-            crops += [crop(frame, dets.boxes[d], pipeline.crop_expand) for d in keep.tolist()]
+            keep = sold_boxes(scaled_sold(dets.sold, pipeline.sold_scale), placed, pipeline)
+            crops += [crop(frame, dets.boxes[d], pipeline.crop_expand) for d in keep]
         if crops:
             embedder.embed(crops)
         crops_made += len(crops)

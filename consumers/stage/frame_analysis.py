@@ -45,6 +45,19 @@ class FrameAnalysis:
     garment: np.ndarray | None
 
 
+def sold_boxes(sold: np.ndarray, placed: np.ndarray, settings: PipelineSettings) -> tuple[int, ...]:
+    """The detections embedded as sold-item boxes: ``sold`` >= ``sold_threshold``, best ``sold`` x
+    ``placed`` first, at most ``max_detections_per_frame``.
+
+    Args:
+        sold: (N,) sold probabilities on the configured scale.
+        placed: (N,) size-and-place prior.
+    """
+    keep = np.flatnonzero(sold >= settings.sold_threshold)
+    keep = keep[np.argsort(-(sold[keep] * placed[keep]), kind="stable")][: settings.max_detections_per_frame]
+    return tuple(keep.tolist())
+
+
 def analyse_frames(frames: Sequence[DecodedFrame], models: ModelCalls, settings: PipelineSettings,
                    presentation: Presentation) -> list[FrameAnalysis]:
     """Detect, choose and embed the sold-item boxes of a batch of frames (one detector call, one
@@ -67,13 +80,9 @@ def analyse_frames(frames: Sequence[DecodedFrame], models: ModelCalls, settings:
     detections = models.detect([f.image for f in frames], [f.scaled for f in frames])
     placed = [presentation(f.image, d.boxes) for f, d in zip(frames, detections, strict=True)]
     sold = [scaled_sold(d.sold, settings.sold_scale) for d in detections]
-    chosen: list[tuple[int, ...]] = []
-    crops: list[np.ndarray] = []
-    for fi, (frame, dets) in enumerate(zip(frames, detections, strict=True)):
-        keep = np.flatnonzero(sold[fi] >= settings.sold_threshold)
-        keep = keep[np.argsort(-(sold[fi][keep] * placed[fi][keep]), kind="stable")][: settings.max_detections_per_frame]
-        chosen.append(tuple(keep.tolist()))
-        crops += [crop(frame.image, dets.boxes[di], settings.crop_expand) for di in chosen[-1]]
+    chosen = [sold_boxes(sold[fi], placed[fi], settings) for fi in range(len(frames))]
+    crops = [crop(frame.image, dets.boxes[di], settings.crop_expand)
+             for frame, dets, picked in zip(frames, detections, chosen, strict=True) for di in picked]
     vectors, garment = models.embed(crops)
     out, start = [], 0
     for fi, dets in enumerate(detections):

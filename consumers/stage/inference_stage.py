@@ -158,11 +158,10 @@ class InferenceStage:
         here too (marked ``shed``, counted). When the models fail on the batch, the frames are
         retried one by one and only the failing ones become dead letters.
         """
-        max_age = self.settings.max_frame_age_s
-        if max_age > 0:
+        if self.settings.max_frame_age_s > 0:
             now = self.clock.now()
             for frame in frames:
-                frame.shed = now - frame.packet.wallclock > max_age
+                frame.shed = self._stale(frame.packet, now)
             shed = sum(frame.shed for frame in frames)
             if shed:
                 self._count_stale(shed)
@@ -277,10 +276,14 @@ class InferenceStage:
             packet = FramePacket.from_record(record.key, record.value, record.headers)
         except PacketFormatError as exc:
             raise FrameRecordError(str(exc)) from exc
-        max_age = self.settings.max_frame_age_s
-        if max_age > 0 and self.clock.now() - packet.wallclock > max_age:
+        if self._stale(packet, self.clock.now()):
             raise StaleFrame  # shed before the decoder and the models: the newest frames win
         return packet
+
+    def _stale(self, packet: FramePacket, now: float) -> bool:
+        """Older than ``max_frame_age_s`` (ingest wall clock) at ``now``; never with the age off."""
+        max_age = self.settings.max_frame_age_s
+        return max_age > 0 and now - packet.wallclock > max_age
 
     def _decoded(self, record: Record, packet: FramePacket, image: np.ndarray, scaled: np.ndarray | None) -> DecodedFrame:
         self._partitions[packet.stream_id] = (record.topic, record.partition)
@@ -313,20 +316,19 @@ class InferenceStage:
         several batches may be prepared at once, each on its own thread, while this stage votes on
         earlier ones). Frames already too old are left out; a failure is left for
         :meth:`infer_frames` to meet again and dead-letter."""
-        max_age = self.settings.max_frame_age_s
         now = self.clock.now()
-        live = [f for f in frames if max_age <= 0 or now - f.packet.wallclock <= max_age]
-        if live:
-            for frame, analysis in zip(live, analyse_frames(live, self.models, self.settings, self._presentation),
+        self._analyse([f for f in frames if not self._stale(f.packet, now)])
+
+    def _analyse(self, frames: Sequence[DecodedFrame]) -> None:
+        """Run the models' part (:func:`analyse_frames`) on ``frames`` as one batch and attach it."""
+        if frames:
+            for frame, analysis in zip(frames, analyse_frames(frames, self.models, self.settings, self._presentation),
                                        strict=True):
                 frame.analysis = analysis
 
     def _infer(self, frames: list[DecodedFrame]) -> list[Record]:
         s = self.settings
-        missing = [f for f in frames if f.analysis is None]
-        if missing:
-            for frame, analysis in zip(missing, analyse_frames(missing, self.models, s, self._presentation), strict=True):
-                frame.analysis = analysis
+        self._analyse([f for f in frames if f.analysis is None])  # those not prepared ahead
         analyses: list[FrameAnalysis] = [f.analysis for f in frames if f.analysis is not None]  # all of them now
         scopes = self._scopes(frames)
         named = named_items(self.voter.text, frames, scopes)
