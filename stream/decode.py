@@ -33,18 +33,27 @@ CHROMA_UPSAMPLING = "POINT"
 #: swscale interpolation when a picture is scaled down to a model's input while it is converted
 #: (area averaging, as OpenCV's INTER_AREA, at a tenth of its cost: benchmarks/frame_cost.py).
 DOWNSCALE_INTERPOLATION = "AREA"
+#: swscale threads per conversion. PyAV makes a new scaler context for each decoded picture, and with
+#: swscale's own choice (0) each one starts a thread per core for a picture that takes a fraction of
+#: a millisecond: on the demo's 540x960 keyframes that made the conversion 0.8-1.8 ms of CPU instead
+#: of 0.2 ms, and on a machine whose cores run the models the calling thread waits for those threads.
+#: Parallelism comes from decoding streams on several threads (``pipeline.decode_workers``). The
+#: pixels are the same either way (tested); docs/benchmarks.md, "Pipeline vs raw engines".
+SWSCALE_THREADS = 1
 
 
 def rgb(picture: av.VideoFrame) -> np.ndarray:
     """The decoded picture as (H, W, 3) RGB uint8 at full resolution."""
-    return np.ascontiguousarray(picture.to_ndarray(format="rgb24", interpolation=CHROMA_UPSAMPLING))
+    return np.ascontiguousarray(picture.to_ndarray(format="rgb24", interpolation=CHROMA_UPSAMPLING,
+                                                    threads=SWSCALE_THREADS))
 
 
 def scaled_rgb(picture: av.VideoFrame, width: int, height: int) -> np.ndarray:
     """The picture scaled to ``width x height`` and converted to RGB in one swscale step: (height,
     width, 3) uint8, without the full-resolution RGB frame in between."""
     return np.ascontiguousarray(
-        picture.to_ndarray(format="rgb24", width=width, height=height, interpolation=DOWNSCALE_INTERPOLATION)
+        picture.to_ndarray(format="rgb24", width=width, height=height, interpolation=DOWNSCALE_INTERPOLATION,
+                           threads=SWSCALE_THREADS)
     )
 
 

@@ -292,7 +292,7 @@ class InferenceStage:
             self._partitions.popitem(last=False)
         raw_catalog = record.header(CATALOG_HEADER)
         catalog = raw_catalog.decode("utf-8", "replace") if raw_catalog else None
-        thumb = thumbnail(image) if self.motion is not None and image.size else None  # an empty frame: the detector says so
+        thumb = thumbnail(image, scaled) if self.motion is not None and image.size else None  # an empty frame: the detector says so
         return DecodedFrame(record, packet, image, catalog, scaled=scaled, thumb=thumb)
 
     def _scopes(self, frames: Sequence[DecodedFrame]) -> dict[str | None, frozenset[str] | None]:

@@ -255,3 +255,21 @@ def test_decode_scaled_gives_the_frame_and_a_copy_scaled_in_the_same_conversion(
     # swscale's area averaging from YUV agrees with OpenCV's INTER_AREA from the RGB frame
     reference = cv2.resize(full, (scaled.shape[1], scaled.shape[0]), interpolation=cv2.INTER_AREA)
     assert np.abs(scaled.astype(int) - reference.astype(int)).mean() < 3.0
+
+
+@pytest.mark.parametrize("name", [*REAL_VIDEOS, "demo"])
+def test_one_swscale_thread_gives_the_pixels_of_swscales_own_thread_choice(name):
+    """``SWSCALE_THREADS`` (one thread per conversion) is a cost choice only: the full-resolution
+    RGB frame and the scaled copy are the pixels swscale gives with its own thread count."""
+    from consumers.services.demo import DEFAULT_SAMPLE, find_sample
+    from stream.decode import CHROMA_UPSAMPLING, DOWNSCALE_INTERPOLATION, SWSCALE_THREADS, rgb, scaled_rgb
+
+    assert SWSCALE_THREADS == 1
+    video = find_sample(DEFAULT_SAMPLE).videos[0] if name == "demo" else DATA / name
+    packet = next(iter(iter_frame_packets("real", video, "keyframes")))
+    picture = PacketDecoder().decode_picture(packet)
+    width, height = picture.width // 3, picture.height // 3
+    assert np.array_equal(rgb(picture), picture.to_ndarray(format="rgb24", interpolation=CHROMA_UPSAMPLING, threads=0))
+    assert np.array_equal(scaled_rgb(picture, width, height),
+                          picture.to_ndarray(format="rgb24", width=width, height=height,
+                                             interpolation=DOWNSCALE_INTERPOLATION, threads=0))

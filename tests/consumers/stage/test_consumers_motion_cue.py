@@ -80,3 +80,23 @@ def test_a_thumbnail_made_beforehand_gives_the_factors_the_cue_makes_itself() ->
         expected = own.factors("s", float(t), image, boxes)
         assert given.factors("s", float(t), image, boxes, thumbnail(image)).tolist() == expected.tolist()
     assert expected[0] < 0.2  # the still box was told apart with the given thumbnails too
+
+
+def test_a_thumbnail_from_the_detectors_scaled_copy_tells_the_still_box_apart_the_same_way() -> None:
+    """The decoding thread makes the thumbnail from the detector's input (cheaper than the full
+    frame's area resize): same shape, values within a few grey levels, the same factors' verdict."""
+    from engines.preprocess import resize_to
+
+    image = _frame(0)
+    scaled = resize_to(image, 320, 180)
+    from_scaled = thumbnail(image, scaled)
+    assert from_scaled.shape == thumbnail(image).shape
+    assert np.abs(from_scaled.astype(int) - thumbnail(image).astype(int)).mean() < 3.0
+    narrow = resize_to(image, THUMB_WIDTH - 1, 89)  # narrower than a thumbnail: the full frame is used
+    assert np.array_equal(thumbnail(image, narrow), thumbnail(image))
+    cue = MotionCue(window_s=1.0, clock=FakeClock())
+    boxes = np.array([LEFT, RIGHT], np.float32)
+    for t in range(3):
+        frame = _frame(t)
+        factors = cue.factors("s", float(t), frame, boxes, thumbnail(frame, resize_to(frame, 320, 180)))
+    assert factors[1] == pytest.approx(1.0) and factors[0] < 0.2
