@@ -3,8 +3,9 @@
 The clip: the real camera footage ``tests/data/car-detection-14s.mp4`` (768x432) upscaled to 1920x1080
 and encoded as H.264 at a camera-like bitrate with a keyframe every 5 frames, so every keyframe is
 real texture, not a flat render. Each keyframe packet goes through the steps the inference stage
-runs before and around the models, timed in CPU seconds of the calling thread (``time.thread_time``,
-so a decoder thread pool would not hide its work; the decoder runs with one thread here):
+runs before and around the models, timed in CPU seconds of the whole process (``time.process_time``):
+the libraries' own worker threads count too (swscale's and OpenCV's pools, which the calling
+thread's CPU time leaves out; nothing else runs meanwhile). The decoder runs with one thread here:
 
 ====================  ==========================================================================
 step                  what
@@ -88,10 +89,10 @@ def keyframe_packets(path: Path) -> tuple[Any, list[Any]]:
 
 
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[float, Any]:
-    """``(ms of this thread's CPU, fn(*args))``."""
-    start = time.thread_time()
+    """``(ms of the process's CPU, fn(*args))``: every thread's, the libraries' worker threads too."""
+    start = time.process_time()
     value = fn(*args)
-    return (time.thread_time() - start) * 1000.0, value
+    return (time.process_time() - start) * 1000.0, value
 
 
 def _decode(context: Any, data: bytes) -> Any:
