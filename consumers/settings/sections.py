@@ -40,6 +40,11 @@ class ModelSettings:
             of the machine, which in a container means the node's cores, not the pod's request.
             Set it to the cores the process owns; one process per core with 1 thread analyses
             more frames than one process with all of them (docs/benchmarks.md, process layout).
+        opencv_threads: OpenCV's thread count for the resizes before the models, set for the whole
+            process when the models are loaded. 0 leaves OpenCV's own choice (one per core). On a
+            machine whose cores all run the models, 1 costs less CPU per frame for the same pixels
+            (1080p: 17.7 -> 16.3 ms, benchmarks/frame_cost.py); with idle cores, as on a GPU node,
+            OpenCV's threads shorten the model thread's wall time.
     """
 
     detector_dir: str = str(SHIPPED_MODELS / "detector")
@@ -51,11 +56,14 @@ class ModelSettings:
     gallery_views: str = "box"
     person_dir: str = str(SHIPPED_MODELS / "person")
     intra_op_threads: int = 0
+    opencv_threads: int = 0
 
     def __post_init__(self) -> None:
         check_types(self, "models")
         check(0 <= self.intra_op_threads <= 1024, "models.intra_op_threads",
               f"must be in 0..1024 (0: ONNX Runtime chooses), got {self.intra_op_threads}")
+        check(0 <= self.opencv_threads <= 1024, "models.opencv_threads",
+              f"must be in 0..1024 (0: OpenCV chooses), got {self.opencv_threads}")
         try:
             parse_views(self.gallery_views)
         except ValueError as exc:

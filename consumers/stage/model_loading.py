@@ -17,7 +17,8 @@ def load_models(models: ModelSettings, score_threshold: float = PipelineSettings
     """Load ``(detector, embedder)``; a bad package raises ``ModelPackageError`` (one line).
 
     Args:
-        models: Package folders, pinned digests, backend, ONNX Runtime threads and flip averaging.
+        models: Package folders, pinned digests, backend, ONNX Runtime threads and flip averaging;
+            ``opencv_threads`` > 0 also sets OpenCV's thread count for the whole process.
         score_threshold: Detector objectness threshold (default: ``pipeline.detection_threshold``'s).
         nms_iou: Detector NMS IoU threshold (default: ``pipeline.nms_iou``'s).
 
@@ -31,6 +32,10 @@ def load_models(models: ModelSettings, score_threshold: float = PipelineSettings
     for folder, pinned in ((detector_dir, models.detector_digest), (embedder_dir, models.embedder_digest)):
         if pinned:
             check_digest(folder, pinned)
+    if models.opencv_threads:
+        import cv2
+
+        cv2.setNumThreads(models.opencv_threads)
     opts = {"intra_op_threads": models.intra_op_threads} if models.backend == "onnxruntime" and models.intra_op_threads else {}
     detector = load_detector(detector_dir, backend=models.backend, score_threshold=score_threshold, iou_threshold=nms_iou,
                              **opts)

@@ -163,3 +163,20 @@ def test_the_intra_op_thread_setting_reaches_both_onnx_runtime_sessions(tiny_pac
     for engine in load_models(choice):
         options = engine.backend.session.get_session_options()  # type: ignore[attr-defined]
         assert options.intra_op_num_threads == threads  # 0: ONNX Runtime sizes its own pool
+
+
+def test_the_opencv_thread_setting_is_applied_when_the_models_load(tiny_packages: dict[str, Path]) -> None:
+    import cv2
+
+    from consumers.settings import ModelSettings
+    from consumers.stage.model_loading import load_models
+
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        load_models(ModelSettings(str(tiny_packages["detector"]), str(tiny_packages["embedder"])))
+        assert cv2.getNumThreads() == 2  # 0 (the default): OpenCV's own choice is left alone
+        load_models(ModelSettings(str(tiny_packages["detector"]), str(tiny_packages["embedder"]), opencv_threads=1))
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)

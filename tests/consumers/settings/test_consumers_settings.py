@@ -40,6 +40,7 @@ def test_defaults_are_valid_and_voter_settings_are_shared() -> None:
         (lambda: ModelSettings(backend="tflite"), "models.backend"),
         (lambda: ModelSettings(detector_dir=""), "models.detector_dir"),
         (lambda: ModelSettings(intra_op_threads=-1), "models.intra_op_threads"),
+        (lambda: ModelSettings(opencv_threads=-1), "models.opencv_threads"),
         (lambda: ReplaySettings(sampling="every:2"), "replay.sampling"),
         (lambda: ReplaySettings(max_in_flight=0), "replay.max_in_flight"),
         (lambda: IngestSettings(max_streams=0), "ingest.max_streams"),
