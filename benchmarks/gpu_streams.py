@@ -7,7 +7,9 @@ Three parts, each with its own time cap, so the whole run fits a short GPU sessi
    its own as the stage does: the software decoder (one thread, FFmpeg's auto threads, no
    deblocking, ``--decode-workers`` streams on as many threads) and NVDEC through the FFmpeg inside
    PyAV (``h264_cuvid``; the native ``h264`` decoder with CUDA hwaccel, frames downloaded to RGB or
-   left on the device), one stream and ``--decode-workers`` streams; a variant that cannot run says why.
+   left on the device, or turned into the detector's input on the device by torch from the frame's
+   NV12 planes: ``gpu_decode.py``), one stream and ``--decode-workers`` streams; a variant that
+   cannot run says why.
 2. engines: the shipped detector (frames/s, on pre-letterboxed tensors: the model alone) and embedder
    (crops/s) through the torch backend, at each ``--batches`` size: FP16 and CUDA graphs on CUDA;
    and, on CUDA, the FP16 detector's boxes against float32's on the clip's frames.
@@ -35,7 +37,6 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,77 +61,8 @@ from stream.decode import PacketDecoder  # noqa: E402
 from stream.encode import write_video  # noqa: E402
 from stream.frames import iter_frame_packets  # noqa: E402
 
-
-def _rate(work: Any, items: int, cap_s: float, min_calls: int = 3) -> float:
-    """Items per second of ``work()`` (one warm-up call, then calls until ``cap_s``, at least ``min_calls``)."""
-    work()
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < cap_s:
-        work()
-        calls += 1
-    return items * calls / (time.perf_counter() - start)
-
-
-def _per_packet(ctx: Any, packets: list[Any], to_rgb: bool) -> None:
-    """Decode each packet on its own, as the stage does: send it, drain, flush the context."""
-    import av
-
-    for p in packets:
-        frames = ctx.decode(av.Packet(p.data)) + ctx.decode(None)
-        ctx.flush_buffers()
-        if to_rgb:
-            for frame in frames:
-                frame.to_ndarray(format="rgb24")
-
-
-def _threaded_rate(make: Any, packets: list[Any], threads: int, cap_s: float, to_rgb: bool = True) -> float:
-    """Keyframes/s of ``threads`` threads, each decoding ``packets`` with its own context from ``make()``."""
-    contexts = [make() for _ in range(threads)]
-    for c in contexts:
-        c.extradata = packets[0].extradata or None
-    if threads == 1:
-        return _rate(lambda: _per_packet(contexts[0], packets, to_rgb), len(packets), cap_s)
-    with ThreadPoolExecutor(threads) as pool:
-        def round_all() -> None:
-            list(pool.map(lambda c: _per_packet(c, packets, to_rgb), contexts))
-
-        return _rate(round_all, threads * len(packets), cap_s)
-
-
-def bench_decode(packets: list[Any], cap_s: float, workers: int) -> dict[str, Any]:
-    """Keyframes/s to RGB on the CPU (the stage's decoder: one thread, FFmpeg's slice threads, no
-    deblocking, ``workers`` streams at once) and on NVDEC (``h264_cuvid``, and the native decoder
-    with CUDA hwaccel, frames downloaded and converted or left on the device)."""
-    import av
-    from av.codec.hwaccel import HWAccel
-
-    out: dict[str, Any] = {"workers": workers}
-    for name, threads, skip in (
-        ("software_1_thread", 1, False),
-        ("software_auto_threads", 0, False),
-        ("software_1_thread_skip_loop_filter", 1, True),
-    ):
-        decoder = PacketDecoder(threads=threads, skip_loop_filter=skip)
-        rate = _rate(lambda d=decoder: [d.decode(p) for p in packets], len(packets), cap_s)
-        out[name] = {"keyframes_per_s": round(rate, 1)}
-    variants: list[tuple[str, Any, bool]] = [
-        ("software", lambda: av.CodecContext.create("h264", "r"), True),
-        ("nvdec_h264_cuvid", lambda: av.CodecContext.create("h264_cuvid", "r"), True),
-        ("nvdec_hwaccel", lambda: av.CodecContext.create(
-            "h264", "r", hwaccel=HWAccel("cuda", allow_software_fallback=False)), True),
-        ("nvdec_hwaccel_frames_on_gpu", lambda: av.CodecContext.create(
-            "h264", "r", hwaccel=HWAccel("cuda", allow_software_fallback=False, is_hw_owned=True)), False),
-    ]
-    for name, make, to_rgb in variants:
-        for threads in (1, workers):
-            key = f"{name}_{threads}_streams"
-            if name == "software" and threads == 1:
-                continue  # software_1_thread above
-            try:
-                out[key] = {"keyframes_per_s": round(_threaded_rate(make, packets, threads, cap_s, to_rgb), 1)}
-            except Exception as exc:  # noqa: BLE001 - no NVDEC here is a result, not a failure
-                out[key] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
-    return out
+sys.path.insert(0, str(REPO / "benchmarks"))
+from gpu_decode import bench_decode, rate  # noqa: E402
 
 
 def _compare(full: list[Any], half: list[Any]) -> dict[str, Any]:
@@ -185,8 +117,8 @@ def bench_engines(args: argparse.Namespace, rng: np.random.Generator, cap_s: flo
                 shape = (batch, *inp.shape[1:])  # (B, 3, H, W) float32, or (B, H, W, 3) uint8 pixels
                 tensor = (rng.integers(0, 256, size=shape, dtype=np.uint8) if inp.takes_pixels
                           else rng.random(shape, dtype=np.float32))
-                rate = _rate(lambda e=engine, t=tensor: e.forward(t), batch, cap_s)
-                out[f"{role}_batch{batch}_per_s"] = round(rate, 1)
+                per_s = rate(lambda e=engine, t=tensor: e.forward(t), batch, cap_s)
+                out[f"{role}_batch{batch}_per_s"] = round(per_s, 1)
             except Exception as exc:  # noqa: BLE001
                 out[f"{role}_batch{batch}"] = {"unavailable": f"{type(exc).__name__}: {exc}"[:200]}
     return out

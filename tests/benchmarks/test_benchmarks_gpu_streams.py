@@ -24,7 +24,9 @@ def test_every_part_reports(result: dict) -> None:
     workers = result["decode"]["workers"]
     assert workers == 2
     assert result["decode"][f"software_{workers}_streams"]["keyframes_per_s"] > 0
-    for name in ("nvdec_h264_cuvid", "nvdec_hwaccel", "nvdec_hwaccel_frames_on_gpu"):
+    for streams in (1, workers):  # the device path's torch code, run on the CPU's pictures
+        assert result["decode"][f"software_device_input_{streams}_streams"]["keyframes_per_s"] > 0
+    for name in ("nvdec_h264_cuvid", "nvdec_hwaccel", "nvdec_hwaccel_frames_on_gpu", "nvdec_hwaccel_device_input"):
         for streams in (1, workers):  # no NVDEC on a CPU machine: said, not hidden
             nvdec = result["decode"][f"{name}_{streams}_streams"]
             assert "keyframes_per_s" in nvdec or nvdec["unavailable"]
