@@ -156,10 +156,11 @@ class TextPriors:
     def add(self, stream_id: str, text: str, source: str, pts: float | None = None) -> None:
         """Account one piece of text of ``stream_id``.
 
-        A title (source ``title``, or ``pts`` None) counts at once and never fades. Speech and
-        on-screen text count from the first frame at or after ``pts`` (text is never used before it
-        was said); until then it waits, at most ``MAX_PENDING`` pieces per stream (a full stream
-        drops the piece said latest).
+        A title (source ``title``), or any text without a time (``pts`` None: about the whole
+        stream, such as an untimed transcript), counts at once and never fades; its evidence keeps
+        its source. Speech and on-screen text with a time count from the first frame at or after
+        ``pts`` (text is never used before it was said); until then it waits, at most
+        ``MAX_PENDING`` pieces per stream (a full stream drops the piece said latest).
         """
         if not self.settings.enabled or source not in TEXT_SOURCES or not text:
             return
@@ -167,7 +168,7 @@ class TextPriors:
         with self._lock:
             state = self._touch(stream_id)
             if source == "title" or pts is None or not math.isfinite(pts):
-                self._apply(state, text, "title", None)
+                self._apply(state, text, source, None)
                 return
             if state.last_pts is not None and pts <= state.last_pts:
                 self._apply(state, text, source, pts)

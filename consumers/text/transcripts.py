@@ -7,7 +7,8 @@ stream id, value = JSON ``{"text": str, "start": float, "end": float, "source": 
 a path or code.
 
 Files (``livetag replay --transcripts DIR``, Tianchi ``video_text/``): ``DIR/<stream_id>.txt`` is the
-whole transcript of the stream without times (it counts from the stream's start);
+whole transcript of the stream without times: it is about the whole stream, so it counts from the
+first frame to the last without fading (``start`` None), as a title does;
 ``DIR/<stream_id>.jsonl`` holds one record value per line. Titles (Tianchi ``image_text/``):
 ``DIR/<item_id>.txt``, one title per item.
 """
@@ -119,7 +120,7 @@ def read_transcripts(folder: Path) -> dict[str, list[TranscriptSegment]]:
         if path.suffix == ".txt" and path.is_file():
             text = _read_text(path)[:MAX_TEXT_CHARS]
             if text:
-                out.setdefault(path.stem, []).append(TranscriptSegment(path.stem, text, 0.0, None))
+                out.setdefault(path.stem, []).append(TranscriptSegment(path.stem, text, None, None))
         elif path.suffix == ".jsonl" and path.is_file():
             for number, line in enumerate(_read_text(path).splitlines(), 1):
                 if not line.strip():

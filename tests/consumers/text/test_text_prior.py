@@ -62,6 +62,18 @@ def test_spoken_text_waits_for_its_time_and_fades_while_the_title_stays() -> Non
     assert priors.item_factor("s1", "shorts") == 1.0  # faded out of the table
 
 
+def test_untimed_speech_is_about_the_whole_stream_and_keeps_its_source() -> None:
+    """A transcript without times (a ``.txt`` file) counts from the first frame and never fades."""
+    priors = _priors(half_life_s=10.0, title_weight=0.0)
+    priors.add("s1", "短裤", "speech")  # no pts
+    priors.seen("s1", 0.0)
+    assert priors.item_factor("s1", "shorts") == pytest.approx(2.0)
+    priors.seen("s1", 100.0)  # ten half-lives later: still whole
+    assert priors.item_factor("s1", "shorts") == pytest.approx(2.0)
+    assert [e["source"] for e in priors.evidence("s1", "shorts")] == ["speech"]
+    assert priors.evidence("s1", "shorts")[0]["pts"] is None
+
+
 def test_state_is_bounded_and_evicted() -> None:
     clock = FakeClock()
     priors = _priors(clock, max_streams=2, idle_timeout_s=60.0)

@@ -51,7 +51,7 @@ def test_folders_of_transcripts_and_titles(tmp_path: Path) -> None:
                                        encoding="utf-8")
     (tmp_path / "empty.txt").write_text("  ", encoding="utf-8")
     found = read_transcripts(tmp_path)
-    assert found["v1"] == [TranscriptSegment("v1", "这个短裤", 0.0, None)]
+    assert found["v1"] == [TranscriptSegment("v1", "这个短裤", None, None)]  # untimed: the whole stream
     assert [(s.text, s.start, s.end) for s in found["v2"]] == [("连衣裙", 2.0, 3.5), ("外套", 9.0, None)]
     assert "empty" not in found
     assert read_titles(tmp_path) == {"v1": "这个短裤"}
