@@ -17,7 +17,10 @@ Ways, side by side in one run:
 
 Usage::
 
-    python benchmarks/live_latency.py --streams 16,64 --max-ages 0,3,1.2
+    python benchmarks/live_latency.py --streams 16,64 --max-ages 0,3,1.2 [--sampling fps:4]
+
+With ``--sampling fps:N`` each stream sends N frames a second (decode chains, as ``livetag ingest``
+sends them), so a batch often holds several frames of one stream and newest-frame-wins has work.
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ def ways(max_ages: list[float]) -> dict[str, dict[str, Any]]:
 
 
 def run_way(streams: int, overrides: dict[str, Any], models: tuple[Any, Any], gallery: Any,
-            video: Path) -> dict[str, Any]:
-    """Replay ``streams`` copies of ``video`` at real-time speed and time every analysed frame."""
+            video: Path, sampling: str = "keyframes") -> dict[str, Any]:
+    """Replay ``streams`` copies of ``video`` at real-time speed, frames taken by ``sampling``
+    (``keyframes`` or ``fps:N``), and time every analysed frame."""
     detector, embedder = models
-    settings = Settings().with_overrides(replay__speed="realtime", replay__max_concurrent_sources=streams,
+    settings = Settings().with_overrides(replay__speed="realtime", replay__sampling=sampling,
+                                         replay__max_concurrent_sources=streams,
                                          replay__max_in_flight=max(64, 4 * streams), **overrides)
     clock = SystemClock()
     stage = build_stage(detector, embedder, gallery, settings, clock)
@@ -84,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", default="16,64", help="stream counts, comma-separated")
     parser.add_argument("--max-ages", default="0,3,1.2", help="pipeline.max_frame_age_s of each way (0: no shedding)")
+    parser.add_argument("--sampling", default="keyframes",
+                        help="frames each stream sends: keyframes (one a second here) or fps:N")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     quiet_library_logs()
@@ -95,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for streams in (int(n) for n in args.streams.split(",")):
         for way, overrides in ways([float(a) for a in args.max_ages.split(",")]).items():
-            row = {"way": way, **run_way(streams, overrides, models, gallery, sample.videos[0])}
+            row = {"way": way, "sampling": args.sampling,
+                   **run_way(streams, overrides, models, gallery, sample.videos[0], args.sampling)}
             results.append(row)
             print(f"{streams:>4} streams, {way:<13}: p50 {row['p50_s']:.2f} s, p99 {row['p99_s']:.2f} s, "
                   f"analysed {row['analysed']} of {row['frames_published']} frames, dropped {row['dropped']}",

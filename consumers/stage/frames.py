@@ -59,6 +59,7 @@ class DecodedFrame:
     scaled: np.ndarray | None = None
     thumb: np.ndarray | None = None
     analysis: FrameAnalysis | None = None  # the models' part, once run (ahead, with batch.model_workers > 1)
+    decoded_at: float = 0.0  # clock time its batch's decode ended (live admission, consumers.stage.frame_age)
 
 
 @dataclass

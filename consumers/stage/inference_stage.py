@@ -34,6 +34,7 @@ from consumers.messages.match_event import FRAME_PTS_HEADER, MatchEvent
 from consumers.messages.segment_state import SegmentState, tombstone
 from consumers.settings import PipelineSettings, TopicSettings
 from consumers.stage.catalog_scope import CatalogResolver, CatalogScope
+from consumers.stage.frame_age import FrameAge
 from consumers.stage.frame_analysis import FrameAnalysis, analyse_frames, batch_crops
 from consumers.stage.frame_hits import best_hits, hits_per_crop, named_items
 from consumers.stage.frames import (
@@ -99,6 +100,7 @@ class InferenceStage:
         self.segment_group = segment_group
         self.segments_topic = topics.name("segments") if segment_group is not None else None
         self.counters = StageCounters()
+        self.age = FrameAge(settings.max_frame_age_s)  # live shedding by age (off at 0)
         self.motion = (MotionCue(settings.motion_window_s, clock, voter.settings.idle_timeout_s, voter.settings.max_streams)
                        if settings.motion_window_s else None)
         self._partitions: OrderedDict[str, tuple[str, int]] = OrderedDict()  # stream -> its frames' partition
@@ -128,10 +130,11 @@ class InferenceStage:
                 self.on_drop("frames", "superseded", superseded)
         letters: list[Record] = []
         wanted: list[tuple[Record, FramePacket]] = []
+        now = self.clock.now()
         stale = 0
         for record in records:
             try:
-                wanted.append((record, self._packet(record)))
+                wanted.append((record, self._packet(record, now, place=len(wanted))))
             except StaleFrame:
                 stale += 1
             except Exception as exc:  # noqa: BLE001 - no single record may stop the consumer
@@ -139,11 +142,14 @@ class InferenceStage:
         if stale:
             self._count_stale(stale)
         frames: list[DecodedFrame] = []
-        for (record, packet), decoded in zip(wanted, self.models.decode_all([p for _, p in wanted]), strict=True):
+        results = self.models.decode_all([p for _, p in wanted])
+        decoded_at = self.clock.now()
+        self.age.observe_decode(decoded_at - now, len(wanted))
+        for (record, packet), decoded in zip(wanted, results, strict=True):
             if isinstance(decoded, Exception):
                 letters.append(self._dead_letter(record, decoded, "decode"))
             else:
-                frames.append(self._decoded(record, packet, *decoded))
+                frames.append(self._decoded(record, packet, *decoded, decoded_at))
         return frames, letters
 
     def _count_stale(self, count: int) -> None:
@@ -158,10 +164,12 @@ class InferenceStage:
         here too (marked ``shed``, counted). When the models fail on the batch, the frames are
         retried one by one and only the failing ones become dead letters.
         """
-        if self.settings.max_frame_age_s > 0:
+        if self.age.on:
             now = self.clock.now()
+            if frames:
+                self.age.observe_queue(max(now - frame.decoded_at for frame in frames))
             for frame in frames:
-                frame.shed = self._stale(frame.packet, now)
+                frame.shed = not self.age.fresh(frame.packet.wallclock, now)
             shed = sum(frame.shed for frame in frames)
             if shed:
                 self._count_stale(shed)
@@ -271,21 +279,17 @@ class InferenceStage:
         self._partitions.pop(stream_id, None)
 
     # -- steps -------------------------------------------------------------------------------------
-    def _packet(self, record: Record) -> FramePacket:
+    def _packet(self, record: Record, now: float, place: int) -> FramePacket:
         try:
             packet = FramePacket.from_record(record.key, record.value, record.headers)
         except PacketFormatError as exc:
             raise FrameRecordError(str(exc)) from exc
-        if self._stale(packet, self.clock.now()):
-            raise StaleFrame  # shed before the decoder and the models: the newest frames win
+        if not self.age.admits(packet.wallclock, now, place):
+            raise StaleFrame  # would be too old at the models (consumers.stage.frame_age): shed before decoding
         return packet
 
-    def _stale(self, packet: FramePacket, now: float) -> bool:
-        """Older than ``max_frame_age_s`` (ingest wall clock) at ``now``; never with the age off."""
-        max_age = self.settings.max_frame_age_s
-        return max_age > 0 and now - packet.wallclock > max_age
-
-    def _decoded(self, record: Record, packet: FramePacket, image: np.ndarray, scaled: np.ndarray | None) -> DecodedFrame:
+    def _decoded(self, record: Record, packet: FramePacket, image: np.ndarray, scaled: np.ndarray | None,
+                 decoded_at: float) -> DecodedFrame:
         self._partitions[packet.stream_id] = (record.topic, record.partition)
         self._partitions.move_to_end(packet.stream_id)
         while len(self._partitions) > self.voter.settings.max_streams:
@@ -293,7 +297,7 @@ class InferenceStage:
         raw_catalog = record.header(CATALOG_HEADER)
         catalog = raw_catalog.decode("utf-8", "replace") if raw_catalog else None
         thumb = thumbnail(image, scaled) if self.motion is not None and image.size else None  # an empty frame: the detector says so
-        return DecodedFrame(record, packet, image, catalog, scaled=scaled, thumb=thumb)
+        return DecodedFrame(record, packet, image, catalog, scaled=scaled, thumb=thumb, decoded_at=decoded_at)
 
     def _scopes(self, frames: Sequence[DecodedFrame]) -> dict[str | None, frozenset[str] | None]:
         """catalog -> the items its streams may match (None: the whole gallery), once per batch."""
@@ -317,7 +321,7 @@ class InferenceStage:
         earlier ones). Frames already too old are left out; a failure is left for
         :meth:`infer_frames` to meet again and dead-letter."""
         now = self.clock.now()
-        self._analyse([f for f in frames if not self._stale(f.packet, now)])
+        self._analyse([f for f in frames if self.age.fresh(f.packet.wallclock, now)])
 
     def _analyse(self, frames: Sequence[DecodedFrame]) -> None:
         """Run the models' part (:func:`analyse_frames`) on ``frames`` as one batch and attach it."""
