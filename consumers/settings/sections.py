@@ -109,7 +109,8 @@ class PipelineSettings:
         max_detections_per_frame: Detections embedded per frame (highest sold score first).
         max_frame_age_s: Live load shedding: a frame whose ingest wall clock is older than this when
             it reaches the models is dropped and counted (``dropped_frames_total{reason="stale"}``),
-            so latency stays bounded when the consumer is behind; 0 never drops
+            so latency stays bounded when the consumer is behind; a frame that would be older by
+            then is dropped before it is decoded (:mod:`consumers.stage.frame_age`); 0 never drops
             (replays and evaluation).
         newest_frame_wins: Live streams: of several frames of one stream in a batch (the consumer
             is behind), only the newest is decoded and analysed; the others are counted
