@@ -21,6 +21,12 @@ batch decodes when decoding is slow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from consumers.stage.frames import DecodedFrame
+
 #: Weight of the newest measured wait in the running mean.
 ALPHA = 0.2
 #: The time ahead of a batch's first frame counts at most this share of ``max_age_s``.
@@ -70,6 +76,15 @@ class FrameAge:
     def fresh(self, wallclock: float, now: float) -> bool:
         """Whether a frame ingested at ``wallclock`` is still within the age at ``now``."""
         return not self.on or now - wallclock <= self.max_age_s
+
+    def mark_stale(self, frames: Sequence[DecodedFrame], now: float) -> int:
+        """Before the models: account the batch's queue wait (its slowest frame, from the end of its
+        decode) and mark ``shed`` the frames no longer :meth:`fresh` at ``now``; how many."""
+        if frames:
+            self.observe_queue(max(now - frame.decoded_at for frame in frames))
+        for frame in frames:
+            frame.shed = not self.fresh(frame.packet.wallclock, now)
+        return sum(frame.shed for frame in frames)
 
 
 def _mean(mean: float, value: float) -> float:

@@ -165,12 +165,7 @@ class InferenceStage:
         retried one by one and only the failing ones become dead letters.
         """
         if self.age.on:
-            now = self.clock.now()
-            if frames:
-                self.age.observe_queue(max(now - frame.decoded_at for frame in frames))
-            for frame in frames:
-                frame.shed = not self.age.fresh(frame.packet.wallclock, now)
-            shed = sum(frame.shed for frame in frames)
+            shed = self.age.mark_stale(frames, self.clock.now())
             if shed:
                 self._count_stale(shed)
                 frames = [frame for frame in frames if not frame.shed]
