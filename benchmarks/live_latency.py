@@ -19,8 +19,10 @@ Usage::
 
     python benchmarks/live_latency.py --streams 16,64 --max-ages 0,3,1.2 [--sampling fps:4]
 
-With ``--sampling fps:N`` each stream sends N frames a second (decode chains, as ``livetag ingest``
-sends them), so a batch often holds several frames of one stream and newest-frame-wins has work.
+With ``--sampling fps:N`` each stream sends N frames a second, so a batch often holds several frames of
+one stream and newest-frame-wins has work. With the default JPEG transport the replay's sources
+decode every picture and encode the JPEGs in this process (ingest work that a deployment runs in its
+ingest pods); ``fps:N,transport=chain`` forwards decode chains, which the consumer decodes.
 """
 
 from __future__ import annotations

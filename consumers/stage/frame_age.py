@@ -4,8 +4,8 @@ With ``pipeline.max_frame_age_s`` a frame older than the age is shed twice: when
 the decoder) and again before the models. When the consumer is behind it reads in offset order, so
 the frames it reads are all nearly ``max_age`` old. Checked only against the age, they pass the
 door, spend the decoder's time, and grow too old while the rest of their batch is decoded and while
-they are queued. Under fps:N sampling (decode chains of several pictures per frame) that left the
-models idle while the decoder decoded frames that were then shed (docs/benchmarks.md, live latency).
+they are queued. Under overload at fps:N sampling that left the models idle while the decoding
+thread decoded frames that were then shed (docs/benchmarks.md, live latency).
 
 So the door also counts the time ahead of a frame. The frame in place ``k`` (from 0) of the
 frames a batch admits is decoded after ``k + 1`` decode times and then waits for the models::
