@@ -44,7 +44,7 @@ from stream.sampling import SamplingSpec  # noqa: E402
 SOURCE = REPO / "tests" / "data" / "car-detection-14s.mp4"
 
 
-def make_clip(path: Path, frames: int, size: tuple[int, int], bitrate: int) -> float:
+def make_clip(path: Path, frames: int, size: tuple[int, int], bitrate: int, b_frames: int = 2) -> float:
     """Write the clip (the source played forwards and backwards until ``frames`` are reached, so the
     motion never jumps); returns its duration in seconds."""
     import av
@@ -55,7 +55,7 @@ def make_clip(path: Path, frames: int, size: tuple[int, int], bitrate: int) -> f
                   for f in container.decode(video=0)]
     cycle = source + source[-2:0:-1]
     out = [cycle[i % len(cycle)] for i in range(frames)]
-    write_video(path, out, fps=25.0, gop=50, bitrate=bitrate)
+    write_video(path, out, fps=25.0, gop=50, bitrate=bitrate, b_frames=b_frames)
     return len(out) / 25.0
 
 

@@ -2,7 +2,10 @@
 
 Every packet decodes on its own: the context gets the packet's extradata, the packet is sent and the
 decoder drained, then its buffers are flushed for the next packet. A chain packet
-(:mod:`stream.packet_chain`) sends its pictures in order and keeps the one at the packet's pts. Contexts are kept in an LRU map of
+(:mod:`stream.packet_chain`) sends its pictures in order and keeps the one at the packet's pts; when
+that picture comes out without draining, the decoder is left as it is and the stream's next chain
+sends only the pictures it does not hold yet (:mod:`stream.chain_resume`; the same pictures, tested).
+Contexts are kept in an LRU map of
 at most ``max_streams`` streams (eviction rule: the least recently used stream's context is closed
 when a new stream needs room) and are recreated when a stream's codec or extradata changes.
 """
@@ -18,6 +21,7 @@ import av
 import numpy as np
 from av.video.codeccontext import VideoCodecContext
 
+from stream.chain_resume import UnitKey, resume_point, unit_key
 from stream.errors import DecodeError
 from stream.packet import FramePacket, PacketFormatError
 from stream.packet_chain import decode_chain
@@ -64,6 +68,7 @@ class _StreamDecoder:
     context: VideoCodecContext
     lock: threading.Lock = field(default_factory=threading.Lock)  # one packet at a time per context
     broken: bool = False  # a packet failed on it: a thread still holding it takes a fresh one
+    held: list[UnitKey] = field(default_factory=list)  # chain pictures sent since the last flush (stream.chain_resume)
 
 
 class PacketDecoder:
@@ -80,6 +85,8 @@ class PacketDecoder:
             a fifth less decode time for a keyframe, at the cost of block edges the encoder meant
             to smooth (a mean difference of about 2 grey levels on a 1080p IDR); the figures are in
             docs/benchmarks.md.
+        resume_chains: Let a stream's decode chain continue from the pictures its decoder still holds
+            (:mod:`stream.chain_resume`); False decodes every chain whole (the reference way).
 
     Thread safety: one lock guards the cache and each stream's context has its own, so packets of
     different streams decode in parallel on several threads (PyAV releases the GIL while FFmpeg
@@ -87,7 +94,7 @@ class PacketDecoder:
     """
 
     def __init__(self, max_streams: int = 256, threads: int = 1, strict: bool = True,
-                 max_pixels: int = MAX_PIXELS, skip_loop_filter: bool = False) -> None:
+                 max_pixels: int = MAX_PIXELS, skip_loop_filter: bool = False, resume_chains: bool = True) -> None:
         if max_streams < 1:
             raise ValueError(f"max_streams must be >= 1, got {max_streams}")
         if max_pixels < 1:
@@ -97,11 +104,13 @@ class PacketDecoder:
         self.threads = threads
         self.strict = strict
         self.skip_loop_filter = skip_loop_filter
+        self.resume_chains = resume_chains
         self._contexts: OrderedDict[str, _StreamDecoder] = OrderedDict()
         self._lock = threading.Lock()
         self.evictions = 0
         self.recreations = 0
         self.errors = 0
+        self.resumed_units = 0  # chain pictures not decoded again: the stream's decoder still held them
 
     def __len__(self) -> int:
         return len(self._contexts)
@@ -163,13 +172,29 @@ class PacketDecoder:
         return good[-1]
 
     def _decode_with(self, entry: _StreamDecoder, packet: FramePacket) -> list[av.VideoFrame]:
-        """Send ``packet`` through ``entry``'s context and drain it (the caller holds ``entry.lock``)."""
+        """Send ``packet`` through ``entry``'s context and drain it (the caller holds ``entry.lock``).
+
+        A chain whose sample comes out without draining leaves the decoder as it is, so the stream's
+        next chain can continue from it (:mod:`stream.chain_resume`); the pictures are the same."""
         try:
             frames = []
-            for pts, data in decode_chain(packet.data) if packet.chain else [(None, packet.data)]:
+            units = decode_chain(packet.data) if packet.chain else [(None, packet.data)]
+            keys = [unit_key(pts, data) for pts, data in units] if packet.chain else []
+            start = resume_point(entry.held, keys) if self.resume_chains else None
+            if start is None:
+                if entry.held:
+                    entry.context.flush_buffers()
+                    entry.held = []
+                start = 0
+            self.resumed_units += start
+            for pts, data in units[start:]:
                 unit = av.Packet(data)
                 unit.pts = pts
                 frames += entry.context.decode(unit)
+            if packet.chain and any(f.pts == packet.pts and not f.is_corrupt for f in frames):
+                entry.held += keys[start:]
+                return list(frames)
+            entry.held = []
             frames += entry.context.decode(None)
         except (av.FFmpegError, ValueError, PacketFormatError) as exc:
             self._reset(packet.stream_id, entry)

@@ -35,6 +35,7 @@ def write_video(
     gop: int = 25,
     bitrate: int | None = None,
     container_options: Mapping[str, str] | None = None,
+    b_frames: int = 2,
 ) -> int:
     """Encode RGB frames into a video file; the container follows the suffix (.mp4 .mkv .ts .flv).
 
@@ -46,6 +47,8 @@ def write_video(
         gop: Keyframe interval in frames (no scene-cut keyframes, so the count is predictable).
         bitrate: Target bits per second; None keeps the encoder's default quality mode.
         container_options: Muxer options, e.g. ``{"movflags": "faststart"}`` (the MP4 index first).
+        b_frames: Most consecutive B-frames (H.264 and HEVC; MPEG-4 Part 2 never uses them here);
+            0 gives a stream whose pictures come out of a decoder as soon as they are sent.
 
     Returns:
         Number of frames written.
@@ -57,6 +60,8 @@ def write_video(
         raise EncodeError(f"cannot encode {codec!r}; use one of {', '.join(ENCODERS)}")
     if gop < 1:
         raise EncodeError(f"gop must be >= 1, got {gop}")
+    if b_frames < 0:
+        raise EncodeError(f"b_frames must be >= 0, got {b_frames}")
     encoder, options = ENCODERS[codec]
     options = dict(options)
     if codec == "h264":
@@ -83,7 +88,7 @@ def write_video(
                 stream.width, stream.height = width, height
                 stream.pix_fmt = "yuv420p"
                 stream.codec_context.gop_size = gop
-                stream.codec_context.max_b_frames = 0 if codec == "mpeg4" else 2
+                stream.codec_context.max_b_frames = 0 if codec == "mpeg4" else b_frames
                 if bitrate:
                     stream.codec_context.bit_rate = bitrate
             elif frame.shape[:2] != (stream.height, stream.width):

@@ -16,8 +16,8 @@ def test_chain_transport_compares_jpeg_and_chain(tmp_path: Path) -> None:
                         "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     row = result["rates"]["fps:1"]
-    assert row["jpeg"]["samples"] == row["chain"]["samples"] == 6
-    for way in ("jpeg", "chain"):
+    assert row["jpeg"]["samples"] == row["chain"]["samples"] == row["chain_whole"]["samples"] == 6
+    for way in ("jpeg", "chain", "chain_whole"):
         assert row[way]["ingest_ms_per_sample"] > 0 and row[way]["consumer_decode_ms_per_sample"] > 0
         assert row[way]["total_ms_per_sample"] >= row[way]["ingest_ms_per_sample"]
     assert row["chain"]["kib_per_sample"] > row["jpeg"]["kib_per_sample"]  # pictures of a GOP against one JPEG
