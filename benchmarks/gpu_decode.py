@@ -21,6 +21,8 @@ from stream.decode import PacketDecoder
 
 #: Long side of the model input the ``device_input`` finish scales to (the shipped detector's).
 INPUT_LONG_SIDE = 320
+#: DLPack's device type of host memory (``__dlpack_device__()[0]``).
+DLPACK_CPU = 1
 
 
 def rate(work: Callable[[], Any], items: int, cap_s: float, min_calls: int = 3) -> float:
@@ -47,8 +49,7 @@ def device_input(frame: Any) -> Any:
 
     from engines.nv12 import AVCOL_RANGE_JPEG, matrix_of, nv12_to_rgb, scaled_input
 
-    on_gpu = frame.planes[0].__dlpack_device__()[0] != 1  # DLPack device type 1: host memory
-    if not on_gpu and frame.format.name != "nv12":
+    if frame.planes[0].__dlpack_device__()[0] == DLPACK_CPU and frame.format.name != "nv12":
         frame = frame.reformat(format="nv12")
     y, uv = torch.from_dlpack(frame.planes[0]), torch.from_dlpack(frame.planes[1])
     picture = nv12_to_rgb(y, uv, matrix_of(frame.colorspace), frame.color_range == AVCOL_RANGE_JPEG)

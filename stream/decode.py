@@ -179,8 +179,9 @@ class PacketDecoder:
         try:
             frames = []
             units = decode_chain(packet.data) if packet.chain else [(None, packet.data)]
-            keys = [unit_key(pts, data) for pts, data in units] if packet.chain else []
-            start = resume_point(entry.held, keys) if self.resume_chains else None
+            resumable = packet.chain and self.resume_chains
+            keys = [unit_key(pts, data) for pts, data in units] if resumable else []
+            start = resume_point(entry.held, keys)
             if start is None:
                 if entry.held:
                     entry.context.flush_buffers()
@@ -191,7 +192,7 @@ class PacketDecoder:
                 unit = av.Packet(data)
                 unit.pts = pts
                 frames += entry.context.decode(unit)
-            if packet.chain and any(f.pts == packet.pts and not f.is_corrupt for f in frames):
+            if resumable and any(f.pts == packet.pts and not f.is_corrupt for f in frames):
                 entry.held += keys[start:]
                 return list(frames)
             entry.held = []
