@@ -28,12 +28,15 @@ Ways compared in one run, median of ``--repeats`` runs of the per-frame median:
 * ``pixels+swscale``: as ``pixels``, with the detector input scaled and converted from YUV by
   swscale in one step to the letterbox size (``stream.decode.scaled_rgb``,
   ``DetectorEngine.pre_process_scaled``); only the pad is left to numpy.
+* ``planes``: now: no whole RGB frame. The picture keeps its YUV planes (``engines.picture``); the
+  detector input and each crop are shrunk plane by plane with the same two-step area resize and
+  only the small results are converted to RGB (``PlanarPicture.region``); the rgb column is 0.
 
 The models must be the pixel-input packages (``livetag model repack`` makes them from float ones).
 
 Usage::
 
-    python benchmarks/frame_cost.py --repeats 5
+    python benchmarks/frame_cost.py --repeats 5 [--opencv-threads 1]
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ sys.path.insert(0, str(REPO))
 
 from consumers.settings import ModelSettings  # noqa: E402
 from consumers.stage.model_loading import DEFAULT_MODELS_DIR, load_models  # noqa: E402
+from engines.picture import PlanarPicture, crops  # noqa: E402
 from engines.preprocess import crop, normalise  # noqa: E402
 from stream.decode import rgb, scaled_rgb  # noqa: E402
 from stream.encode import write_video  # noqa: E402
@@ -156,6 +160,16 @@ def _scaled_input(detector: Any, picture: Any) -> Any:
     return detector.pre_process_scaled([scaled_rgb(picture, *detector.scaled_size(*size))], [size])
 
 
+def _planes_input(detector: Any, picture: Any) -> Any:
+    planar = PlanarPicture(picture)
+    size = (planar.width, planar.height)
+    return detector.pre_process_scaled([planar.region((0, 0, *size), *detector.scaled_size(*size))], [size])
+
+
+def _planes_crops(embedder: Any, picture: Any) -> Any:
+    return embedder.pre_process(crops(PlanarPicture(picture), np.asarray(BOXES), 0.1, embedder.scaled_size))
+
+
 def one_run(codec: Any, packets: list[Any], detector: Any, embedder: Any, skip_loop_filter: bool) -> dict[str, dict[str, float]]:
     """Per-step median ms for both ways over every keyframe."""
     import av
@@ -166,7 +180,7 @@ def one_run(codec: Any, packets: list[Any], detector: Any, embedder: Any, skip_l
     context.thread_count = 1
     if skip_loop_filter:
         context.options = {"skip_loop_filter": "all"}
-    steps: dict[str, dict[str, list[float]]] = {"before": {}, "float": {}, "pixels": {}, "pixels+swscale": {}}
+    steps: dict[str, dict[str, list[float]]] = {"before": {}, "float": {}, "pixels": {}, "pixels+swscale": {}, "planes": {}}
     for packet in packets:
         ms, picture = timed(_decode, context, bytes(packet))
         rgb_ms, image = timed(rgb, picture)
@@ -177,8 +191,11 @@ def one_run(codec: Any, packets: list[Any], detector: Any, embedder: Any, skip_l
         crops_float_ms, _ = timed(_crops_float, embedder, image)
         det_before_ms, _ = timed(_detector_input_before, detector, image)
         crops_before_ms, _ = timed(_crops_before, embedder, image)
+        planes_det_ms, _ = timed(_planes_input, detector, picture)
+        planes_crops_ms, _ = timed(_planes_crops, embedder, picture)
         ways = {"before": (ms, rgb_ms, det_before_ms, crops_before_ms), "float": (ms, rgb_ms, det_float_ms, crops_float_ms),
-                "pixels": (ms, rgb_ms, det_ms, crop_ms), "pixels+swscale": (ms, rgb_ms, small_ms, crop_ms)}
+                "pixels": (ms, rgb_ms, det_ms, crop_ms), "pixels+swscale": (ms, rgb_ms, small_ms, crop_ms),
+                "planes": (ms, 0.0, planes_det_ms, planes_crops_ms)}
         for way, values in ways.items():
             for name, value in zip(("decode", "rgb", "detector input", "crops"), values, strict=True):
                 steps[way].setdefault(name, []).append(value)
@@ -190,8 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--frames", type=int, default=100, help="source frames in the clip (a keyframe every 5)")
     parser.add_argument("--bitrate", type=int, default=8_000_000, help="bits per second of the 1080p clip")
+    parser.add_argument("--opencv-threads", type=int, default=None,
+                        help="OpenCV's thread count (models.opencv_threads; default: OpenCV's own)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.opencv_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(args.opencv_threads)
     detector, embedder = load_models(ModelSettings(str(DEFAULT_MODELS_DIR / "detector"), str(DEFAULT_MODELS_DIR / "embedder")))
     if not (detector.spec.input.takes_pixels and embedder.spec.input.takes_pixels):
         parser.error("the models must take uint8 pixels (livetag model repack SOURCE OUT makes such a package)")

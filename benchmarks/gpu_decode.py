@@ -47,7 +47,8 @@ def device_input(frame: Any) -> Any:
     """
     import torch
 
-    from engines.nv12 import AVCOL_RANGE_JPEG, matrix_of, nv12_to_rgb, scaled_input
+    from engines.colour import AVCOL_RANGE_JPEG, matrix_of
+    from engines.nv12 import nv12_to_rgb, scaled_input
 
     if frame.planes[0].__dlpack_device__()[0] == DLPACK_CPU and frame.format.name != "nv12":
         frame = frame.reformat(format="nv12")

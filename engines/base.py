@@ -24,6 +24,7 @@ from engines.preprocess import (
     letterbox,
     network_batch,
     nms,
+    scaled_size,
     stretch,
 )
 from engines.types import Detections
@@ -164,11 +165,7 @@ class DetectorEngine(_Engine):
     def scaled_size(self, width: int, height: int) -> tuple[int, int]:
         """``(w, h)`` a ``width x height`` frame is scaled to before it is padded into the input (the
         letterbox fit; the whole input for a stretching model)."""
-        inp = self.spec.input
-        if inp.resize != "letterbox":
-            return inp.width, inp.height
-        s = min(inp.width / width, inp.height / height)
-        return min(inp.width, max(1, round(width * s))), min(inp.height, max(1, round(height * s)))
+        return scaled_size(self.spec.input, width, height)
 
     def pre_process_scaled(self, images: Sequence[np.ndarray], sizes: Sequence[tuple[int, int]]) -> tuple[np.ndarray, list[Letterboxed]]:
         """:meth:`pre_process` for frames already scaled to :meth:`scaled_size` (e.g. by swscale while
@@ -272,6 +269,12 @@ class EmbedderEngine(_Engine):
             else:
                 resized.append(stretch(crop, inp.height, inp.width))
         return network_batch(resized, inp, self.spec.normalization)
+
+    def scaled_size(self, width: int, height: int) -> tuple[int, int]:
+        """``(w, h)`` a ``width x height`` crop is scaled to before it is padded into the input (the
+        letterbox fit; the whole input for a stretching model). A crop handed over at that size is
+        not resized again (e.g. one converted from YUV at that size: :mod:`engines.picture`)."""
+        return scaled_size(self.spec.input, width, height)
 
     def post_process(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """(N, D) float32 rows re-normalised to unit L2 norm (a zero row stays zero)."""

@@ -18,17 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: (Kr, Kb) luma weights of the two matrices a camera stream carries.
-MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
-#: FFmpeg's colour-space code for BT.709 (``AVCOL_SPC_BT709``); other codes are read as BT.601.
-AVCOL_SPC_BT709 = 1
-#: FFmpeg's colour-range code for full range (``AVCOL_RANGE_JPEG``); other codes are limited range.
-AVCOL_RANGE_JPEG = 2
-
-
-def matrix_of(colorspace: int) -> str:
-    """The matrix name for FFmpeg's ``colorspace`` code of a frame (unspecified: BT.601, as swscale)."""
-    return "bt709" if colorspace == AVCOL_SPC_BT709 else "bt601"
+from engines.colour import MATRICES
 
 
 def nv12_to_rgb(y: torch.Tensor, uv: torch.Tensor, matrix: str = "bt601", full_range: bool = False) -> torch.Tensor:
@@ -37,7 +27,7 @@ def nv12_to_rgb(y: torch.Tensor, uv: torch.Tensor, matrix: str = "bt601", full_r
     Args:
         y: (H, W) uint8 luma, H and W even.
         uv: (H / 2, W / 2, 2) uint8 interleaved chroma (U, V), on ``y``'s device.
-        matrix: ``bt601`` or ``bt709`` (:func:`matrix_of` reads it from a frame).
+        matrix: ``bt601`` or ``bt709`` (:func:`engines.colour.matrix_of` reads it from a frame).
         full_range: Samples span 0-255 (JPEG range) rather than 16-235 / 16-240.
 
     Returns:

@@ -122,10 +122,10 @@ class PipelineSettings:
             the worker has (docs/benchmarks.md, GPU section).
         skip_loop_filter: Decode keyframes without H.264/HEVC deblocking (faster, slightly
             blockier pictures; see ``stream.decode.PacketDecoder``).
-        scale_in_decoder: Scale each decoded frame to the detector's input in the same swscale step
-            that converts it to RGB, instead of resizing the full RGB frame with OpenCV (about 1 ms
-            less per 1080p frame, benchmarks/frame_cost.py). Off by default: on the real dev set it
-            kept per-stream top-1 but lost one stream of R@5 (docs/benchmarks.md).
+        scale_in_decoder: Scale each decoded frame to the detector's input in one swscale step
+            from YUV, instead of scaling its YUV planes and converting the result
+            (``engines.picture``, the default: the same conversion as the crops). About 0.3 ms less
+            per 1080p frame (benchmarks/frame_cost.py).
         motion_window_s: A box's motion is measured against the stream's frame at least this many
             seconds earlier; a box that stands still while another box of its frame moves votes
             less (rack garments, mannequins, on-screen boards; see

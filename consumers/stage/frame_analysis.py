@@ -16,12 +16,11 @@ from consumers.settings import PipelineSettings
 from consumers.stage.frames import DecodedFrame
 from consumers.stage.model_calls import ModelCalls
 from consumers.stage.sold_scale import scaled_sold
+from engines.picture import Picture
 from engines.types import Detections
 
-#: (H, W, 3) frame and its (N, 4) boxes -> (N,) size-and-place prior of each box.
-Presentation = Callable[[np.ndarray, np.ndarray], np.ndarray]
-#: M crops -> (M, D) vectors and (M,) garment probabilities (or None).
-Embed = Callable[[list[np.ndarray]], tuple[np.ndarray, np.ndarray | None]]
+#: A frame's picture and its (N, 4) boxes -> (N,) size-and-place prior of each box.
+Presentation = Callable[[Picture, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,12 @@ def analyse_frames(frames: Sequence[DecodedFrame], models: ModelCalls, settings:
     Raises:
         Exception: Whatever the engines raise for the batch (the stage then retries frame by frame).
     """
-    from engines.preprocess import crop
-
-    detections = models.detect([f.image for f in frames], [f.scaled for f in frames])
-    placed = [presentation(f.image, d.boxes) for f, d in zip(frames, detections, strict=True)]
+    detections = models.detect([f.picture for f in frames], [f.scaled for f in frames])
+    placed = [presentation(f.picture, d.boxes) for f, d in zip(frames, detections, strict=True)]
     sold = [scaled_sold(d.sold, settings.sold_scale) for d in detections]
     chosen = [sold_boxes(sold[fi], placed[fi], settings) for fi in range(len(frames))]
-    crops = [crop(frame.image, dets.boxes[di], settings.crop_expand)
-             for frame, dets, picked in zip(frames, detections, chosen, strict=True) for di in picked]
+    crops = [crop for frame, dets, picked in zip(frames, detections, chosen, strict=True)
+             for crop in models.crops(frame.picture, dets.boxes[list(picked)], settings.crop_expand)]
     vectors, garment = models.embed(crops)
     out, start = [], 0
     for fi, dets in enumerate(detections):
@@ -94,7 +91,7 @@ def analyse_frames(frames: Sequence[DecodedFrame], models: ModelCalls, settings:
 
 
 def batch_crops(frames: Sequence[DecodedFrame], analyses: Sequence[FrameAnalysis], named: Mapping[str, frozenset[str]],
-                settings: PipelineSettings, embed: Embed) -> tuple[list[tuple[int, int, bool]], np.ndarray, np.ndarray | None]:
+                settings: PipelineSettings, models: ModelCalls) -> tuple[list[tuple[int, int, bool]], np.ndarray, np.ndarray | None]:
     """Every embedded box of a batch: the chosen sold-item boxes and, for a stream whose text names
     items (``named``; empty unless ``text.named_boxes``), its other boxes up to
     ``max_detections_per_frame``, embedded here (the sold head is not trusted to find the named
@@ -104,8 +101,6 @@ def batch_crops(frames: Sequence[DecodedFrame], analyses: Sequence[FrameAnalysis
         ``(owners, vectors, garment)``: per crop (frame index, detection index, named only); their
         (M, D) vectors; their (M,) garment probability or None.
     """
-    from engines.preprocess import crop
-
     owners = [(fi, di, False) for fi, a in enumerate(analyses) for di in a.chosen]
     rows = [a.vectors for a in analyses if a.chosen]
     garments = [a.garment for a in analyses if a.chosen]
@@ -113,11 +108,11 @@ def batch_crops(frames: Sequence[DecodedFrame], analyses: Sequence[FrameAnalysis
     for fi, (frame, a) in enumerate(zip(frames, analyses, strict=True)):
         if named.get(frame.packet.stream_id):
             rest = [di for di in np.argsort(-a.detections.scores, kind="stable").tolist() if di not in a.chosen]
-            for di in rest[: settings.max_detections_per_frame - len(a.chosen)]:
-                extra.append(crop(frame.image, a.detections.boxes[di], settings.crop_expand))
-                owners.append((fi, di, True))
+            picked = rest[: settings.max_detections_per_frame - len(a.chosen)]
+            extra += models.crops(frame.picture, a.detections.boxes[picked], settings.crop_expand)
+            owners += [(fi, di, True) for di in picked]
     if extra:
-        more, more_garment = embed(extra)
+        more, more_garment = models.embed(extra)
         rows.append(more)
         garments.append(more_garment)
     vectors = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from consumers.bus import Record
+from engines.picture import Picture
 from stream.errors import LiveTagError
 from stream.packet import FramePacket
 
@@ -46,20 +47,27 @@ FrameObserver = Callable[[str, float, list[Hit]], None]
 
 @dataclass
 class DecodedFrame:
-    """A frame record with its decoded image (H, W, 3) RGB uint8 and catalog header; ``scaled`` is the
-    image already scaled to the detector's input (h, w, 3) when the decoder made one, ``thumb`` the
+    """A frame record with its decoded picture and catalog header; ``scaled`` is the picture already
+    scaled to the detector's input (h, w, 3) RGB uint8 when the decoder made one, ``thumb`` the
     motion cue's grey thumbnail (h, 160) uint8 when the cue is on (both made on the decoding thread,
-    so the model thread does not wait for them)."""
+    so the model thread does not wait for them). The picture keeps the decoder's YUV planes where it
+    can (:mod:`engines.picture`): the crops convert only their own pixels, and the whole (H, W, 3)
+    RGB frame (:attr:`image`) is made only if something asks for it."""
 
     record: Record
     packet: FramePacket
-    image: np.ndarray
+    picture: Picture
     catalog: str | None
     shed: bool = False  # grew too old while waiting for the models: not analysed
     scaled: np.ndarray | None = None
     thumb: np.ndarray | None = None
     analysis: FrameAnalysis | None = None  # the models' part, once run (ahead, with batch.model_workers > 1)
     decoded_at: float = 0.0  # clock time its batch's decode ended (live admission, consumers.stage.frame_age)
+
+    @property
+    def image(self) -> np.ndarray:
+        """The whole frame, (H, W, 3) RGB uint8 (converted on first use, then kept)."""
+        return self.picture.rgb()
 
 
 @dataclass

@@ -3,8 +3,8 @@
 One instance serves every stream of a consumer (the embedded pipeline and the Kafka inference
 consumer use it unchanged)::
 
-    records of topic frames --decode--> RGB frames --detect (one batch across streams)-->
-    boxes --crop (+10 %)--> crops --embed (one batch)--> vectors --gallery search within the
+    records of topic frames --decode--> pictures (YUV planes) --detect (one batch across streams)-->
+    boxes --crop (+10 %), converted to RGB--> crops --embed (one batch)--> vectors --gallery search within the
     stream's catalog--> hits --per-stream voter--> match events (topic matches, key = stream id)
 
 A record that is not a frame packet, or whose packet does not decode, becomes a dead letter (topic
@@ -51,6 +51,7 @@ from consumers.stage.presentation_prior import frame_presentation
 from consumers.text.ocr import OcrScheduler
 from consumers.text.transcripts import TranscriptSegment
 from consumers.voting.voter import GalleryHit, Observation, StreamVoter
+from engines.picture import Picture
 from stream.clock import Clock
 from stream.errors import LiveTagError
 from stream.packet import FramePacket, PacketFormatError
@@ -283,7 +284,7 @@ class InferenceStage:
             raise StaleFrame  # would be too old at the models (consumers.stage.frame_age): shed before decoding
         return packet
 
-    def _decoded(self, record: Record, packet: FramePacket, image: np.ndarray, scaled: np.ndarray | None,
+    def _decoded(self, record: Record, packet: FramePacket, picture: Picture, scaled: np.ndarray | None,
                  decoded_at: float) -> DecodedFrame:
         self._partitions[packet.stream_id] = (record.topic, record.partition)
         self._partitions.move_to_end(packet.stream_id)
@@ -291,8 +292,9 @@ class InferenceStage:
             self._partitions.popitem(last=False)
         raw_catalog = record.header(CATALOG_HEADER)
         catalog = raw_catalog.decode("utf-8", "replace") if raw_catalog else None
-        thumb = thumbnail(image, scaled) if self.motion is not None and image.size else None  # an empty frame: the detector says so
-        return DecodedFrame(record, packet, image, catalog, scaled=scaled, thumb=thumb, decoded_at=decoded_at)
+        empty = picture.width == 0 or picture.height == 0  # the detector says so
+        thumb = thumbnail(picture, scaled) if self.motion is not None and not empty else None
+        return DecodedFrame(record, packet, picture, catalog, scaled=scaled, thumb=thumb, decoded_at=decoded_at)
 
     def _scopes(self, frames: Sequence[DecodedFrame]) -> dict[str | None, frozenset[str] | None]:
         """catalog -> the items its streams may match (None: the whole gallery), once per batch."""
@@ -303,12 +305,13 @@ class InferenceStage:
         self.counters.unknown_catalog = self.scope.unknown_searches
         return scopes
 
-    def _presentation(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def _presentation(self, picture: Picture, boxes: np.ndarray) -> np.ndarray:
         """(N,) size-and-place prior of a frame's (N, 4) boxes, with the person mask when the stage
         has one (:mod:`consumers.stage.presentation_prior`); ones with the prior off."""
         if not self.settings.presentation_prior:
             return np.ones(len(boxes), np.float32)
-        return frame_presentation(image, boxes, self.models.person_coverage)
+        coverage_of = self.models.person_coverage if self.models.person is not None else None  # masks need RGB
+        return frame_presentation(picture, boxes, coverage_of)
 
     def prepare_frames(self, frames: Sequence[DecodedFrame]) -> None:
         """Run the models on a decoded batch ahead of :meth:`infer_frames` (``batch.model_workers``:
@@ -332,12 +335,12 @@ class InferenceStage:
         scopes = self._scopes(frames)
         named = named_items(self.voter.text, frames, scopes)
         named_boxes = self.voter.text is not None and self.voter.text.settings.named_boxes
-        owners, vectors, garment = batch_crops(frames, analyses, named if named_boxes else {}, s, self.models.embed)
+        owners, vectors, garment = batch_crops(frames, analyses, named if named_boxes else {}, s, self.models)
         detections = [a.detections for a in analyses]
         sold = [a.sold for a in analyses]
         placed = [a.placed for a in analyses]
         moving = [np.ones(len(d), np.float32) if self.motion is None
-                  else self.motion.factors(f.packet.stream_id, f.packet.pts_seconds, f.image, d.boxes, f.thumb)
+                  else self.motion.factors(f.packet.stream_id, f.packet.pts_seconds, f.picture, d.boxes, f.thumb)
                   for f, d in zip(frames, detections, strict=True)]
         hits_of_crop = hits_per_crop(frames, owners, vectors, named, scopes, self._search)
         per_frame: list[list[Observation]] = [[] for _ in frames]
@@ -356,7 +359,7 @@ class InferenceStage:
         for frame, observations in zip(frames, per_frame, strict=True):
             pts = frame.packet.pts_seconds
             if self.ocr is not None:
-                self.ocr.offer(frame.packet.stream_id, pts, frame.image)
+                self.ocr.offer(frame.packet.stream_id, pts, frame.picture)
             if self.observer is not None:
                 self.observer(frame.packet.stream_id, pts, best_hits(frame.packet.stream_id, observations, self.voter.text))
             with self.models.timed("vote"):

@@ -3,7 +3,7 @@
 =========  =====================================  ===============================================
 stage      timed call                             granularity
 =========  =====================================  ===============================================
-decode     ``decoder.decode_scaled(packet)``      one frame (RGB, and the detector's input size), on
+decode     ``decoder.decode_picture(packet)``     one frame (its picture, and the detector's input), on
                                                   ``decode_workers`` threads when a batch has several
 detect     ``detector.detect(frames)``            one batch (also observes ``batch_size``)
 embed      ``embedder.embed(crops)``              the crops of one batch
@@ -19,16 +19,18 @@ Timings go to ``livetag_stage_latency_seconds{stage=...}`` of a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+import av
 import numpy as np
 
 from engines.base import Detector, Embedder
 from engines.gallery import EmptyGalleryError, GalleryHit
-from engines.preprocess import resize_to
+from engines.picture import Picture, crops, picture_of
 from engines.types import Detections
+from stream.decode import scaled_rgb
 from stream.packet import FramePacket
 
 
@@ -51,9 +53,7 @@ class PersonMasks(Protocol):
 class FrameDecoder(Protocol):
     """What the stage needs of the decoder (``stream.decode.PacketDecoder``)."""
 
-    def decode_scaled(
-        self, packet: FramePacket, size_of: Callable[[int, int], tuple[int, int]] | None = None
-    ) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def decode_picture(self, packet: FramePacket) -> av.VideoFrame: ...
 
     def drop(self, stream_id: str) -> None: ...
 
@@ -124,26 +124,30 @@ class ModelCalls:
         with self.metrics.time_stage(stage):
             yield
 
-    def decode(self, packet: FramePacket) -> tuple[np.ndarray, np.ndarray | None]:
-        """(H, W, 3) RGB uint8 frame of one packet and, when the detector takes pre-scaled frames, the
-        frame already scaled to its input (None otherwise).
+    def decode(self, packet: FramePacket) -> tuple[Picture, np.ndarray | None]:
+        """The picture of one packet (:func:`engines.picture.picture_of`: YUV planes where it can)
+        and, when the detector takes pre-scaled frames, the frame already scaled to its input as
+        (h, w, 3) RGB uint8 (None otherwise).
 
         The scaled copy is made here, on the decoding thread, so the model thread only pads it: by
-        the decoder's swscale with ``scale_in_decoder``, else by the detector's own resize
-        (:func:`engines.preprocess.resize_to`), which gives the network the same input to the bit
-        as scaling inside :meth:`detect` would."""
+        the decoder's swscale in one step with ``scale_in_decoder``, else by the picture, which
+        shrinks its planes with the engines' own resize and converts only the result."""
         size_of = getattr(self.detector, "scaled_size", None)
         with self.timed("decode"):
-            frame, scaled = self.decoder.decode_scaled(packet, size_of if self.scale_in_decoder else None)
-            if size_of is not None and scaled is None and frame.shape[0] > 0 and frame.shape[1] > 0:
-                scaled = resize_to(frame, *size_of(frame.shape[1], frame.shape[0]))  # an empty frame: the engine says so
-            return frame, scaled
+            frame = self.decoder.decode_picture(packet)
+            picture = picture_of(frame)
+            if size_of is None or picture.width == 0 or picture.height == 0:  # an empty frame: the engine says so
+                return picture, None
+            width, height = size_of(picture.width, picture.height)
+            if self.scale_in_decoder:
+                return picture, scaled_rgb(frame, width, height)
+            return picture, picture.region((0, 0, picture.width, picture.height), width, height)
 
-    def decode_all(self, packets: Sequence[FramePacket]) -> list[tuple[np.ndarray, np.ndarray | None] | Exception]:
+    def decode_all(self, packets: Sequence[FramePacket]) -> list[tuple[Picture, np.ndarray | None] | Exception]:
         """:meth:`decode` of every packet, on the decode threads; a packet that fails gives its
         exception in its place (the others still decode)."""
 
-        def one(packet: FramePacket) -> tuple[np.ndarray, np.ndarray | None] | Exception:
+        def one(packet: FramePacket) -> tuple[Picture, np.ndarray | None] | Exception:
             try:
                 return self.decode(packet)
             except Exception as exc:  # noqa: BLE001 - the caller dead-letters it
@@ -158,15 +162,21 @@ class ModelCalls:
         if self._decode_pool is not None:
             self._decode_pool.shutdown(wait=True)
 
-    def detect(self, frames: Sequence[np.ndarray], scaled: Sequence[np.ndarray | None] | None = None) -> list[Detections]:
-        """Detections of every frame, in one batch (from the ``scaled`` copies when all frames have one)."""
+    def detect(self, frames: Sequence[Picture], scaled: Sequence[np.ndarray | None] | None = None) -> list[Detections]:
+        """Detections of every frame, in one batch (from the ``scaled`` copies when all frames have
+        one, else from the whole RGB frames)."""
         if self.metrics is not None:
             self.metrics.observe_batch(len(frames))
         detect_scaled = getattr(self.detector, "detect_scaled", None)
         with self.timed("detect"):
             if scaled is not None and detect_scaled is not None and all(s is not None for s in scaled):
-                return list(detect_scaled(scaled, [(f.shape[1], f.shape[0]) for f in frames]))
-            return list(self.detector.detect(frames))
+                return list(detect_scaled(scaled, [(f.width, f.height) for f in frames]))
+            return list(self.detector.detect([f.rgb() for f in frames]))
+
+    def crops(self, frame: Picture, boxes: np.ndarray, ratio: float) -> list[np.ndarray]:
+        """The embedder's (h, w, 3) RGB uint8 crops of a frame's (N, 4) ``boxes`` expanded by ``ratio``,
+        at the size the embedder scales them to when it says (:func:`engines.picture.crops`)."""
+        return crops(frame, boxes, ratio, getattr(self.embedder, "scaled_size", None))
 
     def embed(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """(M, D) vectors of the crops and, when the embedder gives one, their (M,) garment probability."""

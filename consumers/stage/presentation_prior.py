@@ -36,6 +36,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from engines.picture import Picture, as_picture
+
 #: Share of its weight a box loses at the left or right edge of the frame (linearly from the centre).
 EDGE_DISCOUNT = 0.5
 #: Share of a box on a person at which it counts as fully on the person.
@@ -92,19 +94,20 @@ def presentation_factors(boxes: np.ndarray, width: int, person_coverage: np.ndar
     return (prior / best).astype(np.float32) if best > 0.0 else np.ones(len(boxes), np.float32)
 
 
-def frame_presentation(image: np.ndarray, boxes: np.ndarray, coverage_of: CoverageOf | None = None) -> np.ndarray:
+def frame_presentation(image: np.ndarray | Picture, boxes: np.ndarray, coverage_of: CoverageOf | None = None) -> np.ndarray:
     """The prior of a frame's detections, with the person term when ``coverage_of`` gives masks.
 
     The mask is asked for only when the frame has two or more boxes: a lone box gets 1 whatever
     its coverage, so a mask of its frame would change nothing.
 
     Args:
-        image: (H, W, 3) RGB uint8 frame.
+        image: (H, W, 3) RGB uint8 frame, or its picture (converted to RGB only for the masks).
         boxes: (N, 4) ``x1, y1, x2, y2`` in frame pixels.
         coverage_of: E.g. :meth:`engines.person_segmenter.PersonSegmenter.coverage`; None: no mask.
 
     Returns:
         (N,) float32, as :func:`presentation_factors`.
     """
-    coverage = coverage_of(image, boxes) if coverage_of is not None and len(boxes) > 1 else None
-    return presentation_factors(boxes, image.shape[1], coverage)
+    picture = as_picture(image)
+    coverage = coverage_of(picture.rgb(), boxes) if coverage_of is not None and len(boxes) > 1 else None
+    return presentation_factors(boxes, picture.width, coverage)

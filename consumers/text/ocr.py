@@ -27,6 +27,7 @@ import numpy as np
 
 from consumers.settings.text import TextSettings
 from consumers.text.text_prior import TextPriors
+from engines.picture import Picture, as_picture
 from stream.errors import LiveTagError
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class OcrScheduler:
         self._reader = reader
         self._priors = priors
         self._last: OrderedDict[str, float] = OrderedDict()  # stream -> pts of its last frame sent
-        self._queue: deque[tuple[str, float, np.ndarray]] = deque()
+        self._queue: deque[tuple[str, float, np.ndarray | Picture]] = deque()
         self._ready = threading.Condition()
         self._closed = False
         self._busy = False
@@ -103,8 +104,9 @@ class OcrScheduler:
             # A worker killed inside ONNX Runtime at interpreter exit aborts the process: stop it first.
             atexit.register(self.close)
 
-    def offer(self, stream_id: str, pts: float, image: np.ndarray) -> bool:
-        """A decoded frame (H, W, 3) RGB; returns True when it was taken for OCR (its turn came)."""
+    def offer(self, stream_id: str, pts: float, image: np.ndarray | Picture) -> bool:
+        """A decoded frame, (H, W, 3) RGB or its picture (converted to RGB where it is read, so a frame
+        not taken costs nothing); returns True when it was taken for OCR (its turn came)."""
         if self.settings.ocr_mode == "off":
             return False
         last = self._last.get(stream_id)
@@ -144,9 +146,9 @@ class OcrScheduler:
             atexit.unregister(self.close)
             self._worker.join(timeout=10.0)
 
-    def _read(self, stream_id: str, pts: float, image: np.ndarray) -> None:
+    def _read(self, stream_id: str, pts: float, image: np.ndarray | Picture) -> None:
         try:
-            lines = self._reader(image)
+            lines = self._reader(as_picture(image).rgb())
         except Exception as exc:  # noqa: BLE001 - one unreadable frame must not stop OCR
             self.stats["failed"] += 1
             log.warning("OCR failed on %s@%.3f: %s", stream_id, pts, exc)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from engines.nv12 import AVCOL_RANGE_JPEG, matrix_of, nv12_to_rgb, scaled_input
+from engines.colour import AVCOL_RANGE_JPEG, matrix_of
+from engines.nv12 import nv12_to_rgb, scaled_input
 from engines.preprocess import area_resize
 
 DATA = Path(__file__).resolve().parents[1] / "data"

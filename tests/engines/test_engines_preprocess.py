@@ -105,6 +105,19 @@ def test_area_resize_is_inter_area_within_rounding(box: tuple[int, int, int, int
     assert grey.shape == (size[1], size[0])
 
 
+@pytest.mark.parametrize(("kx", "ky"), [(1, 3), (3, 1), (1, 5), (7, 1), (1, 9)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_one_axis_block_means_are_inter_area_to_the_bit(kx: int, ky: int, channels: int) -> None:
+    """The numpy path for 1 x k blocks (k odd) gives OpenCV's own values, saturated pixels included."""
+    import cv2
+
+    rng = np.random.default_rng(kx * 10 + ky)
+    shape = (ky * 37, kx * 41) if channels == 1 else (ky * 37, kx * 41, channels)
+    for image in (rng.integers(0, 256, shape, dtype=np.uint8), np.full(shape, 255, np.uint8)):
+        reference = cv2.resize(image, (41, 37), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(area_resize(image, 41, 37), reference)
+
+
 def test_network_batch_leaves_pixels_to_a_pixel_input_graph() -> None:
     norm = Normalization(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     images = [np.random.default_rng(i).integers(0, 256, size=(4, 6, 3), dtype=np.uint8) for i in range(2)]

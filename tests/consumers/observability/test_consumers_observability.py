@@ -300,12 +300,13 @@ class _IdentityEmbedder:
 def test_model_calls_time_each_stage_and_record_sizes(metrics: PipelineMetrics) -> None:
     from consumers.stage.model_calls import ModelCalls
     from engines.gallery import GalleryIndex
+    from engines.picture import RgbPicture
     from stream.decode import PacketDecoder
 
     gallery = GalleryIndex(4)
     gallery.add(["g1", "g2"], ["A", "B"], np.eye(4, dtype=np.float32)[:2])
     calls = ModelCalls(_ConstantDetector(), _IdentityEmbedder(), gallery, PacketDecoder(), metrics)  # type: ignore[arg-type]
-    frames = [np.zeros((8, 8, 3), np.uint8)] * 3
+    frames = [RgbPicture(np.zeros((8, 8, 3), np.uint8))] * 3
     assert calls.detect(frames) == ["dets"] * 3
     vectors, garment = calls.embed([np.ones((2, 2, 3), np.uint8)])
     assert garment is None  # an embedder without the garment output

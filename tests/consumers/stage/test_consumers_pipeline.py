@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import av
 import pytest
 from consumers_media import ITEMS
 from stage_world import SETTINGS, bus_of, frame_records, keyframe_packets, produce_keyframes, stage_of
@@ -187,9 +187,9 @@ def test_stage_isolates_a_frame_the_models_reject(world: dict[str, Any]) -> None
         def __init__(self, inner: Any) -> None:
             self.inner = inner
 
-        def decode_scaled(self, packet: FramePacket, size_of: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
-            image, scaled = self.inner.decode_scaled(packet, size_of)
-            return (image[:, :0], None) if packet.sequence == 1 else (image, scaled)
+        def decode_picture(self, packet: FramePacket) -> av.VideoFrame:
+            picture = self.inner.decode_picture(packet)
+            return av.VideoFrame(0, picture.height, picture.format.name) if packet.sequence == 1 else picture
 
         def drop(self, stream_id: str) -> None:
             self.inner.drop(stream_id)
@@ -261,14 +261,14 @@ def test_a_poison_record_of_any_error_class_is_a_dead_letter_and_the_loop_goes_o
             producer.produce("frames", b"oversized", b"\x00" * 8_388_308, headers)
             producer.produce("frames", b"overflow", value, headers)
     stage = stage_of(world, clock)
-    decode = stage.models.decoder.decode_scaled
+    decode = stage.models.decoder.decode_picture
 
-    def fragile(packet: FramePacket, size_of: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def fragile(packet: FramePacket) -> av.VideoFrame:
         if packet.stream_id == "overflow":
             raise OverflowError("int too large to convert to C long")
-        return decode(packet, size_of)
+        return decode(packet)
 
-    stage.models.decoder.decode_scaled = fragile  # type: ignore[method-assign]
+    stage.models.decoder.decode_picture = fragile  # type: ignore[method-assign]
     stop = threading.Event()
     stop.set()
     counters = run_decoupled_loop(bus.consumer(["frames"], "infer"), producer, stage, stop, SETTINGS.batch)

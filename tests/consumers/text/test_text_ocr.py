@@ -40,6 +40,23 @@ def test_inline_ocr_reads_one_frame_per_interval_per_stream() -> None:
     assert priors.has_text("s1")
 
 
+def test_ocr_converts_a_picture_only_when_it_takes_it() -> None:
+    """The stage offers each frame's picture (YUV planes); only a frame taken for OCR is made RGB."""
+    from engines.picture import PlanarPicture
+
+    read: list[tuple[int, ...]] = []
+
+    def reader(image: np.ndarray) -> list[str]:
+        read.append(image.shape)
+        return []
+
+    pictures = [PlanarPicture(av.VideoFrame(64, 48, "yuv420p")) for _ in range(3)]
+    ocr = OcrScheduler(TextSettings(ocr_mode="inline", ocr_interval_s=5.0), reader, _priors())
+    assert [ocr.offer("s1", t, p) for t, p in zip((0.0, 1.0, 5.0), pictures, strict=True)] == [True, False, True]
+    assert read == [(48, 64, 3)] * 2
+    assert [p._rgb is not None for p in pictures] == [True, False, True]
+
+
 def test_background_ocr_drops_the_oldest_frame_when_behind_and_survives_a_failing_read() -> None:
     gate, busy = threading.Event(), threading.Event()
     calls: list[str] = []
