@@ -75,7 +75,7 @@ GROUPS: dict[str, tuple[Option, ...]] = {
         Option("--intra-op-threads", "models.intra_op_threads",
                "ONNX Runtime threads per operator (0: one per physical core of the machine)", type=int, metavar="N"),
         Option("--opencv-threads", "models.opencv_threads",
-               "OpenCV threads for the resizes before the models (0: one per core)", type=int, metavar="N"),
+               "OpenCV threads for the resizes before the models (default 1; 0: one per core)", type=int, metavar="N"),
     ),
     "batch": (
         Option("--max-batch", "batch.max_batch", "frames per model call", type=int),

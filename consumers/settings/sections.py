@@ -41,10 +41,12 @@ class ModelSettings:
             Set it to the cores the process owns; one process per core with 1 thread analyses
             more frames than one process with all of them (docs/benchmarks.md, process layout).
         opencv_threads: OpenCV's thread count for the resizes before the models, set for the whole
-            process when the models are loaded. 0 leaves OpenCV's own choice (one per core). On a
-            machine whose cores all run the models, 1 costs less CPU per frame for the same pixels
-            (1080p: 17.7 -> 16.3 ms, benchmarks/frame_cost.py); with idle cores, as on a GPU node,
-            OpenCV's threads shorten the model thread's wall time.
+            process when the models are loaded; 0 leaves OpenCV's own choice (one per core). 1 by
+            default: the stage gets its parallelism from decode threads, model workers and
+            processes, and OpenCV's pool only adds CPU to each small resize (a 1080p frame's
+            detector input and two crops from its YUV planes: 3.8 -> 2.4 ms of CPU,
+            benchmarks/frame_cost.py). On a GPU node with idle cores, more threads shorten the
+            model thread's wall time.
     """
 
     detector_dir: str = str(SHIPPED_MODELS / "detector")
@@ -56,7 +58,7 @@ class ModelSettings:
     gallery_views: str = "box"
     person_dir: str = str(SHIPPED_MODELS / "person")
     intra_op_threads: int = 0
-    opencv_threads: int = 0
+    opencv_threads: int = 1
 
     def __post_init__(self) -> None:
         check_types(self, "models")
