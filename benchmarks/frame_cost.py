@@ -31,12 +31,14 @@ Ways compared in one run, median of ``--repeats`` runs of the per-frame median:
 * ``planes``: now: no whole RGB frame. The picture keeps its YUV planes (``engines.picture``); the
   detector input and each crop are shrunk plane by plane with the same two-step area resize and
   only the small results are converted to RGB (``PlanarPicture.region``); the rgb column is 0.
+* ``planes+swscale``: as ``planes``, with the detector input by swscale as in ``pixels+swscale``
+  (``pipeline.scale_in_decoder``).
 
 The models must be the pixel-input packages (``livetag model repack`` makes them from float ones).
 
 Usage::
 
-    python benchmarks/frame_cost.py --repeats 5 [--opencv-threads 1]
+    python benchmarks/frame_cost.py --repeats 5 [--opencv-threads 0]
 """
 
 from __future__ import annotations
@@ -180,7 +182,8 @@ def one_run(codec: Any, packets: list[Any], detector: Any, embedder: Any, skip_l
     context.thread_count = 1
     if skip_loop_filter:
         context.options = {"skip_loop_filter": "all"}
-    steps: dict[str, dict[str, list[float]]] = {"before": {}, "float": {}, "pixels": {}, "pixels+swscale": {}, "planes": {}}
+    steps: dict[str, dict[str, list[float]]] = {"before": {}, "float": {}, "pixels": {}, "pixels+swscale": {}, "planes": {},
+                                                 "planes+swscale": {}}
     for packet in packets:
         ms, picture = timed(_decode, context, bytes(packet))
         rgb_ms, image = timed(rgb, picture)
@@ -195,7 +198,8 @@ def one_run(codec: Any, packets: list[Any], detector: Any, embedder: Any, skip_l
         planes_crops_ms, _ = timed(_planes_crops, embedder, picture)
         ways = {"before": (ms, rgb_ms, det_before_ms, crops_before_ms), "float": (ms, rgb_ms, det_float_ms, crops_float_ms),
                 "pixels": (ms, rgb_ms, det_ms, crop_ms), "pixels+swscale": (ms, rgb_ms, small_ms, crop_ms),
-                "planes": (ms, 0.0, planes_det_ms, planes_crops_ms)}
+                "planes": (ms, 0.0, planes_det_ms, planes_crops_ms),
+                "planes+swscale": (ms, 0.0, small_ms, planes_crops_ms)}
         for way, values in ways.items():
             for name, value in zip(("decode", "rgb", "detector input", "crops"), values, strict=True):
                 steps[way].setdefault(name, []).append(value)
@@ -207,15 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--frames", type=int, default=100, help="source frames in the clip (a keyframe every 5)")
     parser.add_argument("--bitrate", type=int, default=8_000_000, help="bits per second of the 1080p clip")
-    parser.add_argument("--opencv-threads", type=int, default=None,
-                        help="OpenCV's thread count (models.opencv_threads; default: OpenCV's own)")
+    parser.add_argument("--opencv-threads", type=int, default=ModelSettings().opencv_threads,
+                        help="OpenCV's thread count (models.opencv_threads, default %(default)s; 0: OpenCV's own)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.opencv_threads is not None:
-        import cv2
-
-        cv2.setNumThreads(args.opencv_threads)
-    detector, embedder = load_models(ModelSettings(str(DEFAULT_MODELS_DIR / "detector"), str(DEFAULT_MODELS_DIR / "embedder")))
+    detector, embedder = load_models(ModelSettings(str(DEFAULT_MODELS_DIR / "detector"), str(DEFAULT_MODELS_DIR / "embedder"),
+                                                   opencv_threads=args.opencv_threads))
     if not (detector.spec.input.takes_pixels and embedder.spec.input.takes_pixels):
         parser.error("the models must take uint8 pixels (livetag model repack SOURCE OUT makes such a package)")
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,7 @@ import numpy as np
 from consumers.stage.frames import DecodedFrame, Hit
 from consumers.text.text_prior import TextPriors
 from consumers.voting.voter import Observation
+from engines.types import Detections
 
 
 def best_hits(stream_id: str, observations: Sequence[Observation], text: TextPriors | None) -> list[Hit]:
@@ -31,6 +32,29 @@ def best_hits(stream_id: str, observations: Sequence[Observation], text: TextPri
         best, prior = max(zip(obs.hits, priors, strict=True), key=lambda hp: hp[0].score * hp[1])
         out.append(Hit(best.item_id, best.score, best.image_id, obs.frame_box, best.item_box,
                        obs.garment, prior * obs.moving * obs.presentation))
+    return out
+
+
+def uncounted_hits(owners: Sequence[tuple[int, int, bool]], hits_of_crop: Mapping[int, Sequence[Any]],
+                   detections: Sequence[Detections], min_similarity: float, frames: int) -> list[list[Hit]]:
+    """Per frame, the best hit of each embedded detection none of whose hits reaches ``min_similarity``
+    (``counted`` False): they vote for nothing, but tell an observer what the frame looked most like.
+
+    Args:
+        owners: Per crop (frame index, detection index, named only), as :func:`hits_per_crop` takes.
+        hits_of_crop: Crop index -> its gallery hits (:func:`hits_per_crop`).
+        detections: Per frame its detections (the boxes).
+        min_similarity: The voter's floor.
+        frames: Number of frames.
+    """
+    out: list[list[Hit]] = [[] for _ in range(frames)]
+    for ci, (fi, di, _) in enumerate(owners):
+        hits = hits_of_crop[ci]
+        if hits and max(h.score for h in hits) < min_similarity:
+            best = max(hits, key=lambda h: h.score)
+            box = tuple(float(v) for v in detections[fi].boxes[di])
+            out[fi].append(Hit(best.item_id, best.score, best.image_id, (box[0], box[1], box[2], box[3]),
+                               best.item_box, counted=False))
     return out
 
 

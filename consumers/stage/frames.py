@@ -30,6 +30,9 @@ class Hit:
         garment: The embedder's probability that the detection shows a garment (1 when unknown).
         prior: The stream's text factor on this hit times the detection's motion and presentation
             factors (1 when none applies).
+        counted: False for a detection none of whose hits reaches the voter's ``min_similarity``:
+            its best hit, which votes for nothing; an observer may use it only as a last resort
+            (the evaluation's one answer for a video where no hit counted).
     """
 
     item_id: str
@@ -39,6 +42,7 @@ class Hit:
     item_box: tuple[float, float, float, float] | None = None
     garment: float = 1.0
     prior: float = 1.0
+    counted: bool = True
 
 
 #: Called once per processed frame with (stream id, pts seconds, best hit of every detection).

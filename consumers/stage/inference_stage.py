@@ -36,7 +36,7 @@ from consumers.settings import PipelineSettings, TopicSettings
 from consumers.stage.catalog_scope import CatalogResolver, CatalogScope
 from consumers.stage.frame_age import FrameAge
 from consumers.stage.frame_analysis import FrameAnalysis, analyse_frames, batch_crops
-from consumers.stage.frame_hits import best_hits, hits_per_crop, named_items
+from consumers.stage.frame_hits import best_hits, hits_per_crop, named_items, uncounted_hits
 from consumers.stage.frames import (
     DecodedFrame,
     FrameObserver,
@@ -355,13 +355,16 @@ class InferenceStage:
                                              presentation=float(placed[fi][di])))
         self.counters.frames += len(frames)
         self.counters.detections += len(owners)
+        weak = ([[] for _ in frames] if self.observer is None  # hits below the floor inform observers only
+                else uncounted_hits(owners, hits_of_crop, detections, self.voter.settings.min_similarity, len(frames)))
         out: list[Record] = []
-        for frame, observations in zip(frames, per_frame, strict=True):
+        for frame, observations, below in zip(frames, per_frame, weak, strict=True):
             pts = frame.packet.pts_seconds
             if self.ocr is not None:
                 self.ocr.offer(frame.packet.stream_id, pts, frame.picture)
             if self.observer is not None:
-                self.observer(frame.packet.stream_id, pts, best_hits(frame.packet.stream_id, observations, self.voter.text))
+                shown = best_hits(frame.packet.stream_id, observations, self.voter.text)
+                self.observer(frame.packet.stream_id, pts, shown + below)
             with self.models.timed("vote"):
                 events = self.voter.observe(frame.packet.stream_id, pts, observations, frame.packet.wallclock)
             out += self._events(events, pts)

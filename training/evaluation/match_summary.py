@@ -49,6 +49,7 @@ class MatchSummary:
         self.last_pts = 0.0
         self.events = 0
         self.frames = 0
+        self.uncounted: dict[str, Evidence] = {}  # item -> its best hit below the voter's floor
 
     def _tally(self, item_id: str) -> ItemTally:
         return self.items.setdefault(item_id, ItemTally())
@@ -89,11 +90,26 @@ class MatchSummary:
         self.last_pts = max(self.last_pts, pts)
         best: dict[str, Hit] = {}
         for hit in hits:
+            if not hit.counted:
+                self._keep_uncounted(pts, hit)
+                continue
             if hit.item_id not in best or hit.similarity * hit.prior > best[hit.item_id].similarity * best[hit.item_id].prior:
                 best[hit.item_id] = hit
         for item_id, hit in best.items():
             tally = self._tally(item_id)
             tally.frame_score += max(hit.similarity, 0.0) * min(1.0, max(0.0, hit.garment)) * max(0.0, hit.prior)
+
+    def _keep_uncounted(self, pts: float, hit: Hit) -> None:
+        known = self.uncounted.get(hit.item_id)
+        if known is None or hit.similarity > known.similarity:
+            self.uncounted[hit.item_id] = Evidence(pts, hit.frame_box, hit.gallery_image_id, hit.item_box, hit.similarity)
+
+    def last_resort(self) -> str | None:
+        """The item of the most similar hit below the voter's floor, for a stream where no hit
+        counted (the challenge needs one item per video); None without any."""
+        if not self.uncounted:
+            return None
+        return max(self.uncounted, key=lambda i: (self.uncounted[i].similarity, i))
 
     def _close(self, tally: ItemTally, start: float, end: float) -> None:
         end = max(end, start)

@@ -60,12 +60,13 @@ class ReplayedVideo:
 
 def answer(summary: MatchSummary) -> str | None:
     """The video's one answer (the challenge needs an item per video): the item matched longest, else,
-    when the voter never confirmed a match, the item that gathered the most frame similarity."""
+    when the voter never confirmed a match, the item that gathered the most frame similarity, else,
+    when no hit reached the voter's floor, the item of the most similar hit below it."""
     decided = summary.prediction()
     if decided is not None:
         return decided
     ranked = summary.ranked_items()
-    return ranked[0] if ranked else None
+    return ranked[0] if ranked else summary.last_resort()
 
 
 def predictions(videos: Sequence[ReplayedVideo], refine: bool, top_k: int = 10) -> dict[str, str | None]:
@@ -96,7 +97,7 @@ def submission(
     for video in videos:
         item_id = predicted.get(video.video_id)
         tally = video.summary.items.get(item_id) if item_id else None
-        evidence = tally.best_evidence if tally else None
+        evidence = tally.best_evidence if tally else video.summary.uncounted.get(item_id or "")
         if item_id is None or evidence is None:
             out[video.video_id] = {"item_id": item_id, "frame_index": None, "result": []}
             continue

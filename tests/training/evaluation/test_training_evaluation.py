@@ -105,6 +105,24 @@ def test_summary_without_events_predicts_nothing() -> None:
     assert s.ranked_items() == ["x"]
 
 
+def test_hits_below_the_floor_answer_only_a_video_where_nothing_counted() -> None:
+    """Uncounted hits (below the voter's min_similarity) rank nothing; they give the one answer of a
+    video whose hits never counted, with their best evidence."""
+    from training.evaluation.tianchi_eval import answer
+
+    weak = MatchSummary("weak")
+    weak.add_frame(0.5, [Hit("x", 0.31, "x/0", (0, 0, 1, 1), counted=False),
+                         Hit("y", 0.35, "y/2", (4, 4, 9, 9), (1.0, 1.0, 5.0, 5.0), counted=False)])
+    weak.add_frame(1.0, [Hit("x", 0.33, "x/1", (0, 0, 1, 1), counted=False)])
+    assert weak.ranked_items() == [] and weak.prediction() is None and weak.items == {}
+    assert weak.last_resort() == "y" and answer(weak) == "y"
+    assert weak.uncounted["y"].gallery_image_id == "y/2" and weak.uncounted["x"].similarity == pytest.approx(0.33)
+    counted = MatchSummary("counted")
+    counted.add_frame(0.5, [Hit("y", 0.9, "y/0", (0, 0, 1, 1), counted=False), Hit("x", 0.5, "x/0", (0, 0, 1, 1))])
+    assert counted.ranked_items() == ["x"] and answer(counted) == "x"  # a counted hit wins over any uncounted one
+    assert answer(MatchSummary("empty")) is None
+
+
 def test_iou() -> None:
     assert iou([0, 0, 10, 10], [0, 0, 10, 10]) == pytest.approx(1.0)
     assert iou([0, 0, 10, 10], [5, 0, 15, 10]) == pytest.approx(50 / 150)
