@@ -272,3 +272,27 @@ def test_eval_end_to_end_on_a_generated_set(tmp_path: Path) -> None:
         assert set(entry) == {"item_id", "frame_index", "result"}
         for pair in entry["result"]:
             assert set(pair) == {"img_name", "item_box", "frame_box"} and pair["img_name"].endswith(".jpg")
+
+
+def test_eval_replays_a_video_without_any_box_on_every_box(tmp_path: Path) -> None:
+    """No box reaches the detection threshold (1.0): every video is replayed once more on all the
+    boxes the detector's decode keeps, so each still gets the one answer the challenge needs."""
+    consumer_tests = str(Path(__file__).resolve().parents[2] / "consumers")
+    if consumer_tests not in sys.path:
+        sys.path.insert(0, consumer_tests)
+    from consumers_media import export_tiny_models, make_tianchi_root
+
+    from consumers.settings import ModelSettings, Settings
+    from training.evaluation.runner import run_tianchi_eval
+
+    root = make_tianchi_root(tmp_path / "test", {"v1": ["red", "red"], "v2": ["blue", "blue"]},
+                             {"A": "red", "C": "blue"})
+    packages = export_tiny_models(tmp_path / "models")
+    settings = Settings(models=ModelSettings(str(packages["detector"]), str(packages["embedder"]))).with_overrides(
+        pipeline__sold_threshold=0.0, replay__sampling="keyframes")
+    silent, _ = run_tianchi_eval(root, settings.with_overrides(pipeline__detection_threshold=1.0), progress=False)
+    assert silent["run"]["replayed_on_every_box"] == ["v1", "v2"]
+    assert all(row["predicted"] in {"A", "C"} for row in silent["per_video"])
+    normal, _ = run_tianchi_eval(root, settings.with_overrides(pipeline__detection_threshold=0.0), progress=False)
+    assert normal["run"]["replayed_on_every_box"] == []
+    assert [row["predicted"] for row in normal["per_video"]] == [row["predicted"] for row in silent["per_video"]]
