@@ -110,9 +110,17 @@ def whole_pipeline(videos: list[Path], streams: int, stage_factory: Any, setting
         stage.close()  # an OCR worker must not read on into the next timed run
 
 
+def paired_ratio(raw_runs: list[float], pipe_runs: list[float]) -> float:
+    """Median over the rounds of pipeline / raw frames/s within each round: the two sides of a round
+    ran back to back, so a slow spell of a shared machine divides out of that round's ratio."""
+    if len(raw_runs) != len(pipe_runs) or not raw_runs:
+        raise ValueError(f"one raw and one pipeline run per round, got {len(raw_runs)} and {len(pipe_runs)}")
+    return statistics.median(pipe / raw for raw, pipe in zip(raw_runs, pipe_runs, strict=True))
+
+
 SECTION = "## Pipeline vs raw engines (benchmarks/pipeline_vs_engine.py)"
 TABLE_HEAD = [
-    "| date (UTC) | machine | models | frames | batch | raw frames/s | pipeline frames/s | ratio | command |",
+    "| date (UTC) | machine | models | frames | batch | raw frames/s | pipeline frames/s | ratio (paired) | command |",
     "|---|---|---|---|---|---|---|---|---|",
 ]
 
@@ -122,7 +130,8 @@ def append_markdown(path: Path, row: dict[str, Any], command: str) -> None:
     leaving the other sections of the file where they are."""
     line = (
         f"| {row['date']} | {row['machine']} | {row['models']} | {row['frames']} | {row['batch']} | "
-        f"{row['raw_fps']:.1f} | {row['pipeline_fps']:.1f} | {row['ratio']:.2f} | `{command}` |"
+        f"{row['raw_fps']:.1f} | {row['pipeline_fps']:.1f} | {row['ratio']:.2f} (paired {row['paired_ratio']:.2f}) | "
+        f"`{command}` |"
     )
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else ["# Benchmarks"]
     if SECTION not in lines:
@@ -189,16 +198,30 @@ def main(argv: list[str] | None = None) -> int:
     raw_embeddings = raw_engines(frames[: args.max_batch], detector, embedder, p, args.max_batch, person)  # warm-up
     raw_runs, pipe_runs = [], []
     crops = raw_embeddings[1]
-    for _ in range(args.repeats):
+
+    def run_raw() -> None:
+        nonlocal crops
         seconds, crops = raw_engines_parallel(frames, detector, embedder, p, args.max_batch, args.model_workers, person)
         raw_runs.append(len(frames) / seconds)
+
+    def run_pipeline() -> int:
         seconds, consumed = whole_pipeline(sample.videos, args.streams,
                                            lambda: build_stage(detector, embedder, gallery, settings, clock, person=person),
                                            settings, args.sampling, decoupled=not args.single_thread)
+        pipe_runs.append(consumed / seconds)
+        return consumed
+
+    for round_no in range(args.repeats):
+        # The order alternates, so a machine that slows or speeds up over the run favours neither side.
+        if round_no % 2 == 0:
+            run_raw()
+            consumed = run_pipeline()
+        else:
+            consumed = run_pipeline()
+            run_raw()
         if consumed != len(frames):
             print(f"pipeline consumed {consumed} frames, raw had {len(frames)}", file=sys.stderr)
             return 1
-        pipe_runs.append(consumed / seconds)
     raw_fps, pipe_fps = statistics.median(raw_runs), statistics.median(pipe_runs)
     row = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
@@ -209,10 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         "raw_fps": raw_fps,
         "pipeline_fps": pipe_fps,
         "ratio": pipe_fps / raw_fps,
+        "paired_ratio": paired_ratio(raw_runs, pipe_runs),
     }
     command = "python benchmarks/pipeline_vs_engine.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     print(f"frames {len(frames)} (crops {crops}); raw {raw_fps:.1f} frames/s {[round(r, 1) for r in raw_runs]}; "
-          f"pipeline {pipe_fps:.1f} frames/s {[round(r, 1) for r in pipe_runs]}; ratio {row['ratio']:.2f}")
+          f"pipeline {pipe_fps:.1f} frames/s {[round(r, 1) for r in pipe_runs]}; ratio {row['ratio']:.2f} "
+          f"(median of the rounds' own ratios {row['paired_ratio']:.2f})")
     if not args.no_append:
         append_markdown(args.out, row, command.strip())
     return 0
