@@ -1,5 +1,6 @@
-"""Gallery hits of a batch's crops (within each stream's catalog and the items its text names), and
-the best hit of each detection of a frame for observers that rank items (evaluation)."""
+"""Gallery hits of a batch's crops (within each stream's catalog and the items its text names), the
+voter's observations built from them, and the best hit of each detection of a frame for observers
+that rank items (evaluation)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from consumers.stage.frame_analysis import FrameAnalysis
 from consumers.stage.frames import DecodedFrame, Hit
 from consumers.text.text_prior import TextPriors
 from consumers.voting.voter import Observation
@@ -33,6 +35,36 @@ def best_hits(stream_id: str, observations: Sequence[Observation], text: TextPri
         out.append(Hit(best.item_id, best.score, best.image_id, obs.frame_box, best.item_box,
                        obs.garment, prior * obs.moving * obs.presentation))
     return out
+
+
+def frame_observations(analyses: Sequence[FrameAnalysis], owners: Sequence[tuple[int, int, bool]],
+                       hits_of_crop: Mapping[int, Sequence[Any]], garment: np.ndarray | None,
+                       moving: Sequence[np.ndarray] | None, min_similarity: float, category_top_k: int,
+                       ) -> list[list[Observation]]:
+    """Per frame, the voter's observation of each embedded detection: its box, probabilities, hits at
+    or above the voter's floor and top categories.
+
+    Args:
+        analyses: Per frame its models' part (detections, sold and size-and-place factors per box).
+        owners: Per crop (frame index, detection index, named only), as :func:`hits_per_crop` takes.
+        hits_of_crop: Crop index -> its gallery hits, best first (:func:`hits_per_crop`).
+        garment: (C,) the embedder's garment probability per crop; None when it gives none.
+        moving: Per frame (N_f,) the motion factor of each detection; None: 1 for every one.
+        min_similarity: The voter's floor: weaker hits are left out.
+        category_top_k: Categories of each detection the category check compares.
+    """
+    per_frame: list[list[Observation]] = [[] for _ in analyses]
+    for ci, (fi, di, named_only) in enumerate(owners):
+        analysis = analyses[fi]
+        dets = analysis.detections
+        x1, y1, x2, y2 = (float(v) for v in dets.boxes[di])
+        hits = tuple(h for h in hits_of_crop[ci] if h.score >= min_similarity)
+        top = tuple(int(c) for c in dets.top_categories(category_top_k)[di])
+        per_frame[fi].append(Observation((x1, y1, x2, y2), float(analysis.sold[di]), float(dets.scores[di]), hits, top,
+                                         garment=1.0 if garment is None else float(garment[ci]),
+                                         named_only=named_only, moving=1.0 if moving is None else float(moving[fi][di]),
+                                         presentation=float(analysis.placed[di])))
+    return per_frame
 
 
 def uncounted_hits(owners: Sequence[tuple[int, int, bool]], hits_of_crop: Mapping[int, Sequence[Any]],

@@ -36,7 +36,13 @@ from consumers.settings import PipelineSettings, TopicSettings
 from consumers.stage.catalog_scope import CatalogResolver, CatalogScope
 from consumers.stage.frame_age import FrameAge
 from consumers.stage.frame_analysis import FrameAnalysis, analyse_frames, batch_crops
-from consumers.stage.frame_hits import best_hits, hits_per_crop, named_items, uncounted_hits
+from consumers.stage.frame_hits import (
+    best_hits,
+    frame_observations,
+    hits_per_crop,
+    named_items,
+    uncounted_hits,
+)
 from consumers.stage.frames import (
     DecodedFrame,
     FrameObserver,
@@ -50,7 +56,7 @@ from consumers.stage.motion_cue import MotionCue, thumbnail
 from consumers.stage.presentation_prior import frame_presentation
 from consumers.text.ocr import OcrScheduler
 from consumers.text.transcripts import TranscriptSegment
-from consumers.voting.voter import GalleryHit, Observation, StreamVoter
+from consumers.voting.voter import GalleryHit, StreamVoter
 from engines.picture import Picture
 from stream.clock import Clock
 from stream.errors import LiveTagError
@@ -337,22 +343,11 @@ class InferenceStage:
         named_boxes = self.voter.text is not None and self.voter.text.settings.named_boxes
         owners, vectors, garment = batch_crops(frames, analyses, named if named_boxes else {}, s, self.models)
         detections = [a.detections for a in analyses]
-        sold = [a.sold for a in analyses]
-        placed = [a.placed for a in analyses]
-        moving = [np.ones(len(d), np.float32) if self.motion is None
-                  else self.motion.factors(f.packet.stream_id, f.packet.pts_seconds, f.picture, d.boxes, f.thumb)
-                  for f, d in zip(frames, detections, strict=True)]
+        moving = None if self.motion is None else [self.motion.factors(
+            f.packet.stream_id, f.packet.pts_seconds, f.picture, d.boxes, f.thumb) for f, d in zip(frames, detections, strict=True)]
         hits_of_crop = hits_per_crop(frames, owners, vectors, named, scopes, self._search)
-        per_frame: list[list[Observation]] = [[] for _ in frames]
-        for ci, (fi, di, named_only) in enumerate(owners):
-            dets = detections[fi]
-            x1, y1, x2, y2 = (float(v) for v in dets.boxes[di])
-            hits = tuple(h for h in hits_of_crop[ci] if h.score >= self.voter.settings.min_similarity)
-            top = tuple(int(c) for c in dets.top_categories(s.category_top_k)[di])
-            per_frame[fi].append(Observation((x1, y1, x2, y2), float(sold[fi][di]), float(dets.scores[di]), hits, top,
-                                             garment=1.0 if garment is None else float(garment[ci]),
-                                             named_only=named_only, moving=float(moving[fi][di]),
-                                             presentation=float(placed[fi][di])))
+        per_frame = frame_observations(analyses, owners, hits_of_crop, garment, moving,
+                                       self.voter.settings.min_similarity, s.category_top_k)
         self.counters.frames += len(frames)
         self.counters.detections += len(owners)
         weak = ([[] for _ in frames] if self.observer is None  # hits below the floor inform observers only
