@@ -40,4 +40,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{recall['1']}/{recall['5']}/{recall['10']}, box pairs {report['box_pair_precision']}, "
         f"first correct {report['time_to_first_correct_s']['median']} s (median) -> {args.out}, {result_path}"
     )
+    unread = report["run"]["videos_without_frames"]
+    if unread:
+        print(f"eval: {len(unread)} video(s) could not be read and have no answer: {', '.join(unread)} "
+              "(reasons in the report's run.source_errors)")
     return 0

@@ -102,8 +102,11 @@ def run_tianchi_eval(
     started = time.perf_counter()
     summaries, run = _replay(videos, detector, embedder, gallery, settings, clock, progress, transcripts)
     # The challenge needs an item per video. A video where no box reached the detection threshold
-    # gets one more replay on every box the detector's decode keeps, for a last-resort answer.
-    silent = [p for p in videos if answer(summaries[p.stem]) is None]
+    # gets one more replay on every box the detector's decode keeps, for a last-resort answer. A
+    # video of which not one frame was read (listed in source_errors) is not replayed: it stays
+    # unanswered, and the other videos keep theirs.
+    unread = [p.stem for p in videos if summaries[p.stem].frames == 0]
+    silent = [p for p in videos if answer(summaries[p.stem]) is None and summaries[p.stem].frames > 0]
     if silent:
         log.info("%d video(s) without any hit, replayed on every detected box: %s", len(silent), [p.stem for p in silent])
         every_box, _ = load_models(settings.models, 0.0, settings.pipeline.nms_iou)
@@ -130,6 +133,7 @@ def run_tianchi_eval(
         "dead_letters": run.dead_letters,
         "source_errors": run.source_errors,
         "replayed_on_every_box": [p.stem for p in silent],
+        "videos_without_frames": unread,
         "sampling": settings.replay.sampling,
         "text": {"titles": len(titles), "transcripts": len(transcripts), "ocr": settings.text.ocr_mode}
         if text_on else None,

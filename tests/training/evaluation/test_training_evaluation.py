@@ -296,3 +296,28 @@ def test_eval_replays_a_video_without_any_box_on_every_box(tmp_path: Path) -> No
     normal, _ = run_tianchi_eval(root, settings.with_overrides(pipeline__detection_threshold=0.0), progress=False)
     assert normal["run"]["replayed_on_every_box"] == []
     assert [row["predicted"] for row in normal["per_video"]] == [row["predicted"] for row in silent["per_video"]]
+
+
+def test_eval_answers_the_readable_videos_when_one_cannot_be_read(tmp_path: Path) -> None:
+    """A video file that does not open is reported (``source_errors``, ``videos_without_frames``) and
+    left unanswered; it is not replayed on every box, and the readable videos keep their answers."""
+    consumer_tests = str(Path(__file__).resolve().parents[2] / "consumers")
+    if consumer_tests not in sys.path:
+        sys.path.insert(0, consumer_tests)
+    from consumers_media import export_tiny_models, make_tianchi_root
+
+    from consumers.settings import ModelSettings, Settings
+    from training.evaluation.runner import run_tianchi_eval
+
+    root = make_tianchi_root(tmp_path / "test", {"v1": ["red", "red"], "v2": ["blue", "blue"]},
+                             {"A": "red", "C": "blue"})
+    (root / "video" / "v2.mp4").write_bytes(b"not a video" * 100)
+    packages = export_tiny_models(tmp_path / "models")
+    settings = Settings(models=ModelSettings(str(packages["detector"]), str(packages["embedder"]))).with_overrides(
+        pipeline__sold_threshold=0.0, pipeline__detection_threshold=1.0, replay__sampling="keyframes")
+    report, result = run_tianchi_eval(root, settings, progress=False)
+    run = report["run"]
+    assert run["videos_without_frames"] == ["v2"] and set(run["source_errors"]) == {"v2"}
+    assert run["replayed_on_every_box"] == ["v1"]
+    assert result["v2"]["item_id"] is None
+    assert result["v1"]["item_id"] in {"A", "C"}
