@@ -85,18 +85,24 @@ class GalleryBuild:
 
 
 def _annotated_box(path: Path) -> tuple[str | None, Box | None, str | None]:
+    """``(item_id, box, label)`` of a shop image's annotation file; all None (the image is then
+    treated as unannotated, its box found by the detector) when the file is not a readable
+    annotation, with the reason in the log."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ShopImageError(f"cannot read annotation {path}: {exc}; fix or remove the file") from exc
-    anns = [a for a in doc.get("annotations", []) if isinstance(a.get("box"), list) and len(a["box"]) == 4]
-    products = [a for a in anns if int(a.get("instance_id", 0) or 0) > 0] or anns
-    if not products:
-        return doc.get("item_id"), None, None
-    best = max(products, key=lambda a: (a["box"][2] - a["box"][0]) * (a["box"][3] - a["box"][1]))
-    x1, y1, x2, y2 = (float(v) for v in best["box"])
-    label = best.get("label")
-    return doc.get("item_id"), (x1, y1, x2, y2), str(label) if label else None
+        anns = [a for a in doc.get("annotations", []) if isinstance(a.get("box"), list) and len(a["box"]) == 4]
+        products = [a for a in anns if int(a.get("instance_id", 0) or 0) > 0] or anns
+        item = doc.get("item_id")
+        if not products:
+            return (str(item) if item else None), None, None
+        best = max(products, key=lambda a: (float(a["box"][2]) - float(a["box"][0])) * (float(a["box"][3]) - float(a["box"][1])))
+        x1, y1, x2, y2 = (float(v) for v in best["box"])
+        label = best.get("label")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+        log.warning("ignoring annotation %s (%s: %s); the image's box comes from the detector", path,
+                    type(exc).__name__, exc)
+        return None, None, None
+    return (str(item) if item else None), (x1, y1, x2, y2), str(label) if label else None
 
 
 def find_shop_images(images_dir: Path, annotations_dir: Path | None = None) -> list[ShopImage]:

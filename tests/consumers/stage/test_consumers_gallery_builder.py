@@ -58,11 +58,22 @@ def test_find_shop_images_errors(tmp_path: Path) -> None:
     make_shop_images(tmp_path / "img", {"A": "red"}, per_item=1)
     with pytest.raises(ShopImageError, match="annotation folder"):
         find_shop_images(tmp_path / "img", tmp_path / "no_annotations")
-    bad = tmp_path / "bad_ann"
-    (bad / "A").mkdir(parents=True)
-    (bad / "A" / "0.json").write_text("{oops")
-    with pytest.raises(ShopImageError, match="0.json"):
-        find_shop_images(tmp_path / "img", bad)
+
+
+@pytest.mark.parametrize("text", ["{oops", "[1, 2]", '{"annotations": [{"box": ["a", 0, 1, 1]}]}',
+                                  '{"annotations": 7}'])
+def test_a_bad_annotation_file_is_logged_and_the_image_kept_unannotated(
+        tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture) -> None:
+    images = make_shop_images(tmp_path / "img", {"A": "red"}, per_item=2)
+    anns = tmp_path / "image_annotation"
+    _annotate(anns, "A", "1.jpg", [{"box": [12, 14, 84, 114], "label": "dress", "instance_id": 7}])
+    (anns / "A" / "0.json").write_text(text)
+    with caplog.at_level("WARNING", logger="consumers.stage.gallery_builder"):
+        found = {s.image_id: s for s in find_shop_images(images, anns)}
+    assert sorted(found) == ["A/0.jpg", "A/1.jpg"]  # nothing lost
+    assert found["A/0.jpg"].box is None and found["A/0.jpg"].item_id == "A"  # the detector will crop it
+    assert found["A/1.jpg"].box == (12.0, 14.0, 84.0, 114.0)
+    assert any("0.json" in r.getMessage() and "ignoring annotation" in r.getMessage() for r in caplog.records)
 
 
 def test_build_save_load_roundtrip(tmp_path: Path, engines: tuple[Any, Any]) -> None:
