@@ -88,6 +88,7 @@ def run_tianchi_eval(
     videos = list_videos(root)
     if not videos:
         raise DatasetLayoutError(f"{root / 'video'} holds no video; nothing to evaluate")
+    truth = read_truth(root)  # before the replay: a malformed annotation stops the run at once, not at the end
     annotations = root / "image_annotation"
     shop = find_shop_images(root / "image", annotations if annotations.is_dir() else None)
     detector, embedder = load_models(settings.models, settings.pipeline.detection_threshold, settings.pipeline.nms_iou)
@@ -118,7 +119,6 @@ def run_tianchi_eval(
         summary = summaries[path.stem]
         timing = probe_timing(path) or VideoTiming(25.0, 0.0)
         replayed.append(ReplayedVideo(path.stem, summary, timing.fps, timing.start_s))
-    truth = read_truth(root)
     truths = {p.stem: truth.video(p.stem) for p in videos}
     refs = {image_id: GalleryImageRef(item, name) for image_id, (item, name) in gallery_refs(gallery).items()}
     report, result = evaluate(replayed, truths, refs, truth.shop_boxes, truth.segments, refine=refine)
