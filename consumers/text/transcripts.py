@@ -10,12 +10,16 @@ Files (``livetag replay --transcripts DIR``, Tianchi ``video_text/``): ``DIR/<st
 whole transcript of the stream without times: it is about the whole stream, so it counts from the
 first frame to the last without fading (``start`` None), as a title does;
 ``DIR/<stream_id>.jsonl`` holds one record value per line. Titles (Tianchi ``image_text/``):
-``DIR/<item_id>.txt``, one title per item.
+``DIR/<item_id>.txt``, one title per item. Files are read as UTF-8 (a byte-order mark is dropped)
+or, failing that, GB18030, the encoding of Chinese text saved on many desktops. A file that is
+neither, or a ``.jsonl`` line that is not a valid record, is skipped with its reason in the log: one
+bad file does not stop a replay or an evaluation.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,10 @@ MAX_TEXT_CHARS = 4000
 #: Largest value of one record, in bytes.
 MAX_RECORD_BYTES = 64 * 1024
 RECORD_SOURCES = ("speech", "ocr", "title")
+#: Encodings tried, in order, for the text files.
+FILE_ENCODINGS = ("utf-8-sig", "gb18030")
+
+log = logging.getLogger(__name__)
 
 
 class TranscriptError(LiveTagError):
@@ -101,41 +109,63 @@ def parse_record(key: bytes | None, value: bytes | None) -> TranscriptSegment:
 
 
 def _read_text(path: Path) -> str:
+    """The stripped text of ``path`` in the first of :data:`FILE_ENCODINGS` that decodes it.
+
+    Raises:
+        TranscriptError: The file cannot be read or is in none of those encodings.
+    """
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         raise TranscriptError(f"cannot read {path}: {exc}") from exc
+    for encoding in FILE_ENCODINGS:
+        try:
+            return raw.decode(encoding).strip()
+        except UnicodeDecodeError:
+            continue
+    raise TranscriptError(f"{path} is not text in {' or '.join(FILE_ENCODINGS)}")
+
+
+def _text_or_skip(path: Path) -> str:
+    try:
+        return _read_text(path)
+    except TranscriptError as exc:
+        log.warning("skipping %s", exc)
+        return ""
 
 
 def read_transcripts(folder: Path) -> dict[str, list[TranscriptSegment]]:
-    """stream id -> its segments from ``folder/<stream_id>.txt`` and ``.jsonl`` files (see module docs).
+    """stream id -> its segments from ``folder/<stream_id>.txt`` and ``.jsonl`` files (see module docs);
+    an unreadable file or a bad line is skipped, its reason logged.
 
     Raises:
-        TranscriptError: The folder is missing, or a file is unreadable or holds a bad line.
+        TranscriptError: The folder is missing.
     """
     if not folder.is_dir():
         raise TranscriptError(f"transcript folder {folder} not found; pass a folder of <stream_id>.txt files")
     out: dict[str, list[TranscriptSegment]] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix == ".txt" and path.is_file():
-            text = _read_text(path)[:MAX_TEXT_CHARS]
+            text = _text_or_skip(path)[:MAX_TEXT_CHARS]
             if text:
                 out.setdefault(path.stem, []).append(TranscriptSegment(path.stem, text, None, None))
         elif path.suffix == ".jsonl" and path.is_file():
-            for number, line in enumerate(_read_text(path).splitlines(), 1):
+            for number, line in enumerate(_text_or_skip(path).splitlines(), 1):
                 if not line.strip():
                     continue
                 try:
                     segment = parse_segment(path.stem, json.loads(line))
                 except (ValueError, TranscriptError) as exc:
-                    raise TranscriptError(f"{path}:{number}: {exc}") from exc
+                    log.warning("skipping line %s:%d: %s", path, number, exc)
+                    continue
                 out.setdefault(path.stem, []).append(segment)
     return out
 
 
 def read_titles(folder: Path) -> dict[str, str]:
-    """item id -> title from ``folder/<item_id>.txt`` (empty files give no title)."""
+    """item id -> title from ``folder/<item_id>.txt`` (empty or unreadable files give no title, the
+    latter with its reason in the log)."""
     if not folder.is_dir():
         raise TranscriptError(f"title folder {folder} not found; pass a folder of <item_id>.txt files")
-    titles = {path.stem: _read_text(path)[:MAX_TEXT_CHARS] for path in sorted(folder.glob("*.txt")) if path.is_file()}
+    titles = {path.stem: _text_or_skip(path)[:MAX_TEXT_CHARS] for path in sorted(folder.glob("*.txt")) if path.is_file()}
     return {item: title for item, title in titles.items() if title}
