@@ -90,19 +90,20 @@ def _annotated_box(path: Path) -> tuple[str | None, Box | None, str | None]:
     annotation, with the reason in the log."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
+        item = doc.get("item_id")
         anns = [a for a in doc.get("annotations", []) if isinstance(a.get("box"), list) and len(a["box"]) == 4]
         products = [a for a in anns if int(a.get("instance_id", 0) or 0) > 0] or anns
-        item = doc.get("item_id")
-        if not products:
-            return (str(item) if item else None), None, None
-        best = max(products, key=lambda a: (float(a["box"][2]) - float(a["box"][0])) * (float(a["box"][3]) - float(a["box"][1])))
-        x1, y1, x2, y2 = (float(v) for v in best["box"])
-        label = best.get("label")
+        boxed = [(tuple(float(v) for v in a["box"]), a.get("label")) for a in products]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
         log.warning("ignoring annotation %s (%s: %s); the image's box comes from the detector", path,
                     type(exc).__name__, exc)
         return None, None, None
-    return (str(item) if item else None), (x1, y1, x2, y2), str(label) if label else None
+    item_id = str(item) if item else None
+    if not boxed:
+        return item_id, None, None
+    box, label = max(boxed, key=lambda b: (b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))  # the largest product box
+    x1, y1, x2, y2 = box
+    return item_id, (x1, y1, x2, y2), str(label) if label else None
 
 
 def find_shop_images(images_dir: Path, annotations_dir: Path | None = None) -> list[ShopImage]:

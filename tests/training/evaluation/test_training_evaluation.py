@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -235,25 +236,30 @@ def test_box_pair_precision_on_annotated_frame(tmp_path: Path, pts: float, frame
     assert report["segment_accuracy"] is None
 
 
-def test_eval_end_to_end_on_a_generated_set(tmp_path: Path) -> None:
+def _generated_set(tmp_path: Path, videos: dict[str, list[str]], items: dict[str, str]) -> tuple[Path, Any]:
+    """A tiny Tianchi-layout set and settings with the tiny models (the consumers' tests' helpers):
+    ``(root, settings)``, every box may vote (sold threshold 0), keyframes sampled."""
     consumer_tests = str(Path(__file__).resolve().parents[2] / "consumers")
-    if consumer_tests not in sys.path:  # the tiny models and the generated set of the consumers' tests
+    if consumer_tests not in sys.path:
         sys.path.insert(0, consumer_tests)
     from consumers_media import export_tiny_models, make_tianchi_root
 
     from consumers.settings import ModelSettings, Settings
+
+    root = make_tianchi_root(tmp_path / "test", videos, items)
+    packages = export_tiny_models(tmp_path / "models")
+    settings = Settings(models=ModelSettings(str(packages["detector"]), str(packages["embedder"]))).with_overrides(
+        pipeline__sold_threshold=0.0, replay__sampling="keyframes")
+    return root, settings
+
+
+def test_eval_end_to_end_on_a_generated_set(tmp_path: Path) -> None:
     from training.evaluation.runner import run_tianchi_eval
 
-    root = make_tianchi_root(
-        tmp_path / "test",
-        {"v1": ["red", "red", "green"], "v2": ["blue", "yellow", "blue"]},
-        {"A": "red", "B": "green", "C": "blue", "D": "yellow"},
-    )
-    packages = export_tiny_models(tmp_path / "models")
-    models = ModelSettings(str(packages["detector"]), str(packages["embedder"]))
-    settings = Settings(models=models).with_overrides(pipeline__sold_threshold=0.0, replay__sampling="keyframes",
-                                         voter__min_similarity=-1.0, voter__min_votes=2, voter__start_score=0.2,
-                                         voter__end_score=0.05, voter__margin=1.0)
+    root, settings = _generated_set(tmp_path, {"v1": ["red", "red", "green"], "v2": ["blue", "yellow", "blue"]},
+                                    {"A": "red", "B": "green", "C": "blue", "D": "yellow"})
+    settings = settings.with_overrides(voter__min_similarity=-1.0, voter__min_votes=2, voter__start_score=0.2,
+                                       voter__end_score=0.05, voter__margin=1.0)
     report, result = run_tianchi_eval(root, settings, refine=True, progress=False)
     assert report["videos"] == report["scored_videos"] == 2
     assert [row["truth"] for row in report["per_video"]] == ["A", "C"]  # most annotated frames
@@ -277,19 +283,9 @@ def test_eval_end_to_end_on_a_generated_set(tmp_path: Path) -> None:
 def test_eval_replays_a_video_without_any_box_on_every_box(tmp_path: Path) -> None:
     """No box reaches the detection threshold (1.0): every video is replayed once more on all the
     boxes the detector's decode keeps, so each still gets the one answer the challenge needs."""
-    consumer_tests = str(Path(__file__).resolve().parents[2] / "consumers")
-    if consumer_tests not in sys.path:
-        sys.path.insert(0, consumer_tests)
-    from consumers_media import export_tiny_models, make_tianchi_root
-
-    from consumers.settings import ModelSettings, Settings
     from training.evaluation.runner import run_tianchi_eval
 
-    root = make_tianchi_root(tmp_path / "test", {"v1": ["red", "red"], "v2": ["blue", "blue"]},
-                             {"A": "red", "C": "blue"})
-    packages = export_tiny_models(tmp_path / "models")
-    settings = Settings(models=ModelSettings(str(packages["detector"]), str(packages["embedder"]))).with_overrides(
-        pipeline__sold_threshold=0.0, replay__sampling="keyframes")
+    root, settings = _generated_set(tmp_path, {"v1": ["red", "red"], "v2": ["blue", "blue"]}, {"A": "red", "C": "blue"})
     silent, _ = run_tianchi_eval(root, settings.with_overrides(pipeline__detection_threshold=1.0), progress=False)
     assert silent["run"]["replayed_on_every_box"] == ["v1", "v2"]
     assert all(row["predicted"] in {"A", "C"} for row in silent["per_video"])
@@ -301,21 +297,11 @@ def test_eval_replays_a_video_without_any_box_on_every_box(tmp_path: Path) -> No
 def test_eval_answers_the_readable_videos_when_one_cannot_be_read(tmp_path: Path) -> None:
     """A video file that does not open is reported (``source_errors``, ``videos_without_frames``) and
     left unanswered; it is not replayed on every box, and the readable videos keep their answers."""
-    consumer_tests = str(Path(__file__).resolve().parents[2] / "consumers")
-    if consumer_tests not in sys.path:
-        sys.path.insert(0, consumer_tests)
-    from consumers_media import export_tiny_models, make_tianchi_root
-
-    from consumers.settings import ModelSettings, Settings
     from training.evaluation.runner import run_tianchi_eval
 
-    root = make_tianchi_root(tmp_path / "test", {"v1": ["red", "red"], "v2": ["blue", "blue"]},
-                             {"A": "red", "C": "blue"})
+    root, settings = _generated_set(tmp_path, {"v1": ["red", "red"], "v2": ["blue", "blue"]}, {"A": "red", "C": "blue"})
     (root / "video" / "v2.mp4").write_bytes(b"not a video" * 100)
-    packages = export_tiny_models(tmp_path / "models")
-    settings = Settings(models=ModelSettings(str(packages["detector"]), str(packages["embedder"]))).with_overrides(
-        pipeline__sold_threshold=0.0, pipeline__detection_threshold=1.0, replay__sampling="keyframes")
-    report, result = run_tianchi_eval(root, settings, progress=False)
+    report, result = run_tianchi_eval(root, settings.with_overrides(pipeline__detection_threshold=1.0), progress=False)
     run = report["run"]
     assert run["videos_without_frames"] == ["v2"] and set(run["source_errors"]) == {"v2"}
     assert run["replayed_on_every_box"] == ["v1"]
